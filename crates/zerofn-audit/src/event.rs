@@ -1,0 +1,169 @@
+//! The audit event schema (`zerofn.audit/v1`), documented for users in `docs/audit-events.md`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The schema identifier carried by every event; bumped on any incompatible change.
+pub const SCHEMA: &str = "zerofn.audit/v1";
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventKind {
+    /// A sandbox was created for an invocation.
+    #[serde(rename = "invocation.start")]
+    InvocationStart,
+    /// An invocation finished; carries duration and outcome.
+    #[serde(rename = "invocation.end")]
+    InvocationEnd,
+    /// A request was refused before any sandbox existed (no route, method, overload, size).
+    #[serde(rename = "request.refused")]
+    RequestRefused,
+    /// A new version was recorded and activated.
+    #[serde(rename = "deploy")]
+    Deploy,
+    /// A deploy was refused; carries the diagnostics.
+    #[serde(rename = "deploy.refused")]
+    DeployRefused,
+    /// An earlier version was made active again.
+    #[serde(rename = "rollback")]
+    Rollback,
+    /// A guest's outbound request was refused before any connection opened.
+    #[serde(rename = "egress.denied")]
+    EgressDenied,
+    /// A stored component failed its integrity check and was not loaded.
+    #[serde(rename = "integrity.failure")]
+    IntegrityFailure,
+    /// The server started serving.
+    #[serde(rename = "server.start")]
+    ServerStart,
+    /// The server stopped serving.
+    #[serde(rename = "server.stop")]
+    ServerStop,
+}
+
+impl EventKind {
+    /// The kind as it is written in the stream, e.g. `invocation.end`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvocationStart => "invocation.start",
+            Self::InvocationEnd => "invocation.end",
+            Self::RequestRefused => "request.refused",
+            Self::Deploy => "deploy",
+            Self::DeployRefused => "deploy.refused",
+            Self::Rollback => "rollback",
+            Self::EgressDenied => "egress.denied",
+            Self::IntegrityFailure => "integrity.failure",
+            Self::ServerStart => "server.start",
+            Self::ServerStop => "server.stop",
+        }
+    }
+}
+
+/// How it ended. `reason` on the event says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The action happened as asked.
+    Success,
+    /// The action was attempted and failed (a trap, a timeout, a limit).
+    Failure,
+    /// The platform refused the action.
+    Denied,
+}
+
+impl Outcome {
+    /// The outcome as it is written in the stream.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// One audit event. Build it with [`AuditEvent::new`] and the chained setters.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub schema: &'static str,
+    pub kind: EventKind,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Kind-specific fields (duration, status, limit, route, diagnostics, ...).
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub detail: Map<String, Value>,
+}
+
+impl AuditEvent {
+    /// A new event stamped with the current time.
+    pub fn new(kind: EventKind, outcome: Outcome) -> Self {
+        Self {
+            schema: SCHEMA,
+            kind,
+            at_ms: zerofn_store::now_ms(),
+            outcome,
+            reason: None,
+            invocation_id: None,
+            app: None,
+            function: None,
+            version_id: None,
+            detail: Map::new(),
+        }
+    }
+
+    /// Why it ended as it did (a stable, kebab-case code such as `timeout`).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The invocation this event belongs to.
+    pub fn invocation(mut self, invocation_id: impl Into<String>) -> Self {
+        self.invocation_id = Some(invocation_id.into());
+        self
+    }
+
+    /// The app and, if any, the function concerned.
+    pub fn function(mut self, app: impl Into<String>, function: Option<&str>) -> Self {
+        self.app = Some(app.into());
+        self.function = function.map(str::to_string);
+        self
+    }
+
+    /// The app version concerned.
+    pub fn version(mut self, version_id: impl Into<String>) -> Self {
+        self.version_id = Some(version_id.into());
+        self
+    }
+
+    /// Adds a kind-specific field.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.detail.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub(crate) fn into_row(self) -> zerofn_store::AuditRow {
+        let event = serde_json::to_value(&self).unwrap_or(Value::Null);
+        zerofn_store::AuditRow {
+            id: 0,
+            at_ms: self.at_ms,
+            kind: self.kind.as_str().to_string(),
+            invocation_id: self.invocation_id,
+            app: self.app,
+            function: self.function,
+            outcome: self.outcome.as_str().to_string(),
+            event,
+        }
+    }
+}

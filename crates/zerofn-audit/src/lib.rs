@@ -1,0 +1,12 @@
+//! The audit stream: one schema for every decision the platform makes, and one writer that
+//! appends those events (and the guests' captured output) to the embedded store.
+//!
+//! **Invariant:** nothing in zerofn records a security decision anywhere but through
+//! [`AuditLog`]. Later guards (egress, secrets, policy) add event kinds here; they do not open
+//! their own logs.
+
+mod event;
+mod writer;
+
+pub use event::{AuditEvent, EventKind, Outcome, SCHEMA};
+pub use writer::{AuditLog, GuestOutputLine};

@@ -1,0 +1,138 @@
+//! The single writer: events and guest output go through a bounded channel to one thread that
+//! appends them to the store in batches (one transaction per batch), so recording an event costs
+//! the invocation a channel send, not a disk write.
+
+use crate::AuditEvent;
+use tokio::sync::{mpsc, oneshot};
+use zerofn_store::{LogRow, Store};
+
+/// How many entries may wait for the writer before `record` makes callers wait (backpressure
+/// instead of loss).
+const QUEUE_CAPACITY: usize = 65_536;
+/// The most entries written in one transaction.
+const MAX_BATCH: usize = 4_096;
+
+/// One line a guest wrote, tagged with the invocation that wrote it.
+#[derive(Debug, Clone)]
+pub struct GuestOutputLine {
+    pub app: String,
+    pub function: String,
+    pub invocation_id: String,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub line: String,
+}
+
+enum Entry {
+    Event(AuditEvent),
+    Log(GuestOutputLine),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle every part of zerofn records through. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    sender: mpsc::Sender<Entry>,
+}
+
+impl AuditLog {
+    /// Starts the writer thread over `store`. It runs until every handle is dropped, then
+    /// writes what is left and stops.
+    pub fn start(store: Store) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("zerofn-audit-writer".into())
+            .spawn(move || write_loop(store, receiver))?;
+        Ok(Self { sender })
+    }
+
+    /// Records an event. Waits only if the writer is far behind.
+    pub async fn record(&self, event: AuditEvent) {
+        log_event(&event);
+        if self.sender.send(Entry::Event(event)).await.is_err() {
+            tracing::error!("audit writer has stopped; event not stored");
+        }
+    }
+
+    /// Records captured guest output.
+    pub async fn guest_output(&self, lines: Vec<GuestOutputLine>) {
+        for line in lines {
+            if self.sender.send(Entry::Log(line)).await.is_err() {
+                tracing::error!("audit writer has stopped; guest output not stored");
+                return;
+            }
+        }
+    }
+
+    /// Waits until everything recorded before this call is committed to the store.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Entry::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+fn log_event(event: &AuditEvent) {
+    let invocation = matches!(
+        event.kind,
+        crate::EventKind::InvocationStart | crate::EventKind::InvocationEnd
+    );
+    if invocation {
+        tracing::debug!(
+            kind = event.kind.as_str(),
+            outcome = event.outcome.as_str(),
+            reason = event.reason.as_deref(),
+            invocation = event.invocation_id.as_deref(),
+            app = event.app.as_deref(),
+            function = event.function.as_deref(),
+            "audit"
+        );
+    } else {
+        tracing::info!(
+            kind = event.kind.as_str(),
+            outcome = event.outcome.as_str(),
+            reason = event.reason.as_deref(),
+            app = event.app.as_deref(),
+            function = event.function.as_deref(),
+            "audit"
+        );
+    }
+}
+
+fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
+    let mut events = Vec::new();
+    let mut logs = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(first) = receiver.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(entry) = next {
+            match entry {
+                Entry::Event(event) => events.push(event.into_row()),
+                Entry::Log(line) => logs.push(LogRow {
+                    id: 0,
+                    at_ms: zerofn_store::now_ms(),
+                    app: line.app,
+                    function: line.function,
+                    invocation_id: line.invocation_id,
+                    stream: line.stream.to_string(),
+                    line: line.line,
+                }),
+                Entry::Flush(done) => flushes.push(done),
+            }
+            next = if events.len() + logs.len() < MAX_BATCH {
+                receiver.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if let Err(error) = store.append(&events, &logs) {
+            tracing::error!(%error, events = events.len(), logs = logs.len(), "audit batch not stored");
+        }
+        events.clear();
+        logs.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}

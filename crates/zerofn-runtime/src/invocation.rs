@@ -1,0 +1,294 @@
+//! One invocation: a new store and instance for the request, run under its deadline, memory
+//! ceiling and body caps, with its start and end recorded, then thrown away.
+
+use crate::error::{FailureKind, InvocationFailure};
+use crate::guest_output::{CapturedOutput, OutputBudget};
+use crate::sandbox::{Sandbox, SandboxIdentity};
+use crate::{InvocationLimits, LoadedComponent, Runtime};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use zerofn_audit::{AuditEvent, EventKind, GuestOutputLine, Outcome};
+
+/// The body type requests are handed to guests in.
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+/// The body type of guest responses, already capped at the function's response limit.
+pub type ResponseBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// What the platform tells the runtime about one invocation.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub invocation_id: String,
+    pub app: String,
+    pub function: String,
+    pub version_id: String,
+    pub limits: InvocationLimits,
+    pub output_budget: OutputBudget,
+}
+
+type HandleResult = Result<(), (FailureKind, String)>;
+
+impl Runtime {
+    /// Runs `request` through a fresh instance of `component`.
+    ///
+    /// Returns the guest's response (its body may still be streaming) or why there is none. The
+    /// invocation's end is recorded when the guest finishes, which can be after this returns.
+    pub async fn invoke<B>(
+        &self,
+        component: &LoadedComponent,
+        invocation: Invocation,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<ResponseBody>, InvocationFailure>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let limits = invocation.limits;
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        let identity = Arc::new(SandboxIdentity {
+            invocation_id: invocation.invocation_id,
+            app: invocation.app,
+            function: invocation.function,
+            version_id: invocation.version_id,
+        });
+        let failure = |kind: FailureKind, detail: String| InvocationFailure {
+            kind,
+            invocation_id: identity.invocation_id.clone(),
+            detail,
+        };
+
+        let output_cap = self.inner.config.output.max_bytes_per_invocation;
+        let stdout = CapturedOutput::new(output_cap);
+        let stderr = CapturedOutput::new(output_cap);
+        let mut store = Store::new(
+            &self.inner.engine,
+            Sandbox::new(
+                identity.clone(),
+                self.inner.audit.clone(),
+                limits.memory_bytes,
+                stdout.clone(),
+                stderr.clone(),
+            ),
+        );
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_epoch_deadline(self.deadline_ticks(limits));
+        store.epoch_deadline_trap();
+
+        let request = request.map(|body| {
+            CappedBody::new(
+                body.map_err(Into::into).boxed_unsync(),
+                limits.max_request_body_bytes,
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limits.max_request_body_bytes)),
+            )
+        });
+        let status = Arc::new(AtomicU16::new(0));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (guest_request, response_out) = {
+            let mut http = store.data_mut().http();
+            let status = status.clone();
+            let guest_request = http.new_incoming_request(Scheme::Http, request);
+            let response_out = http.new_response_outparam_from_callback(move |response| {
+                if let Ok(response) = &response {
+                    status.store(response.status().as_u16(), Ordering::Relaxed);
+                }
+                let _ = sender.send(response);
+            });
+            (guest_request, response_out)
+        };
+        let (guest_request, response_out) = match (guest_request, response_out) {
+            (Ok(request), Ok(out)) => (request, out),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(failure(FailureKind::Instantiation, format!("{e:#}")));
+            }
+        };
+
+        let audit = self.inner.audit.clone();
+        audit
+            .record(
+                AuditEvent::new(EventKind::InvocationStart, Outcome::Success)
+                    .invocation(identity.invocation_id.clone())
+                    .function(identity.app.clone(), Some(&identity.function))
+                    .version(identity.version_id.clone()),
+            )
+            .await;
+
+        let pre = component.pre.clone();
+        let task_identity = identity.clone();
+        let budget = invocation.output_budget;
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (FailureKind::Instantiation, format!("{e:#}")))?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, guest_request, response_out)
+                    .await
+                    .map_err(|e| (classify(&e), format!("{e:?}")))
+            };
+            let mut result: HandleResult = match tokio::time::timeout_at(deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err((FailureKind::Timeout, "deadline passed".into())),
+            };
+            if store.data().limiter.hit
+                && let Err((kind, _)) = &mut result
+            {
+                *kind = FailureKind::MemoryLimit;
+            }
+            // The sandbox is gone before its end is recorded: nothing of it outlives the
+            // invocation.
+            drop(store);
+            finish(&audit, &task_identity, started, &status, &result).await;
+            let tag = |stream, line| GuestOutputLine {
+                app: task_identity.app.clone(),
+                function: task_identity.function.clone(),
+                invocation_id: task_identity.invocation_id.clone(),
+                stream,
+                line,
+            };
+            let mut lines = stdout.into_lines("stdout", &budget, tag);
+            lines.extend(stderr.into_lines("stderr", &budget, tag));
+            if !lines.is_empty() {
+                audit.guest_output(lines).await;
+            }
+            result
+        });
+
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(Ok(response))) => Ok(response.map(|body| {
+                CappedBody::new(
+                    body,
+                    limits.max_response_body_bytes,
+                    wasmtime_wasi_http::Error::HttpResponseBodySize(Some(
+                        limits.max_response_body_bytes,
+                    )),
+                )
+                .boxed_unsync()
+            })),
+            Ok(Ok(Err(code))) => Err(failure(FailureKind::GuestError, format!("{code:?}"))),
+            Ok(Err(_)) => match task.await {
+                Ok(Err((kind, detail))) => Err(failure(kind, detail)),
+                Ok(Ok(())) => Err(failure(
+                    FailureKind::NoResponse,
+                    "the guest returned without setting a response".into(),
+                )),
+                Err(join) => Err(failure(FailureKind::Trap, join.to_string())),
+            },
+            Err(_) => Err(failure(FailureKind::Timeout, "deadline passed".into())),
+        }
+    }
+
+    fn deadline_ticks(&self, limits: InvocationLimits) -> u64 {
+        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
+        let ticks = limits.timeout.as_nanos().div_ceil(tick);
+        // One more tick: the ticker may advance just after the deadline is set.
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+    }
+}
+
+fn classify(error: &wasmtime::Error) -> FailureKind {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FailureKind::Timeout,
+        Some(Trap::StackOverflow) => FailureKind::StackOverflow,
+        _ => FailureKind::Trap,
+    }
+}
+
+async fn finish(
+    audit: &zerofn_audit::AuditLog,
+    identity: &SandboxIdentity,
+    started: Instant,
+    status: &AtomicU16,
+    result: &HandleResult,
+) {
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let mut event = match result {
+        Ok(()) => AuditEvent::new(EventKind::InvocationEnd, Outcome::Success),
+        Err((kind, detail)) => {
+            tracing::warn!(
+                invocation = %identity.invocation_id,
+                app = %identity.app,
+                function = %identity.function,
+                reason = kind.reason(),
+                detail = %detail,
+                "invocation failed"
+            );
+            AuditEvent::new(EventKind::InvocationEnd, Outcome::Failure).reason(kind.reason())
+        }
+    };
+    event = event
+        .invocation(identity.invocation_id.clone())
+        .function(identity.app.clone(), Some(&identity.function))
+        .version(identity.version_id.clone())
+        .detail("duration_us", duration_us);
+    let status = status.load(Ordering::Relaxed);
+    if status != 0 {
+        event = event.detail("status", status);
+    }
+    audit.record(event).await;
+}
+
+/// A body that fails once more than `limit` bytes have passed through it.
+struct CappedBody<B> {
+    inner: B,
+    remaining: u64,
+    exceeded: Option<wasmtime_wasi_http::Error>,
+}
+
+impl<B> CappedBody<B> {
+    fn new(inner: B, limit: u64, exceeded: wasmtime_wasi_http::Error) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            exceeded: Some(exceeded),
+        }
+    }
+}
+
+impl<B> Body for CappedBody<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.remaining = 0;
+                        return Poll::Ready(this.exceeded.take().map(Err));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

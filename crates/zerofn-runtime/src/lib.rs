@@ -1,0 +1,29 @@
+//! The sandbox: a wasmtime engine that runs each invocation of a `wasi:http` component in a new
+//! `Store` and instance, with no ambient authority, under per-invocation limits, and throws it
+//! away when the invocation ends.
+//!
+//! **Architecture invariants**
+//! - One invocation, one `Store`, one instance. Nothing is reused across invocations except the
+//!   compiled code and the pre-instantiated handle, which hold no guest state.
+//! - A guest gets no environment variables, arguments, directories, sockets or name lookup.
+//!   Every WASI 0.2 interface is linked so ordinary components instantiate, and what the guest
+//!   was not granted fails at call time with an error the guest can handle.
+//! - Outbound HTTP is refused (`HttpRequestDenied`) before any connection exists.
+//! - This crate knows nothing of manifests, routes or the store: callers hand it bytes, limits
+//!   and an invocation id; it hands back a response or a typed failure and records the
+//!   invocation's start and end through the audit log.
+
+mod component;
+mod engine;
+mod error;
+mod guest_output;
+mod invocation;
+mod limits;
+mod sandbox;
+
+pub use component::LoadedComponent;
+pub use engine::{Runtime, RuntimeConfig};
+pub use error::{FailureKind, InvocationFailure, LoadError};
+pub use guest_output::{OutputBudget, OutputLimits};
+pub use invocation::{Invocation, RequestBody, ResponseBody};
+pub use limits::InvocationLimits;

@@ -1,0 +1,120 @@
+//! The state of one sandbox (the `T` of its `Store`): a WASI context that grants nothing, the
+//! HTTP context, the memory limiter, and the hooks that refuse outbound requests.
+
+use crate::guest_output::CapturedOutput;
+use crate::limits::MemoryLimiter;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+
+/// Who is running in the sandbox, for the events it records.
+#[derive(Debug, Clone)]
+pub(crate) struct SandboxIdentity {
+    pub(crate) invocation_id: String,
+    pub(crate) app: String,
+    pub(crate) function: String,
+    pub(crate) version_id: String,
+}
+
+pub(crate) struct Sandbox {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    outbound: DenyOutboundHttp,
+}
+
+impl Sandbox {
+    pub(crate) fn new(
+        identity: Arc<SandboxIdentity>,
+        audit: AuditLog,
+        memory_bytes: u64,
+        stdout: CapturedOutput,
+        stderr: CapturedOutput,
+    ) -> Self {
+        let mut wasi = WasiCtx::builder();
+        // No environment, arguments or preopened directories: the builder's defaults, relied
+        // on here. Sockets and name lookup are switched off outright rather than left to an
+        // address check, so no future default can open them.
+        wasi.stdout(stdout)
+            .stderr(stderr)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        Self {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_bytes),
+            outbound: DenyOutboundHttp { identity, audit },
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Sandbox {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Refuses every outbound request before a connection exists, and records the refusal. The
+/// egress guard will replace this with an allow-list check.
+struct DenyOutboundHttp {
+    identity: Arc<SandboxIdentity>,
+    audit: AuditLog,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for DenyOutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let identity = self.identity.clone();
+        let audit = self.audit.clone();
+        let destination = destination(request.uri());
+        Box::new(async move {
+            audit
+                .record(
+                    AuditEvent::new(EventKind::EgressDenied, Outcome::Denied)
+                        .reason("no-egress-grant")
+                        .invocation(identity.invocation_id.clone())
+                        .function(identity.app.clone(), Some(&identity.function))
+                        .version(identity.version_id.clone())
+                        .detail("destination", destination),
+                )
+                .await;
+            Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+        })
+    }
+}
+
+/// Scheme and authority only: paths and queries may carry the caller's data.
+fn destination(uri: &http::Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+        (None, Some(authority)) => authority.to_string(),
+        _ => "<no authority>".to_string(),
+    }
+}

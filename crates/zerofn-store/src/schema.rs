@@ -1,0 +1,84 @@
+//! The database schema and its migrations, keyed by SQLite's `user_version`.
+
+use crate::StoreError;
+use rusqlite::Connection;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    bytes  BLOB NOT NULL
+) STRICT;
+CREATE TABLE versions (
+    app         TEXT NOT NULL,
+    version_id  TEXT NOT NULL,
+    app_version TEXT NOT NULL,
+    manifest    TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (app, version_id)
+) STRICT;
+CREATE TABLE version_components (
+    app        TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    function   TEXT NOT NULL,
+    digest     TEXT NOT NULL REFERENCES blobs(digest),
+    PRIMARY KEY (app, version_id, function),
+    FOREIGN KEY (app, version_id) REFERENCES versions(app, version_id)
+) STRICT;
+CREATE TABLE activations (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    app        TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    FOREIGN KEY (app, version_id) REFERENCES versions(app, version_id)
+) STRICT;
+CREATE INDEX activations_by_app ON activations(app, seq);
+CREATE TABLE audit_events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms         INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    invocation_id TEXT,
+    app           TEXT,
+    function      TEXT,
+    outcome       TEXT NOT NULL,
+    event         TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_invocation ON audit_events(invocation_id);
+CREATE INDEX audit_by_function ON audit_events(app, function, id);
+CREATE TABLE guest_logs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms         INTEGER NOT NULL,
+    app           TEXT NOT NULL,
+    function      TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    stream        TEXT NOT NULL,
+    line          TEXT NOT NULL
+) STRICT;
+CREATE INDEX logs_by_function ON guest_logs(app, function, id);
+";
+
+/// Sets durability pragmas and brings the schema up to date.
+pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
+    // WAL lets readers proceed during the audit writer's batches; synchronous=FULL makes every
+    // committed transaction survive power loss, which is what "a crash mid-deploy leaves the
+    // previous version serving" relies on.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 1 {
+        connection.execute_batch(&format!(
+            "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}

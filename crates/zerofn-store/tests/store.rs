@@ -1,0 +1,149 @@
+//! The store through its public API, on a real SQLite file.
+
+use zerofn_store::{AuditQuery, AuditRow, LogQuery, LogRow, NewVersion, Store, StoreError};
+
+fn version(app: &str, manifest: &str, code: &[u8]) -> NewVersion {
+    NewVersion {
+        app: app.into(),
+        app_version: "0.1.0".into(),
+        manifest: manifest.into(),
+        components: vec![("hello".into(), code.to_vec())],
+    }
+}
+
+#[test]
+fn deploy_activates_and_rollback_returns_to_the_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let v1 = store
+        .deploy(&version("shop", "a", b"one"), "deploy")
+        .unwrap();
+    let v2 = store
+        .deploy(&version("shop", "a", b"two"), "deploy")
+        .unwrap();
+    assert_ne!(v1.version_id, v2.version_id);
+    assert_eq!(
+        store.active_version("shop").unwrap().unwrap().version_id,
+        v2.version_id
+    );
+    store.activate("shop", &v1.version_id, "rollback").unwrap();
+    assert_eq!(
+        store.active_version("shop").unwrap().unwrap().version_id,
+        v1.version_id
+    );
+    assert_eq!(store.versions("shop").unwrap().len(), 2);
+    assert_eq!(store.apps().unwrap()[0].active_version_id, v1.version_id);
+    let digest = &v1.components[0].digest;
+    assert_eq!(store.component(digest).unwrap(), b"one");
+}
+
+#[test]
+fn same_content_is_the_same_version_and_state_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.deploy(&version("shop", "m", b"x"), "deploy").unwrap();
+        let b = store.deploy(&version("shop", "m", b"x"), "deploy").unwrap();
+        assert_eq!(a.version_id, b.version_id);
+        a.version_id
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.active_version("shop").unwrap().unwrap().version_id,
+        id
+    );
+}
+
+#[test]
+fn unknown_apps_and_versions_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.active_version("nope").unwrap().is_none());
+    assert!(matches!(
+        store.versions("nope"),
+        Err(StoreError::UnknownApp(_))
+    ));
+    assert!(matches!(
+        store.activate("nope", "sha256:00", "rollback"),
+        Err(StoreError::UnknownVersion { .. })
+    ));
+}
+
+#[test]
+fn a_tampered_blob_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let v = store
+        .deploy(&version("shop", "m", b"good"), "deploy")
+        .unwrap();
+    let digest = v.components[0].digest.clone();
+    drop(store);
+    let raw = rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+    raw.execute("UPDATE blobs SET bytes = x'626164'", [])
+        .unwrap();
+    drop(raw);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.component(&digest),
+        Err(StoreError::Integrity { .. })
+    ));
+}
+
+#[test]
+fn audit_and_logs_are_appended_and_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let event = |inv: &str| AuditRow {
+        id: 0,
+        at_ms: 1,
+        kind: "invocation.end".into(),
+        invocation_id: Some(inv.into()),
+        app: Some("shop".into()),
+        function: Some("checkout".into()),
+        outcome: "ok".into(),
+        event: serde_json::json!({"invocation_id": inv}),
+    };
+    let log = LogRow {
+        id: 0,
+        at_ms: 1,
+        app: "shop".into(),
+        function: "checkout".into(),
+        invocation_id: "b".into(),
+        stream: "stdout".into(),
+        line: "hello".into(),
+    };
+    store.append(&[event("a"), event("b")], &[log]).unwrap();
+    let only_b = store
+        .audit_events(&AuditQuery {
+            invocation_id: Some("b".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].event["invocation_id"], "b");
+    let after = store
+        .audit_events(&AuditQuery {
+            after_id: Some(only_b[0].id - 1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    let logs = store
+        .logs(&LogQuery {
+            function: Some("checkout".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(logs[0].line, "hello");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Store::open(&data).unwrap();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
