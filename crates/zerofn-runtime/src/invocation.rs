@@ -25,7 +25,6 @@ pub type ResponseBody =
     http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
 
 /// What the platform tells the runtime about one invocation.
-#[derive(Debug, Clone)]
 pub struct Invocation {
     pub invocation_id: String,
     pub app: String,
@@ -33,6 +32,21 @@ pub struct Invocation {
     pub version_id: String,
     pub limits: InvocationLimits,
     pub output_budget: OutputBudget,
+    /// Held until the sandbox is gone, then dropped: the platform's concurrency permits live
+    /// here so that "in flight" means "a sandbox exists", not "a response is pending".
+    pub lease: Option<Box<dyn Send>>,
+}
+
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("invocation_id", &self.invocation_id)
+            .field("app", &self.app)
+            .field("function", &self.function)
+            .field("version_id", &self.version_id)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 type HandleResult = Result<(), (FailureKind, String)>;
@@ -125,6 +139,7 @@ impl Runtime {
         let pre = component.pre.clone();
         let task_identity = identity.clone();
         let budget = invocation.output_budget;
+        let lease = invocation.lease;
         let task = tokio::spawn(async move {
             let run = async {
                 let proxy = pre
@@ -149,6 +164,7 @@ impl Runtime {
             // The sandbox is gone before its end is recorded: nothing of it outlives the
             // invocation.
             drop(store);
+            drop(lease);
             finish(&audit, &task_identity, started, &status, &result).await;
             let tag = |stream, line| GuestOutputLine {
                 app: task_identity.app.clone(),

@@ -27,3 +27,6 @@ pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use limits::InvocationLimits;
+
+/// The error type of request and response body streams.
+pub use wasmtime_wasi_http::Error as BodyError;

@@ -1,0 +1,200 @@
+//! Deploy-time checks: what must hold before a manifest's functions may serve traffic.
+//!
+//! Parsing accepts features that later releases will enforce. Until then this module decides
+//! what happens to them, failing closed: a route that asks for authentication or input
+//! validation is refused (serving it without would silently drop a protection), while grants
+//! are accepted with a warning because nothing is provided at run time yet (deny by default).
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::limits::{LimitPolicy, ResolvedLimits};
+use crate::model::{Auth, Function, Manifest};
+use crate::route::{HttpMethod, Route};
+
+/// A manifest that passed [`Manifest::check_deployable`].
+#[derive(Debug, Clone)]
+pub struct Deployable {
+    /// One entry per function, sorted by name.
+    pub functions: Vec<DeployableFunction>,
+    /// Findings that do not block deployment; show them to the user.
+    pub warnings: Diagnostics,
+}
+
+/// What the platform needs to serve one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployableFunction {
+    /// The function's name.
+    pub name: String,
+    /// The component file, which existed when checked.
+    pub component_path: PathBuf,
+    /// Where it is routed.
+    pub route: Route,
+    /// The methods it accepts.
+    pub methods: Vec<HttpMethod>,
+    /// Its limits, with the policy's defaults filled in.
+    pub limits: ResolvedLimits,
+}
+
+impl Manifest {
+    /// Checks what only holds at deploy time, on the server that will run the app. Component
+    /// files are not looked at here (the server receives their bytes, and the CLI checks the
+    /// files with [`Manifest::check_components`] before sending them):
+    ///
+    /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
+    /// - `auth` other than `public = true` is refused (`unenforceable-auth`), and so is
+    ///   `input` (`unenforceable-input`): this release cannot enforce them, and serving the
+    ///   route without the protection it asks for would be worse than not serving it;
+    /// - a non-empty grant is accepted with a warning (`grant-not-available`): nothing is
+    ///   provided yet, so such calls are refused at run time.
+    ///
+    /// Returns every function's resolved settings and the warnings, or all errors and
+    /// warnings together.
+    pub fn check_deployable(&self, policy: &LimitPolicy) -> Result<Deployable, Diagnostics> {
+        let mut findings = self.diagnostics();
+        let mut functions = Vec::new();
+        for function in self.functions() {
+            self.check_features(function, &mut findings);
+            match policy.resolve(&function.limits) {
+                Ok(limits) => functions.push(DeployableFunction {
+                    name: function.name.clone(),
+                    component_path: function.component_path.clone(),
+                    route: function.route.clone(),
+                    methods: function.methods.clone(),
+                    limits,
+                }),
+                Err(exceeded) => {
+                    for e in exceeded {
+                        let d = Diagnostic::error(
+                            "limit-above-ceiling",
+                            &self.path,
+                            format!(
+                                "`limits.{}` of function `{}` is {}, above the platform ceiling of {}",
+                                e.field, function.name, e.requested, e.ceiling
+                            ),
+                        );
+                        let d = match limit_span(function, e.field) {
+                            Some(span) => {
+                                d.at(&self.source, span, format!("ceiling is {}", e.ceiling))
+                            }
+                            None => d,
+                        };
+                        findings.push(d.help(format!(
+                            "lower it to at most {}, or ask the operator to raise the ceiling \
+                             `limits.ceiling.{}` in the platform config",
+                            e.ceiling, e.field
+                        )));
+                    }
+                }
+            }
+        }
+        findings.sort();
+        if findings.has_errors() {
+            Err(findings)
+        } else {
+            Ok(Deployable {
+                functions,
+                warnings: findings,
+            })
+        }
+    }
+
+    /// Checks that every function's component file exists (`missing-component`). This looks
+    /// at the file system and nothing else; the component is not read.
+    pub fn check_components(&self) -> Diagnostics {
+        let mut findings = self.diagnostics();
+        for function in self.functions() {
+            let path = &function.component_path;
+            let problem = match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => continue,
+                Ok(_) => format!("component path is not a file: {}", path.display()),
+                Err(_) => format!("component file not found: {}", path.display()),
+            };
+            findings.push(
+                Diagnostic::error("missing-component", &self.path, problem)
+                    .at(
+                        &self.source,
+                        function.spans.component.clone(),
+                        "no component file here",
+                    )
+                    .help("run `zerofn build` first, or fix the path"),
+            );
+        }
+        findings
+    }
+
+    fn check_features(&self, function: &Function, findings: &mut Diagnostics) {
+        let name = &function.name;
+        if let (Some(auth), Some(span)) = (&function.auth, &function.spans.auth)
+            && *auth != Auth::Public
+        {
+            findings.push(
+                Diagnostic::error(
+                    "unenforceable-auth",
+                    &self.path,
+                    format!(
+                        "function `{name}` asks for `{}` authentication, which this version of zerofn cannot enforce yet",
+                        auth.kind()
+                    ),
+                )
+                .at_key(&self.source, span.clone(), "not enforced yet")
+                .help(
+                    "refusing to deploy rather than serve the route without the authentication it asks for; \
+                     use `public = true` for now and authenticate inside the function",
+                ),
+            );
+        }
+        if let Some(span) = &function.spans.input {
+            findings.push(
+                Diagnostic::error(
+                    "unenforceable-input",
+                    &self.path,
+                    format!("function `{name}` declares `input` checks, which this version of zerofn cannot enforce yet"),
+                )
+                .at_key(&self.source, span.clone(), "not enforced yet")
+                .help(
+                    "refusing to deploy rather than pass unchecked input to the function; \
+                     remove `input` and validate requests inside the function for now",
+                ),
+            );
+        }
+        let grants = [
+            ("egress", &function.spans.egress),
+            ("secrets", &function.spans.secrets),
+            ("kv", &function.spans.kv),
+            ("invoke", &function.spans.invoke),
+        ];
+        for (kind, span) in grants {
+            if let Some(span) = span {
+                findings.push(
+                    Diagnostic::warning(
+                        "grant-not-available",
+                        &self.path,
+                        format!("`{kind}` grants of function `{name}` are accepted but not provided by this version of zerofn"),
+                    )
+                    .at_key(&self.source, span.clone(), "not provided yet")
+                    .help("the function deploys, but these calls are refused at run time (deny by default)"),
+                );
+            }
+        }
+    }
+
+    fn diagnostics(&self) -> Diagnostics {
+        let mut diagnostics = Diagnostics::new();
+        diagnostics.add_source(&self.path, self.source.as_str());
+        diagnostics
+    }
+}
+
+fn limit_span(function: &Function, field: &str) -> Option<Range<usize>> {
+    let spans = &function.spans;
+    match field {
+        "timeout_ms" => spans.timeout_ms.clone(),
+        "memory_mb" => spans.memory_mb.clone(),
+        "max_concurrency" => spans.max_concurrency.clone(),
+        "max_request_body_bytes" => spans.max_request_body_bytes.clone(),
+        "max_response_body_bytes" => spans.max_response_body_bytes.clone(),
+        _ => None,
+    }
+}

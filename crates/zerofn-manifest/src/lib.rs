@@ -1,0 +1,79 @@
+//! `zerofn.toml`, the app manifest: parsing, validation and located diagnostics.
+//!
+//! [`parse`] checks everything that the text alone decides (syntax, known keys, types, names,
+//! routes, grant syntax, references between functions) and returns a [`Manifest`] or
+//! [`Diagnostics`] that point at the offending span, like rustc. [`Manifest::check_deployable`]
+//! checks what only holds at deploy time: component files exist, limits fit the operator's
+//! [`LimitPolicy`], and the manifest asks for nothing this release cannot enforce.
+//!
+//! **Architecture invariant:** this crate does no I/O beyond reading the manifest ([`load`])
+//! and looking at component files ([`Manifest::check_components`]). It never runs builds,
+//! fetches URLs or opens sockets. The format is documented in `docs/manifest.md`.
+
+#![forbid(unsafe_code)]
+
+mod deploy;
+mod diagnostic;
+mod limits;
+mod model;
+mod raw;
+mod route;
+mod validate;
+
+use std::path::Path;
+
+pub use deploy::{Deployable, DeployableFunction};
+pub use diagnostic::{Diagnostic, Diagnostics, Location, Related, Severity};
+pub use limits::{
+    LimitExceeded, LimitPolicy, LimitPolicyConfig, LimitPolicyError, LimitsConfig, LimitsSpec,
+    ResolvedLimits,
+};
+pub use model::{
+    ApiKeyAuth, Auth, BuildSpec, EgressRule, Function, Grants, InputSpec, JwtAuth, KvAccess,
+    Manifest, MtlsAuth,
+};
+pub use route::{HttpMethod, Route, RouteError, UnknownMethod};
+
+/// The conventional manifest file name.
+pub const MANIFEST_FILE: &str = "zerofn.toml";
+
+/// Parses and validates `text`, the contents of the manifest at `path`. `path` is used for
+/// diagnostics and to resolve relative paths; the file is not read.
+pub fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
+    validate::parse(path, text)
+}
+
+/// Reads the manifest at `path` and [`parse`]s it. A file that cannot be read yields a
+/// diagnostic without a location (`manifest-not-found` or `unreadable-manifest`).
+pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(err) => {
+            let (code, message, help) = match err.kind() {
+                std::io::ErrorKind::NotFound => (
+                    "manifest-not-found",
+                    format!("manifest not found: {}", path.display()),
+                    format!(
+                        "run zerofn in the app's directory, or pass the path to its `{MANIFEST_FILE}`"
+                    ),
+                ),
+                std::io::ErrorKind::InvalidData => (
+                    "unreadable-manifest",
+                    format!(
+                        "cannot read manifest {}: it is not valid UTF-8",
+                        path.display()
+                    ),
+                    "save the file as UTF-8".to_string(),
+                ),
+                _ => (
+                    "unreadable-manifest",
+                    format!("cannot read manifest {}: {err}", path.display()),
+                    "check the file's permissions".to_string(),
+                ),
+            };
+            let mut diagnostics = Diagnostics::new();
+            diagnostics.push(Diagnostic::error(code, path, message).help(help));
+            Err(diagnostics)
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The validated manifest: what the rest of zerofn reads once `parse` has accepted a file.
+//!
+//! **Invariant:** every value here has passed validation (names, routes, URLs, references
+//! between functions), so consumers never re-check syntax. Deploy-time facts (files exist,
+//! limits fit the operator's policy, features are enforceable) are checked separately by
+//! [`Manifest::check_deployable`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::limits::LimitsSpec;
+use crate::route::{HttpMethod, Route};
+
+/// A parsed and validated `zerofn.toml`.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub(crate) path: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) source: String,
+    pub(crate) app_name: String,
+    pub(crate) app_version: String,
+    pub(crate) functions: BTreeMap<String, Function>,
+}
+
+impl Manifest {
+    /// `app.name`.
+    pub fn app_name(&self) -> &str {
+        &self.app_name
+    }
+
+    /// `app.version`.
+    pub fn app_version(&self) -> &str {
+        &self.app_version
+    }
+
+    /// The directory containing the manifest; relative paths in it resolve against this.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest's path, as given to `parse` or `load`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The manifest's text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// All functions, sorted by name.
+    pub fn functions(&self) -> impl Iterator<Item = &Function> {
+        self.functions.values()
+    }
+
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.get(name)
+    }
+}
+
+/// One `[functions.<name>]` entry.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// The table key, a DNS label.
+    pub name: String,
+    /// `component` as written.
+    pub component: String,
+    /// `component` resolved against the manifest's directory.
+    pub component_path: PathBuf,
+    /// How `zerofn build` builds the component, if the manifest says.
+    pub build: Option<BuildSpec>,
+    /// `trigger.http.route`.
+    pub route: Route,
+    /// `trigger.http.methods`, deduplicated; `[GET, HEAD]` when not written.
+    pub methods: Vec<HttpMethod>,
+    /// `limits` as written; the platform's [`LimitPolicy`](crate::LimitPolicy) fills the gaps.
+    pub limits: LimitsSpec,
+    /// `grants`: what the function may reach beyond its own memory. Empty means nothing.
+    pub grants: Grants,
+    /// `auth`, if written.
+    pub auth: Option<Auth>,
+    /// `input`, if written.
+    pub input: Option<InputSpec>,
+    /// Where things were written, for deploy-time diagnostics.
+    pub(crate) spans: FunctionSpans,
+}
+
+/// Byte spans of the values that deploy-time checks point at.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FunctionSpans {
+    pub component: Range<usize>,
+    pub timeout_ms: Option<Range<usize>>,
+    pub memory_mb: Option<Range<usize>>,
+    pub max_concurrency: Option<Range<usize>>,
+    pub max_request_body_bytes: Option<Range<usize>>,
+    pub max_response_body_bytes: Option<Range<usize>>,
+    pub egress: Option<Range<usize>>,
+    pub secrets: Option<Range<usize>>,
+    pub kv: Option<Range<usize>>,
+    pub invoke: Option<Range<usize>>,
+    pub auth: Option<Range<usize>>,
+    pub input: Option<Range<usize>>,
+}
+
+/// `build = { command, workdir }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The shell command, non-empty.
+    pub command: String,
+    /// `workdir` (default `.`) resolved against the manifest's directory.
+    pub workdir: PathBuf,
+}
+
+/// What a function may reach. Everything not named here is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Outbound HTTP destinations.
+    pub egress: Vec<EgressRule>,
+    /// Secret names, unique.
+    pub secrets: Vec<String>,
+    /// Key-value buckets and the access to each.
+    pub kv: BTreeMap<String, KvAccess>,
+    /// Other functions of the same app this one may call; never itself.
+    pub invoke: Vec<String>,
+}
+
+impl Grants {
+    /// True when the function is granted nothing.
+    pub fn is_empty(&self) -> bool {
+        self.egress.is_empty()
+            && self.secrets.is_empty()
+            && self.kv.is_empty()
+            && self.invoke.is_empty()
+    }
+}
+
+/// One `egress` entry: `scheme://[*.]host[:port][/path-prefix]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRule {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host, lowercased, without the `*.` of a wildcard.
+    pub host: String,
+    /// Written as `*.host`: any subdomain of `host` (not `host` itself).
+    pub any_subdomain: bool,
+    /// The port if written; `None` means the scheme's default.
+    pub port: Option<u16>,
+    /// The path prefix, `/` when none was written.
+    pub path_prefix: String,
+    /// The entry exactly as written.
+    pub as_written: String,
+}
+
+impl fmt::Display for EgressRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_written)
+    }
+}
+
+/// Access to a key-value bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KvAccess {
+    /// `"read"`
+    Read,
+    /// `"write"`
+    Write,
+    /// `"read-write"`
+    ReadWrite,
+}
+
+impl KvAccess {
+    /// As written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvAccess::Read => "read",
+            KvAccess::Write => "write",
+            KvAccess::ReadWrite => "read-write",
+        }
+    }
+
+    /// May the function read?
+    pub fn can_read(self) -> bool {
+        matches!(self, KvAccess::Read | KvAccess::ReadWrite)
+    }
+
+    /// May the function write?
+    pub fn can_write(self) -> bool {
+        matches!(self, KvAccess::Write | KvAccess::ReadWrite)
+    }
+}
+
+/// `[functions.<name>.auth]`: exactly one method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `public = true`: anyone may call the route.
+    Public,
+    /// `jwt = { ... }`
+    Jwt(JwtAuth),
+    /// `mtls = { ... }`
+    Mtls(MtlsAuth),
+    /// `api-key = { ... }`
+    ApiKey(ApiKeyAuth),
+}
+
+impl Auth {
+    /// The key it was written as: `public`, `jwt`, `mtls` or `api-key`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Public => "public",
+            Auth::Jwt(_) => "jwt",
+            Auth::Mtls(_) => "mtls",
+            Auth::ApiKey(_) => "api-key",
+        }
+    }
+}
+
+/// Bearer-token authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuth {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Where the keys are: an `https://` URL or a path relative to the manifest, as written.
+    pub jwks: String,
+    /// Accepted `alg` values; empty means the platform's default set.
+    pub algorithms: Vec<String>,
+    /// Claims a token must carry.
+    pub required_claims: Vec<String>,
+}
+
+/// Client-certificate authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtlsAuth {
+    /// CA bundle, resolved against the manifest's directory.
+    pub ca: PathBuf,
+    /// SPIFFE ID pattern the client's SVID must match, if any.
+    pub spiffe_id: Option<String>,
+}
+
+/// API-key authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyAuth {
+    /// Header carrying the key, lowercase; `x-api-key` by default.
+    pub header: String,
+}
+
+/// `[functions.<name>.input]`: what a request must look like before the function sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    /// JSON Schema file, resolved against the manifest's directory.
+    pub schema: Option<PathBuf>,
+    /// Accepted `Content-Type`s; empty means any.
+    pub content_types: Vec<String>,
+    /// Largest body accepted, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: Option<u32>,
+}

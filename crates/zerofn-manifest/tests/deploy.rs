@@ -1,0 +1,327 @@
+//! Deploy-time checks and the parsed model, against manifests written to a scratch directory
+//! (component files are created or left out per test). Rendered diagnostics are compared with
+//! `snapshots/deploy-<name>.stderr`, with the scratch directory shown as `$DIR`.
+
+// Test helpers outside `#[test]` functions: a panic is how they report a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use zerofn_manifest::{
+    Auth, Deployable, Diagnostics, HttpMethod, KvAccess, LimitPolicy, LimitPolicyConfig, Severity,
+};
+
+const EXAMPLE: &str = include_str!("cases/ok-full-example.toml");
+
+/// Writes `text` as `zerofn.toml` in a fresh directory named `name`, plus empty `files`.
+fn app(name: &str, text: &str, files: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("zerofn-manifest")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"\0asm").unwrap();
+    }
+    let manifest = dir.join("zerofn.toml");
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
+fn deploy(
+    name: &str,
+    text: &str,
+    files: &[&str],
+    policy: &LimitPolicy,
+) -> Result<Deployable, Diagnostics> {
+    let manifest = zerofn_manifest::load(&app(name, text, files)).unwrap();
+    manifest.check_deployable(policy)
+}
+
+/// Compares rendered diagnostics with their snapshot and checks `(code, line, column)`.
+fn assert_diagnostics(
+    name: &str,
+    diagnostics: &Diagnostics,
+    expected: &[(Severity, &str, usize, usize)],
+) {
+    let actual: Vec<_> = diagnostics
+        .iter()
+        .map(|d| {
+            let l = d.location.as_ref().unwrap();
+            (d.severity, d.code, l.line, l.column)
+        })
+        .collect();
+    assert_eq!(actual, expected);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("zerofn-manifest")
+        .join(name);
+    let rendered = diagnostics
+        .render(false)
+        .replace(&dir.display().to_string(), "$DIR");
+    let snapshot =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/snapshots/deploy-{name}.stderr"));
+    if let Err(diff) = common::snapshot(&snapshot, &rendered) {
+        panic!("{diff}");
+    }
+}
+
+#[test]
+fn full_example_parses_every_field_and_deploys_with_warnings() {
+    let files = [
+        "checkout/target/wasm32-wasip2/release/checkout.wasm",
+        "inventory.wasm",
+    ];
+    let path = app("full-example", EXAMPLE, &files);
+    let manifest = zerofn_manifest::load(&path).unwrap();
+    let dir = path.parent().unwrap();
+
+    assert_eq!(manifest.app_name(), "shop");
+    assert_eq!(manifest.app_version(), "0.1.0");
+    assert_eq!(manifest.dir(), dir);
+    assert_eq!(manifest.path(), path);
+    assert_eq!(manifest.source(), EXAMPLE);
+    let names: Vec<&str> = manifest.functions().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["checkout", "inventory"], "sorted by name");
+
+    let checkout = manifest.function("checkout").unwrap();
+    assert_eq!(
+        checkout.component,
+        "checkout/target/wasm32-wasip2/release/checkout.wasm"
+    );
+    assert_eq!(checkout.component_path, dir.join(&checkout.component));
+    let build = checkout.build.as_ref().unwrap();
+    assert_eq!(
+        build.command,
+        "cargo build --release --target wasm32-wasip2"
+    );
+    assert_eq!(build.workdir, dir.join("checkout"));
+    assert_eq!(checkout.route.to_string(), "/checkout");
+    assert!(!checkout.route.is_prefix());
+    assert_eq!(checkout.methods, [HttpMethod::Post]);
+    assert_eq!(checkout.limits.timeout_ms, Some(2000));
+    assert_eq!(checkout.limits.memory_mb, Some(64));
+    assert_eq!(checkout.limits.max_concurrency, Some(64));
+    assert_eq!(checkout.limits.max_request_body_bytes, Some(1_048_576));
+    assert_eq!(checkout.limits.max_response_body_bytes, Some(8_388_608));
+    let egress = &checkout.grants.egress;
+    assert_eq!(egress.len(), 2);
+    assert_eq!(
+        (egress[0].scheme.as_str(), egress[0].host.as_str()),
+        ("https", "payments.example.com")
+    );
+    assert_eq!(
+        (
+            egress[0].port,
+            egress[0].path_prefix.as_str(),
+            egress[0].any_subdomain
+        ),
+        (None, "/", false)
+    );
+    assert_eq!(
+        (egress[1].host.as_str(), egress[1].any_subdomain),
+        ("cdn.example.com", true)
+    );
+    assert_eq!(
+        (egress[1].port, egress[1].path_prefix.as_str()),
+        (Some(8443), "/assets")
+    );
+    assert_eq!(
+        egress[1].to_string(),
+        "https://*.cdn.example.com:8443/assets"
+    );
+    assert_eq!(checkout.grants.secrets, ["payments_key"]);
+    assert_eq!(checkout.grants.kv.get("orders"), Some(&KvAccess::ReadWrite));
+    assert_eq!(checkout.grants.invoke, ["inventory"]);
+    assert_eq!(checkout.auth, Some(Auth::Public));
+    assert_eq!(checkout.input, None);
+
+    let inventory = manifest.function("inventory").unwrap();
+    assert_eq!(
+        inventory.methods,
+        [HttpMethod::Get, HttpMethod::Head],
+        "default methods"
+    );
+    assert!(inventory.route.matches("/inventory/42"));
+    assert!(inventory.grants.is_empty());
+    assert_eq!(inventory.auth, None);
+
+    let policy = LimitPolicy::default();
+    let deployable = manifest.check_deployable(&policy).unwrap();
+    assert_eq!(deployable.functions.len(), 2);
+    let checkout = &deployable.functions[0];
+    assert_eq!(checkout.name, "checkout");
+    assert_eq!(checkout.limits.timeout_ms, 2000);
+    assert_eq!(checkout.limits.max_concurrency, 64);
+    let inventory = &deployable.functions[1];
+    assert_eq!(
+        inventory.limits, policy.defaults,
+        "unset limits take the defaults"
+    );
+    assert!(!deployable.warnings.has_errors());
+    let w = Severity::Warning;
+    assert_diagnostics(
+        "full-example",
+        &deployable.warnings,
+        &[
+            (w, "grant-not-available", 12, 10),
+            (w, "grant-not-available", 13, 11),
+            (w, "grant-not-available", 14, 6),
+            (w, "grant-not-available", 15, 10),
+        ],
+    );
+}
+
+#[test]
+fn missing_component_file_is_an_error_at_the_component_value() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.checkout]\n\
+                component = \"build/checkout.wasm\"\ntrigger = { http = { route = \"/checkout\" } }\n";
+    let err = deploy("missing-component", text, &[], &LimitPolicy::default()).unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert!(d.message.contains("build/checkout.wasm"), "{}", d.message);
+    assert_eq!(d.value.as_deref(), Some("\"build/checkout.wasm\""));
+    assert_diagnostics(
+        "missing-component",
+        &err,
+        &[(Severity::Error, "missing-component", 6, 13)],
+    );
+}
+
+#[test]
+fn limit_above_ceiling_is_refused_not_clamped() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.report]\n\
+                component = \"report.wasm\"\ntrigger = { http = { route = \"/report\" } }\n\
+                limits = { timeout_ms = 120000, memory_mb = 256 }\n";
+    let policy: LimitPolicyConfig = toml::from_str("[ceiling]\nmemory_mb = 128\n").unwrap();
+    let policy = policy.resolve().unwrap();
+    let err = deploy("limit-above-ceiling", text, &["report.wasm"], &policy).unwrap_err();
+    let messages: Vec<&str> = err.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        messages[0].contains("60000"),
+        "names the ceiling: {}",
+        messages[0]
+    );
+    assert!(
+        messages[1].contains("128"),
+        "names the ceiling: {}",
+        messages[1]
+    );
+    let e = Severity::Error;
+    assert_diagnostics(
+        "limit-above-ceiling",
+        &err,
+        &[
+            (e, "limit-above-ceiling", 8, 25),
+            (e, "limit-above-ceiling", 8, 45),
+        ],
+    );
+}
+
+#[test]
+fn auth_other_than_public_and_input_are_refused() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.admin]\n\
+                component = \"admin.wasm\"\ntrigger = { http = { route = \"/admin/...\" } }\n\n\
+                [functions.admin.auth]\n\
+                jwt = { issuer = \"https://id.example.com\", audience = \"shop\", jwks = \"https://id.example.com/jwks.json\", algorithms = [\"ES256\"], required_claims = [\"sub\"] }\n\n\
+                [functions.admin.input]\nschema = \"schemas/admin.json\"\ncontent_types = [\"application/json\"]\nmax_body_bytes = 65536\nmax_json_depth = 32\n";
+    let manifest = zerofn_manifest::load(&app("unenforceable", text, &["admin.wasm"])).unwrap();
+    let admin = manifest.function("admin").unwrap();
+    let Some(Auth::Jwt(jwt)) = &admin.auth else {
+        panic!("{:?}", admin.auth)
+    };
+    assert_eq!(jwt.algorithms, ["ES256"]);
+    assert_eq!(jwt.required_claims, ["sub"]);
+    let input = admin.input.as_ref().unwrap();
+    assert_eq!(
+        input.schema,
+        Some(manifest.dir().join("schemas/admin.json"))
+    );
+    assert_eq!(
+        (input.max_body_bytes, input.max_json_depth),
+        (Some(65536), Some(32))
+    );
+
+    let err = manifest
+        .check_deployable(&LimitPolicy::default())
+        .unwrap_err();
+    let e = Severity::Error;
+    assert_diagnostics(
+        "unenforceable",
+        &err,
+        &[
+            (e, "unenforceable-auth", 10, 7),
+            (e, "unenforceable-input", 12, 1),
+        ],
+    );
+}
+
+#[test]
+fn errors_and_warnings_are_reported_together() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
+                trigger = { http = { route = \"/a\" } }\ngrants = { secrets = [\"token\"] }\n";
+    let err = deploy("errors-and-warnings", text, &[], &LimitPolicy::default()).unwrap_err();
+    assert!(err.has_errors());
+    assert_diagnostics(
+        "errors-and-warnings",
+        &err,
+        &[
+            (Severity::Error, "missing-component", 6, 13),
+            (Severity::Warning, "grant-not-available", 8, 22),
+        ],
+    );
+    let json = err.to_json();
+    assert_eq!(json[1]["severity"], "warning");
+    assert_eq!(json[1]["code"], "grant-not-available");
+}
+
+#[test]
+fn json_has_the_documented_shape() {
+    let err = zerofn_manifest::parse(
+        Path::new("zerofn.toml"),
+        "[app]\nname = \"Shop\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 2, "{err}");
+    let json = err.to_json();
+    assert_eq!(json[0]["code"], "no-functions");
+    let json = &json[1];
+    let first = json.as_object().unwrap();
+    let keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    let mut expected = [
+        "severity", "code", "message", "file", "line", "column", "value", "help",
+    ];
+    expected.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(json["severity"], "error");
+    assert_eq!(json["code"], "invalid-name");
+    assert_eq!(json["file"], "zerofn.toml");
+    assert_eq!(json["line"], 2);
+    assert_eq!(json["column"], 8);
+    assert_eq!(json["value"], "\"Shop\"");
+    assert!(json["help"].as_str().unwrap().contains("`shop`"));
+    assert_eq!(err.to_string(), err.render(false));
+}
+
+#[test]
+fn missing_manifest_file_is_a_diagnostic_without_location() {
+    let path =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("zerofn-manifest/no-such-dir/zerofn.toml");
+    let err = zerofn_manifest::load(&path).unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert_eq!(d.code, "manifest-not-found");
+    assert_eq!(d.location, None);
+    assert!(err.render(false).contains("manifest not found"));
+    assert_eq!(err.to_json()[0]["line"], serde_json::Value::Null);
+}
+
+#[test]
+fn color_rendering_adds_styles_only_when_asked() {
+    let err = zerofn_manifest::parse(Path::new("zerofn.toml"), "[app]\n").unwrap_err();
+    assert!(err.render(true).contains('\x1b'));
+    assert!(!err.render(false).contains('\x1b'));
+}

@@ -1,0 +1,56 @@
+//! The control plane's request and response bodies (JSON). Component and body bytes travel as
+//! standard base64.
+
+use crate::platform::FunctionSummary;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /v1/deploy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub manifest_path: String,
+    pub manifest: String,
+    /// Component bytes (base64) by function name.
+    pub components: BTreeMap<String, String>,
+}
+
+/// `POST /v1/apps/{app}/rollback`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// The version to return to; the previously active one when absent.
+    pub to: Option<String>,
+}
+
+/// `POST /v1/invoke`: call a function by name, bypassing routing (but not its limits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvokeRequest {
+    pub app: String,
+    pub function: String,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub body_base64: String,
+}
+
+/// The answer to an [`InvokeRequest`]: the function's response, whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvokeResponse {
+    pub invocation_id: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body_base64: String,
+}
+
+/// `GET /v1/apps`: one entry per deployed app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppListing {
+    pub app: String,
+    pub app_version: String,
+    pub active_version_id: String,
+    pub activated_ms: i64,
+    /// Whether the active version is loaded and serving.
+    pub serving: bool,
+    pub functions: Vec<FunctionSummary>,
+}

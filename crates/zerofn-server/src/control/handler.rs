@@ -1,0 +1,288 @@
+//! Request handling of the control plane: decode, call the platform, encode. Every refusal is a
+//! problem-details body.
+
+use super::api::{AppListing, DeployRequest, InvokeRequest, InvokeResponse, RollbackRequest};
+use crate::platform::{DeployBundle, FunctionSummary, Platform};
+use crate::problem::Problem;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use std::convert::Infallible;
+use zerofn_store::{AuditQuery, LogQuery};
+
+type Response = hyper::Response<Full<Bytes>>;
+
+/// The largest control request (a deploy bundle with its components, base64-encoded).
+const MAX_CONTROL_BODY: usize = 256 << 20;
+
+pub(crate) async fn handle(
+    platform: &Platform,
+    request: hyper::Request<Incoming>,
+) -> Result<Response, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            return Ok(problem(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "control-body-unreadable",
+                "Request body unreadable",
+                error.to_string(),
+            )));
+        }
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = match (method, segments.as_slice()) {
+        (Method::GET, ["v1", "health"]) => json(&serde_json::json!({"status": "ok"})),
+        (Method::GET, ["v1", "apps"]) => apps(platform),
+        (Method::GET, ["v1", "apps", app, "versions"]) => platform
+            .store()
+            .versions(app)
+            .map_err(|e| Problem::from(crate::DeployError::from(e)))
+            .and_then(|v| json(&v)),
+        (Method::POST, ["v1", "deploy"]) => deploy(platform, &body).await,
+        (Method::POST, ["v1", "apps", app, "rollback"]) => rollback(platform, app, &body).await,
+        (Method::POST, ["v1", "invoke"]) => invoke(platform, &body).await,
+        (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
+        (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
+        _ => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-control-endpoint",
+            "Unknown control endpoint",
+            format!("{path} is not part of the control API (see docs/cli.md)."),
+        )),
+    };
+    Ok(result.unwrap_or_else(problem))
+}
+
+impl From<crate::DeployError> for Problem {
+    fn from(error: crate::DeployError) -> Self {
+        let json = error.to_json();
+        let mut problem = Problem::new(error.status(), error.code(), "Refused", error.to_string());
+        if let Some(diagnostics) = json.get("diagnostics") {
+            problem = problem.with("diagnostics", diagnostics.clone());
+        }
+        problem
+    }
+}
+
+fn apps(platform: &Platform) -> Result<Response, Problem> {
+    let routes = platform.routes();
+    let summaries = platform
+        .store()
+        .apps()
+        .map_err(|e| Problem::from(crate::DeployError::from(e)))?;
+    let listing: Vec<AppListing> = summaries
+        .into_iter()
+        .map(|summary| {
+            let active = routes
+                .app(&summary.app)
+                .filter(|a| a.version_id == summary.active_version_id);
+            AppListing {
+                serving: active.is_some(),
+                functions: active
+                    .map(|a| {
+                        a.functions
+                            .iter()
+                            .map(|f| FunctionSummary {
+                                name: f.name.clone(),
+                                route: f.route.to_string(),
+                                methods: f.methods.clone(),
+                                component_digest: f.component.digest().to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                app: summary.app,
+                app_version: summary.app_version,
+                active_version_id: summary.active_version_id,
+                activated_ms: summary.activated_ms,
+            }
+        })
+        .collect();
+    json(&listing)
+}
+
+async fn deploy(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
+    let request: DeployRequest = parse_body(body)?;
+    let mut components = std::collections::BTreeMap::new();
+    for (function, encoded) in request.components {
+        let bytes = BASE64.decode(encoded.as_bytes()).map_err(|e| {
+            bad_request(format!(
+                "component of `{function}` is not valid base64: {e}"
+            ))
+        })?;
+        components.insert(function, bytes);
+    }
+    let report = platform
+        .deploy(DeployBundle {
+            manifest_path: request.manifest_path,
+            manifest: request.manifest,
+            components,
+        })
+        .await?;
+    json(&report)
+}
+
+async fn rollback(platform: &Platform, app: &str, body: &[u8]) -> Result<Response, Problem> {
+    let request: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        parse_body(body)?
+    };
+    let report = platform.rollback(app, request.to.as_deref()).await?;
+    json(&report)
+}
+
+async fn invoke(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
+    let request: InvokeRequest = parse_body(body)?;
+    let routes = platform.routes();
+    let function = routes
+        .app(&request.app)
+        .and_then(|app| app.functions.iter().find(|f| f.name == request.function))
+        .cloned()
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-function",
+                "Unknown function",
+                format!(
+                    "App `{}` has no serving function `{}` (see `zerofn apps`).",
+                    request.app, request.function
+                ),
+            )
+        })?;
+    let body = BASE64
+        .decode(request.body_base64.as_bytes())
+        .map_err(|e| bad_request(format!("body_base64 is not valid base64: {e}")))?;
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.path.as_str());
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if !request
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        builder = builder.header(http::header::HOST, "localhost");
+    }
+    let guest_request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| bad_request(format!("invalid request: {e}")))?;
+    let invocation_id = uuid::Uuid::now_v7().to_string();
+    let response = platform
+        .invoke(&function, invocation_id.clone(), guest_request)
+        .await;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    json(&InvokeResponse {
+        invocation_id,
+        status,
+        headers,
+        body_base64: BASE64.encode(&body),
+    })
+}
+
+async fn logs(platform: &Platform, query: &str) -> Result<Response, Problem> {
+    let query: LogQuery = parse_query(query)?;
+    // Guest output is written by the audit writer; flushing first makes a just-finished
+    // invocation's lines visible.
+    platform.audit().flush().await;
+    let rows = platform
+        .store()
+        .logs(&query)
+        .map_err(crate::DeployError::from)?;
+    json(&rows)
+}
+
+async fn audit(platform: &Platform, query: &str) -> Result<Response, Problem> {
+    let query: AuditQuery = parse_query(query)?;
+    platform.audit().flush().await;
+    let rows = platform
+        .store()
+        .audit_events(&query)
+        .map_err(crate::DeployError::from)?;
+    json(&rows)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed JSON body: {e}")))
+}
+
+fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    let pairs: serde_json::Map<String, serde_json::Value> =
+        url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| {
+                let value = match v.parse::<i64>() {
+                    Ok(n) if k == "after_id" || k == "limit" => serde_json::Value::from(n),
+                    _ => serde_json::Value::from(v.into_owned()),
+                };
+                (k.into_owned(), value)
+            })
+            .collect();
+    serde_json::from_value(serde_json::Value::Object(pairs))
+        .map_err(|e| bad_request(format!("malformed query: {e}")))
+}
+
+fn bad_request(detail: String) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed-control-request",
+        "Malformed request",
+        detail,
+    )
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal error",
+            e.to_string(),
+        )
+    })?;
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn problem(problem: Problem) -> Response {
+    let status = problem.status;
+    let mut response = hyper::Response::new(Full::new(Bytes::from(problem.to_json().to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}

@@ -1,0 +1,55 @@
+//! The control plane: deploy, list, roll back, read logs and audit events, and invoke, as a
+//! small JSON API over HTTP/1.1 on a Unix socket (mode 0600) in the data directory. Only the
+//! operator who owns the data directory can reach it; a later release adds an authenticated
+//! TLS listener.
+
+mod api;
+mod client;
+mod handler;
+
+pub use api::{AppListing, DeployRequest, InvokeRequest, InvokeResponse, RollbackRequest};
+pub use client::{ControlClient, ControlError};
+
+use crate::platform::Platform;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+/// The file name of the control socket inside the data directory.
+pub const SOCKET_FILE: &str = "control.sock";
+
+/// Where the control socket of a data directory is.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_FILE)
+}
+
+pub(crate) async fn serve(
+    listener: UnixListener,
+    platform: Arc<Platform>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let platform = platform.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let platform = platform.clone();
+                        async move { handler::handle(&platform, request).await }
+                    });
+                    if let Err(error) = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(%error, "control connection ended with an error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Why a deploy or rollback was refused, with a stable code for each rule.
+
+/// A refused deploy or rollback.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The manifest has errors (located diagnostics).
+    #[error("the manifest was refused:\n{}", .0.render(false))]
+    Manifest(zerofn_manifest::Diagnostics),
+    /// A function's component is not in the bundle.
+    #[error("no component was sent for function `{0}`; run `zerofn build` and deploy again")]
+    MissingComponent(String),
+    /// The bundle carries a component for a function the manifest does not declare.
+    #[error("a component was sent for `{0}`, which the manifest does not declare")]
+    UnexpectedComponent(String),
+    /// A component does not compile or link.
+    #[error("function `{function}`: {error}")]
+    Component { function: String, error: String },
+    /// Another app already serves the route.
+    #[error(
+        "function `{function}` wants route {route}, which app `{other_app}` already serves with function `{other_function}`; choose another route or remove it from `{other_app}`"
+    )]
+    RouteConflict {
+        function: String,
+        route: String,
+        other_app: String,
+        other_function: String,
+    },
+    /// Rollback was asked for but the app has only ever had one version.
+    #[error("app `{0}` has no earlier version to roll back to")]
+    NothingToRollBackTo(String),
+    /// The store failed or refused (unknown app or version, integrity failure, disk error).
+    #[error(transparent)]
+    Store(#[from] zerofn_store::StoreError),
+    /// An internal task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl DeployError {
+    /// The stable code of the rule that refused the deploy.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Manifest(_) => "manifest-invalid",
+            Self::MissingComponent(_) => "missing-component",
+            Self::UnexpectedComponent(_) => "unexpected-component",
+            Self::Component { .. } => "component-invalid",
+            Self::RouteConflict { .. } => "route-conflict",
+            Self::NothingToRollBackTo(_) => "nothing-to-roll-back-to",
+            Self::Store(zerofn_store::StoreError::UnknownApp(_)) => "unknown-app",
+            Self::Store(zerofn_store::StoreError::UnknownVersion { .. }) => "unknown-version",
+            Self::Store(zerofn_store::StoreError::Integrity { .. }) => "integrity-failure",
+            Self::Store(_) => "store-error",
+            Self::Internal(_) => "internal-error",
+        }
+    }
+
+    /// The HTTP status the control plane answers with.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::Store(zerofn_store::StoreError::UnknownApp(_))
+            | Self::Store(zerofn_store::StoreError::UnknownVersion { .. }) => {
+                http::StatusCode::NOT_FOUND
+            }
+            Self::Store(_) | Self::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RouteConflict { .. } | Self::NothingToRollBackTo(_) => http::StatusCode::CONFLICT,
+            _ => http::StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    /// The refusal for machines: the code, the message and, for manifest errors, every
+    /// diagnostic with file, line and column.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({
+            "code": self.code(),
+            "message": self.to_string(),
+        });
+        if let (Self::Manifest(diagnostics), serde_json::Value::Object(map)) = (self, &mut value) {
+            map.insert("diagnostics".into(), diagnostics.to_json());
+        }
+        value
+    }
+}

@@ -1,0 +1,23 @@
+//! The zerofn platform: the HTTP trigger that routes requests to functions, the control plane
+//! on a private Unix socket, and the deploy/rollback/restore operations over the embedded store
+//! and the sandbox runtime.
+//!
+//! **Architecture invariants**
+//! - Every error of configuration is raised by [`start`] before any socket accepts a connection.
+//! - Function traffic and the control plane never share a listener.
+//! - Every refusal is a problem-details response and an audit event.
+
+mod config;
+pub mod control;
+mod error;
+mod platform;
+pub mod problem;
+mod routes;
+mod server;
+mod trigger;
+
+pub use config::ConfigError;
+pub use error::DeployError;
+pub use platform::{DeployBundle, DeployReport, FunctionSummary, Platform};
+pub use routes::{ActiveApp, ActiveFunction};
+pub use server::{RunningServer, ServerConfig, ServerError, start};

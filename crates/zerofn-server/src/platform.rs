@@ -1,0 +1,557 @@
+//! The platform's state and its operations: deploy, rollback, restore at start-up, and invoke.
+//! The trigger and the control plane are thin adapters over this module.
+
+use crate::DeployError;
+use crate::problem::Problem;
+use crate::routes::{ActiveApp, ActiveFunction, Lookup, RouteTable};
+use http::StatusCode;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_manifest::{DeployableFunction, LimitPolicy};
+use zerofn_runtime::{
+    FailureKind, Invocation, InvocationLimits, OutputBudget, ResponseBody, Runtime,
+};
+use zerofn_store::{NewVersion, Store, VersionRecord};
+
+/// An app as the CLI sends it: the manifest as written and each function's component.
+#[derive(Debug, Clone)]
+pub struct DeployBundle {
+    /// Where the manifest was read from, for diagnostics.
+    pub manifest_path: String,
+    pub manifest: String,
+    /// Component bytes by function name.
+    pub components: BTreeMap<String, Vec<u8>>,
+}
+
+/// What a successful deploy did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DeployReport {
+    pub app: String,
+    pub app_version: String,
+    pub version_id: String,
+    pub functions: Vec<FunctionSummary>,
+    /// Diagnostics of severity warning, as JSON.
+    pub warnings: serde_json::Value,
+    /// Rendered warnings for people.
+    pub warnings_text: String,
+}
+
+/// A served function, for listings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FunctionSummary {
+    pub name: String,
+    pub route: String,
+    pub methods: Vec<String>,
+    pub component_digest: String,
+}
+
+/// The platform: runtime, store, audit log and the active route table.
+pub struct Platform {
+    runtime: Runtime,
+    store: Store,
+    audit: AuditLog,
+    policy: LimitPolicy,
+    routes: RwLock<Arc<RouteTable>>,
+    global_permits: Arc<Semaphore>,
+    /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").finish_non_exhaustive()
+    }
+}
+
+/// Seconds a client is asked to wait after a 429 or 503.
+const RETRY_AFTER_SECS: u32 = 1;
+
+impl Platform {
+    pub fn new(
+        runtime: Runtime,
+        store: Store,
+        audit: AuditLog,
+        policy: LimitPolicy,
+        max_concurrency: u32,
+    ) -> Self {
+        Self {
+            runtime,
+            store,
+            audit,
+            policy,
+            routes: RwLock::new(Arc::new(RouteTable::default())),
+            global_permits: Arc::new(Semaphore::new(max_concurrency as usize)),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The current route table (a snapshot).
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn install(&self, app: Arc<ActiveApp>) {
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *routes = Arc::new(routes.with_app(app));
+        let keep: Vec<&str> = routes
+            .apps()
+            .flat_map(|a| a.functions.iter().map(|f| f.component.digest()))
+            .collect();
+        self.runtime.retain(&keep);
+    }
+
+    /// Validates, compiles, records and activates a new version. Nothing changes unless every
+    /// step succeeds; the refusal says which rule refused it.
+    pub async fn deploy(&self, bundle: DeployBundle) -> Result<DeployReport, DeployError> {
+        let _change = self.changes.lock().await;
+        let result = self.deploy_locked(&bundle).await;
+        match &result {
+            Ok(report) => {
+                self.audit
+                    .record(
+                        AuditEvent::new(EventKind::Deploy, Outcome::Success)
+                            .function(report.app.clone(), None)
+                            .version(report.version_id.clone())
+                            .detail("app_version", report.app_version.clone())
+                            .detail("warnings", report.warnings.clone()),
+                    )
+                    .await;
+            }
+            Err(error) => {
+                self.audit
+                    .record(
+                        AuditEvent::new(EventKind::DeployRefused, Outcome::Denied)
+                            .reason(error.code())
+                            .detail("manifest", bundle.manifest_path.clone())
+                            .detail("refusal", error.to_json()),
+                    )
+                    .await;
+            }
+        }
+        result
+    }
+
+    async fn deploy_locked(&self, bundle: &DeployBundle) -> Result<DeployReport, DeployError> {
+        let manifest = zerofn_manifest::parse(Path::new(&bundle.manifest_path), &bundle.manifest)
+            .map_err(DeployError::Manifest)?;
+        let deployable = manifest
+            .check_deployable(&self.policy)
+            .map_err(DeployError::Manifest)?;
+        for unknown in bundle
+            .components
+            .keys()
+            .filter(|name| manifest.function(name).is_none())
+        {
+            return Err(DeployError::UnexpectedComponent(unknown.clone()));
+        }
+        let mut components = Vec::new();
+        for function in &deployable.functions {
+            let bytes = bundle
+                .components
+                .get(&function.name)
+                .ok_or_else(|| DeployError::MissingComponent(function.name.clone()))?;
+            components.push((function.name.clone(), bytes.clone()));
+        }
+        let version = NewVersion {
+            app: manifest.app_name().to_string(),
+            app_version: manifest.app_version().to_string(),
+            manifest: bundle.manifest.clone(),
+            components,
+        };
+        let app = self
+            .activate_candidate(&version.version_id(), &version, &deployable.functions)
+            .await?;
+        let store = self.store.clone();
+        let record = tokio::task::spawn_blocking(move || store.deploy(&version, "deploy"))
+            .await
+            .map_err(|e| DeployError::Internal(e.to_string()))??;
+        let report = report(&record, &app, &deployable.warnings);
+        self.install(app);
+        Ok(report)
+    }
+
+    /// Compiles every function of a version and checks its routes against the other apps,
+    /// returning the app ready to install.
+    async fn activate_candidate(
+        &self,
+        version_id: &str,
+        version: &NewVersion,
+        functions: &[DeployableFunction],
+    ) -> Result<Arc<ActiveApp>, DeployError> {
+        let routes = self.routes();
+        let mut active = Vec::new();
+        for function in functions {
+            let methods: Vec<String> = function
+                .methods
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect();
+            if let Some(other) = routes.conflict(&version.app, &function.route, &methods) {
+                return Err(DeployError::RouteConflict {
+                    function: function.name.clone(),
+                    route: function.route.to_string(),
+                    other_app: other.app.clone(),
+                    other_function: other.name.clone(),
+                });
+            }
+            let bytes = version
+                .components
+                .iter()
+                .find(|(name, _)| *name == function.name)
+                .map(|(_, bytes)| bytes.clone())
+                .ok_or_else(|| DeployError::MissingComponent(function.name.clone()))?;
+            let runtime = self.runtime.clone();
+            let component = tokio::task::spawn_blocking(move || runtime.load(&bytes))
+                .await
+                .map_err(|e| DeployError::Internal(e.to_string()))?
+                .map_err(|error| DeployError::Component {
+                    function: function.name.clone(),
+                    error: error.to_string(),
+                })?;
+            let limits = &function.limits;
+            active.push(Arc::new(ActiveFunction {
+                app: version.app.clone(),
+                name: function.name.clone(),
+                version_id: version_id.to_string(),
+                route: function.route.clone(),
+                methods,
+                component,
+                limits: InvocationLimits {
+                    timeout: Duration::from_millis(limits.timeout_ms),
+                    memory_bytes: limits.memory_mb.saturating_mul(1 << 20),
+                    max_request_body_bytes: limits.max_request_body_bytes,
+                    max_response_body_bytes: limits.max_response_body_bytes,
+                },
+                max_concurrency: limits.max_concurrency,
+                permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+                output_budget: OutputBudget::new(&self.runtime.config().output),
+            }));
+        }
+        Ok(Arc::new(ActiveApp {
+            name: version.app.clone(),
+            version_id: version_id.to_string(),
+            app_version: version.app_version.clone(),
+            functions: active,
+        }))
+    }
+
+    /// Makes an earlier version active again: `to`, or the one active before the current one.
+    pub async fn rollback(&self, app: &str, to: Option<&str>) -> Result<DeployReport, DeployError> {
+        let _change = self.changes.lock().await;
+        let target = match to {
+            Some(version_id) => version_id.to_string(),
+            None => {
+                let history = self.store.activations(app)?;
+                let current = history
+                    .first()
+                    .map(|a| a.version_id.clone())
+                    .ok_or_else(|| zerofn_store::StoreError::UnknownApp(app.to_string()))?;
+                history
+                    .iter()
+                    .map(|a| &a.version_id)
+                    .find(|id| **id != current)
+                    .cloned()
+                    .ok_or_else(|| DeployError::NothingToRollBackTo(app.to_string()))?
+            }
+        };
+        let record = self.store.version(app, &target)?;
+        let (active, warnings) = self.load_version(&record).await?;
+        let record = self.store.activate(app, &target, "rollback")?;
+        let report = report(&record, &active, &warnings);
+        self.install(active);
+        self.audit
+            .record(
+                AuditEvent::new(EventKind::Rollback, Outcome::Success)
+                    .function(app, None)
+                    .version(target),
+            )
+            .await;
+        Ok(report)
+    }
+
+    /// Loads a recorded version from the store: its stored manifest is validated again against
+    /// today's policy and its components are checked against their digests.
+    async fn load_version(
+        &self,
+        record: &VersionRecord,
+    ) -> Result<(Arc<ActiveApp>, zerofn_manifest::Diagnostics), DeployError> {
+        let path = format!("<stored {}@{}>/zerofn.toml", record.app, record.version_id);
+        let manifest = zerofn_manifest::parse(Path::new(&path), &record.manifest)
+            .map_err(DeployError::Manifest)?;
+        let deployable = manifest
+            .check_deployable(&self.policy)
+            .map_err(DeployError::Manifest)?;
+        let mut components = Vec::new();
+        for component in &record.components {
+            match self.store.component(&component.digest) {
+                Ok(bytes) => components.push((component.function.clone(), bytes)),
+                Err(error) => {
+                    self.audit
+                        .record(
+                            AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
+                                .reason("component-digest-mismatch")
+                                .function(record.app.clone(), Some(&component.function))
+                                .version(record.version_id.clone())
+                                .detail("digest", component.digest.clone())
+                                .detail("error", error.to_string()),
+                        )
+                        .await;
+                    return Err(error.into());
+                }
+            }
+        }
+        let version = NewVersion {
+            app: record.app.clone(),
+            app_version: record.app_version.clone(),
+            manifest: record.manifest.clone(),
+            components,
+        };
+        let app = self
+            .activate_candidate(&record.version_id, &version, &deployable.functions)
+            .await?;
+        Ok((app, deployable.warnings))
+    }
+
+    /// Serves every app's active version, as recorded in the store. An app whose version no
+    /// longer loads is reported and skipped; the others serve.
+    pub async fn restore(&self) -> Vec<(String, DeployError)> {
+        let mut failures = Vec::new();
+        let apps = match self.store.apps() {
+            Ok(apps) => apps,
+            Err(error) => return vec![("*".to_string(), error.into())],
+        };
+        for summary in apps {
+            let loaded = match self.store.version(&summary.app, &summary.active_version_id) {
+                Ok(record) => self.load_version(&record).await,
+                Err(error) => Err(error.into()),
+            };
+            match loaded {
+                Ok((app, _)) => self.install(app),
+                Err(error) => failures.push((summary.app, error)),
+            }
+        }
+        failures
+    }
+
+    /// Runs `request` through `function` under its concurrency caps and limits. Every refusal
+    /// and failure becomes a problem-details response; none reveals guest internals.
+    pub async fn invoke<B>(
+        &self,
+        function: &Arc<ActiveFunction>,
+        invocation_id: String,
+        request: hyper::Request<B>,
+    ) -> hyper::Response<ResponseBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<zerofn_runtime::BodyError>,
+    {
+        let lease = match self.acquire(function) {
+            Ok(lease) => lease,
+            Err(problem) => return self.refuse(problem, &invocation_id, Some(function)).await,
+        };
+        if request.uri().authority().is_none()
+            && !request.headers().contains_key(http::header::HOST)
+        {
+            let problem = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "missing-host",
+                "Missing Host header",
+                "HTTP requests to zerofn must carry a Host header.".into(),
+            );
+            return self.refuse(problem, &invocation_id, Some(function)).await;
+        }
+        if let Some(length) = content_length(&request)
+            && length > function.limits.max_request_body_bytes
+        {
+            let problem = Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request-body-too-large",
+                "Request body too large",
+                format!(
+                    "The body is {length} bytes; function `{}` accepts at most {} (manifest field `limits.max_request_body_bytes`).",
+                    function.name, function.limits.max_request_body_bytes
+                ),
+            )
+            .with("limit", function.limits.max_request_body_bytes);
+            return self.refuse(problem, &invocation_id, Some(function)).await;
+        }
+        let invocation = Invocation {
+            invocation_id: invocation_id.clone(),
+            app: function.app.clone(),
+            function: function.name.clone(),
+            version_id: function.version_id.clone(),
+            limits: function.limits,
+            output_budget: function.output_budget.clone(),
+            lease: Some(Box::new(lease)),
+        };
+        match self
+            .runtime
+            .invoke(&function.component, invocation, request)
+            .await
+        {
+            Ok(mut response) => {
+                if let Ok(id) = http::HeaderValue::from_str(&invocation_id) {
+                    response
+                        .headers_mut()
+                        .insert(crate::problem::INVOCATION_ID_HEADER, id);
+                }
+                response
+            }
+            Err(failure) => failure_problem(failure.kind).into_response(&invocation_id),
+        }
+    }
+
+    /// Takes a global and a per-function permit, or says which cap is full.
+    fn acquire(
+        &self,
+        function: &ActiveFunction,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Problem> {
+        let global = self
+            .global_permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "platform-at-capacity",
+                    "Platform at capacity",
+                    "Every sandbox of this server is in use; retry shortly.".into(),
+                )
+                .retry_after(RETRY_AFTER_SECS)
+            })?;
+        let own = function.permits.clone().try_acquire_owned().map_err(|_| {
+            Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "function-at-capacity",
+                "Function at capacity",
+                format!(
+                    "Function `{}` already runs {} invocations, its limit (manifest field `limits.max_concurrency`); retry shortly.",
+                    function.name, function.max_concurrency
+                ),
+            )
+            .retry_after(RETRY_AFTER_SECS)
+        })?;
+        Ok((global, own))
+    }
+
+    /// Records a refusal and turns it into a response.
+    pub async fn refuse(
+        &self,
+        problem: Problem,
+        invocation_id: &str,
+        function: Option<&ActiveFunction>,
+    ) -> hyper::Response<ResponseBody> {
+        let mut event = AuditEvent::new(EventKind::RequestRefused, Outcome::Denied)
+            .reason(problem.code)
+            .invocation(invocation_id)
+            .detail("status", problem.status.as_u16());
+        if let Some(function) = function {
+            event = event
+                .function(function.app.clone(), Some(&function.name))
+                .version(function.version_id.clone());
+        }
+        self.audit.record(event).await;
+        problem.into_response(invocation_id)
+    }
+
+    /// Resolves a path and method to a function, or the refusal that explains why not.
+    pub fn route(&self, path: &str, method: &str) -> Result<Arc<ActiveFunction>, Problem> {
+        match self.routes().lookup(path, method) {
+            Lookup::Found(function) => Ok(function),
+            Lookup::MethodNotAllowed(allowed) => Err(Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!(
+                    "{path} accepts {}; the manifest's `trigger.http.methods` lists what a route accepts.",
+                    allowed.join(", ")
+                ),
+            )
+            .with("allow", allowed)),
+            Lookup::NotFound => Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "No such route",
+                format!("No deployed function serves {path}."),
+            )),
+        }
+    }
+}
+
+fn content_length<B>(request: &hyper::Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The caller learns the class of failure and the invocation id to quote; the cause stays in
+/// the platform log and the audit stream.
+fn failure_problem(kind: FailureKind) -> Problem {
+    match kind {
+        FailureKind::Timeout => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "function-timeout",
+            "Function timed out",
+            "The function did not finish within its time limit.".into(),
+        ),
+        FailureKind::Instantiation => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sandbox-unavailable",
+            "Sandbox unavailable",
+            "No sandbox could be created for this request; retry shortly.".into(),
+        )
+        .retry_after(RETRY_AFTER_SECS),
+        _ => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "function-failed",
+            "Function failed",
+            "The function failed. Quote the invocation id to the operator; details are in the platform log.".into(),
+        ),
+    }
+}
+
+fn report(
+    record: &VersionRecord,
+    app: &ActiveApp,
+    warnings: &zerofn_manifest::Diagnostics,
+) -> DeployReport {
+    DeployReport {
+        app: record.app.clone(),
+        app_version: record.app_version.clone(),
+        version_id: record.version_id.clone(),
+        functions: app
+            .functions
+            .iter()
+            .map(|f| FunctionSummary {
+                name: f.name.clone(),
+                route: f.route.to_string(),
+                methods: f.methods.clone(),
+                component_digest: f.component.digest().to_string(),
+            })
+            .collect(),
+        warnings: warnings.to_json(),
+        warnings_text: warnings.render(false),
+    }
+}

@@ -1,0 +1,94 @@
+//! RFC 9457 problem details: every refusal the platform sends says, in words and in JSON, which
+//! rule refused the request and what to do about it.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use zerofn_runtime::ResponseBody;
+
+/// The header that carries the invocation id on every response, success or refusal.
+pub const INVOCATION_ID_HEADER: &str = "x-zerofn-invocation-id";
+
+/// A refusal or failure, ready to become a `application/problem+json` response.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// Stable kebab-case rule id, also the last segment of the `type` URI.
+    pub code: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub extra: serde_json::Map<String, Value>,
+    pub retry_after_secs: Option<u32>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: String,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail,
+            extra: serde_json::Map::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// Adds a member to the problem object (RFC 9457 extension members).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Asks the client to retry after `secs` seconds (429 and 503).
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut body = json!({
+            "type": format!("urn:zerofn:problem:{}", self.code),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extra.clone());
+        }
+        body
+    }
+
+    /// The HTTP response, tagged with the invocation id.
+    pub fn into_response(self, invocation_id: &str) -> hyper::Response<ResponseBody> {
+        let mut problem = self.with("invocation_id", invocation_id);
+        let retry_after = problem.retry_after_secs.take();
+        let body = problem.to_json().to_string();
+        let mut response = hyper::Response::new(full_body(body));
+        *response.status_mut() = problem.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Ok(id) = HeaderValue::from_str(invocation_id) {
+            headers.insert(INVOCATION_ID_HEADER, id);
+        }
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// A complete body in the runtime's response body type.
+pub fn full_body(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}

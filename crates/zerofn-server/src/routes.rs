@@ -1,0 +1,118 @@
+//! The active route table: which deployed function answers a path and method. Replaced whole on
+//! every deploy or rollback, so a request sees either the old table or the new one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use zerofn_manifest::Route;
+use zerofn_runtime::{InvocationLimits, LoadedComponent, OutputBudget};
+
+/// A function of an active version, ready to be invoked.
+#[derive(Debug)]
+pub struct ActiveFunction {
+    pub app: String,
+    pub name: String,
+    pub version_id: String,
+    pub route: Route,
+    pub methods: Vec<String>,
+    pub component: Arc<LoadedComponent>,
+    pub limits: InvocationLimits,
+    pub max_concurrency: u32,
+    pub permits: Arc<Semaphore>,
+    pub output_budget: OutputBudget,
+}
+
+/// An app's active version.
+#[derive(Debug)]
+pub struct ActiveApp {
+    pub name: String,
+    pub version_id: String,
+    pub app_version: String,
+    pub functions: Vec<Arc<ActiveFunction>>,
+}
+
+/// What a path and method resolve to.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Arc<ActiveFunction>),
+    /// The path is served, but not for this method; the allowed methods are listed.
+    MethodNotAllowed(Vec<String>),
+    NotFound,
+}
+
+/// Every active app, by name.
+#[derive(Debug, Default, Clone)]
+pub struct RouteTable {
+    apps: BTreeMap<String, Arc<ActiveApp>>,
+}
+
+impl RouteTable {
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<ActiveApp>> {
+        self.apps.values()
+    }
+
+    pub fn app(&self, name: &str) -> Option<&Arc<ActiveApp>> {
+        self.apps.get(name)
+    }
+
+    /// A copy of this table with `app` added or replaced.
+    pub fn with_app(&self, app: Arc<ActiveApp>) -> Self {
+        let mut next = self.clone();
+        next.apps.insert(app.name.clone(), app);
+        next
+    }
+
+    /// The function of another app that already serves `route` for one of `methods`.
+    pub fn conflict(
+        &self,
+        app: &str,
+        route: &Route,
+        methods: &[String],
+    ) -> Option<&Arc<ActiveFunction>> {
+        self.apps
+            .values()
+            .filter(|other| other.name != app)
+            .flat_map(|other| other.functions.iter())
+            .find(|f| f.route == *route && f.methods.iter().any(|m| methods.contains(m)))
+    }
+
+    /// The most specific route wins: exact routes before prefixes, longer prefixes first.
+    pub fn lookup(&self, path: &str, method: &str) -> Lookup {
+        let mut best: Option<(&Arc<ActiveFunction>, usize)> = None;
+        let mut allowed: Vec<String> = Vec::new();
+        for function in self.apps.values().flat_map(|app| app.functions.iter()) {
+            let Some(score) = specificity(&function.route, path) else {
+                continue;
+            };
+            if !function.methods.iter().any(|m| m == method) {
+                allowed.extend(function.methods.iter().cloned());
+                continue;
+            }
+            if best.is_none_or(|(_, best_score)| score > best_score) {
+                best = Some((function, score));
+            }
+        }
+        match best {
+            Some((function, _)) => Lookup::Found(function.clone()),
+            None if !allowed.is_empty() => {
+                allowed.sort();
+                allowed.dedup();
+                Lookup::MethodNotAllowed(allowed)
+            }
+            None => Lookup::NotFound,
+        }
+    }
+}
+
+/// How specifically `route` matches `path`: exact routes beat every prefix, longer prefixes beat
+/// shorter ones; `None` when it does not match.
+fn specificity(route: &Route, path: &str) -> Option<usize> {
+    if !route.matches(path) {
+        return None;
+    }
+    if route.is_prefix() {
+        Some(route.base().len())
+    } else {
+        Some(usize::MAX)
+    }
+}

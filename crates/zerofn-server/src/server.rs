@@ -1,0 +1,232 @@
+//! Starting and stopping the platform: open the store, build the runtime, restore the active
+//! versions, bind both listeners (every error before any of them serves), then serve until told
+//! to stop.
+
+use crate::control;
+use crate::platform::Platform;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_manifest::LimitPolicy;
+use zerofn_runtime::{Runtime, RuntimeConfig};
+use zerofn_store::Store;
+
+/// Everything the platform needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where function traffic is served.
+    pub listen: SocketAddr,
+    /// Where state lives (store, control socket).
+    pub data_dir: PathBuf,
+    /// Invocations in flight across all functions; beyond it requests get 503.
+    pub max_concurrency: u32,
+    /// Limit defaults and the ceilings no manifest may exceed.
+    pub limits: LimitPolicy,
+    pub runtime: RuntimeConfig,
+    /// How long in-flight requests may take to finish after a stop signal.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: loopback, port 8080.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let runtime = RuntimeConfig::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            max_concurrency: runtime.max_instances,
+            limits: LimitPolicy::default(),
+            runtime,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// The control plane's socket inside the data directory.
+    pub fn control_socket(&self) -> PathBuf {
+        control::socket_path(&self.data_dir)
+    }
+}
+
+/// Why the platform could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] zerofn_store::StoreError),
+    #[error("cannot start the sandbox runtime: {0}")]
+    Runtime(#[from] zerofn_runtime::LoadError),
+    #[error(
+        "the global concurrency cap ({cap}) exceeds the sandbox pool ({pool}); lower `max_concurrency` or raise `max_instances`"
+    )]
+    Concurrency { cap: u32, pool: u32 },
+    #[error(
+        "the memory ceiling ({ceiling_mb} MiB) exceeds what a sandbox slot holds ({slot_mb} MiB)"
+    )]
+    MemoryCeiling { ceiling_mb: u64, slot_mb: u64 },
+    #[error(
+        "cannot listen on {addr}: {source} (is another server using it? choose another with --listen)"
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the control socket {path}: {reason}")]
+    ControlSocket { path: PathBuf, reason: String },
+    #[error("cannot start the audit writer: {0}")]
+    Audit(std::io::Error),
+}
+
+/// A started platform. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    platform: Arc<Platform>,
+    http_addr: SocketAddr,
+    control_socket: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Apps that could not be restored at start-up, with the reason.
+    pub restore_failures: Vec<(String, crate::DeployError)>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("http_addr", &self.http_addr)
+            .field("control_socket", &self.control_socket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the platform: checks the configuration, opens the store, restores active versions,
+/// binds the listeners and serves.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    if config.max_concurrency > config.runtime.max_instances {
+        return Err(ServerError::Concurrency {
+            cap: config.max_concurrency,
+            pool: config.runtime.max_instances,
+        });
+    }
+    let ceiling_mb = config.limits.ceilings.memory_mb;
+    if ceiling_mb.saturating_mul(1 << 20) > config.runtime.max_memory_bytes {
+        return Err(ServerError::MemoryCeiling {
+            ceiling_mb,
+            slot_mb: config.runtime.max_memory_bytes >> 20,
+        });
+    }
+    let store = Store::open(&config.data_dir)?;
+    let control_socket = config.control_socket();
+    let control_listener = bind_control_socket(&control_socket).await?;
+    let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
+    let runtime = Runtime::new(config.runtime.clone(), audit.clone())?;
+    let platform = Arc::new(Platform::new(
+        runtime,
+        store,
+        audit.clone(),
+        config.limits.clone(),
+        config.max_concurrency,
+    ));
+
+    let http_listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+
+    let restore_failures = platform.restore().await;
+    for (app, error) in &restore_failures {
+        tracing::error!(app = %app, %error, "app not restored; it does not serve until redeployed");
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(crate::trigger::serve(
+            http_listener,
+            platform.clone(),
+            stopped.clone(),
+            config.shutdown_grace,
+        )),
+        tokio::spawn(control::serve(control_listener, platform.clone(), stopped)),
+    ];
+    audit
+        .record(
+            AuditEvent::new(EventKind::ServerStart, Outcome::Success)
+                .detail("listen", http_addr.to_string())
+                .detail("data_dir", config.data_dir.display().to_string()),
+        )
+        .await;
+    Ok(RunningServer {
+        platform,
+        http_addr,
+        control_socket,
+        stop,
+        tasks,
+        restore_failures,
+    })
+}
+
+impl RunningServer {
+    /// The address function traffic is served on (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn control_socket(&self) -> &std::path::Path {
+        &self.control_socket
+    }
+
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// Stops accepting, lets in-flight requests finish (within the grace period), records the
+    /// stop and flushes the audit stream.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let _ = std::fs::remove_file(&self.control_socket);
+        let audit = self.platform.audit().clone();
+        audit
+            .record(AuditEvent::new(EventKind::ServerStop, Outcome::Success))
+            .await;
+        audit.flush().await;
+    }
+}
+
+/// Binds the control socket with mode 0600. A socket file left by a crashed server is replaced;
+/// one a live server answers on is not.
+async fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ServerError> {
+    let error = |reason: String| ServerError::ControlSocket {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(error(
+                "another zerofn server is serving this data directory".into(),
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| error(e.to_string()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| error(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| error(e.to_string()))?;
+    }
+    Ok(listener)
+}

@@ -1,0 +1,163 @@
+//! A real platform on loopback with a temporary data directory, and a minimal HTTP client.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use zerofn_server::{DeployBundle, DeployReport, RunningServer, ServerConfig};
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn config(dir: &std::path::Path) -> ServerConfig {
+    let mut config = ServerConfig::new(dir.to_path_buf());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.max_concurrency = 64;
+    config.runtime.max_instances = 64;
+    config.shutdown_grace = std::time::Duration::from_secs(5);
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, adjust).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = config(dir.path());
+        adjust(&mut config);
+        let server = zerofn_server::start(config).await.unwrap();
+        Self {
+            addr: server.http_addr(),
+            server: Some(server),
+            dir,
+        }
+    }
+
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Stops the server and hands back its data directory, for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.server.take().unwrap().shutdown().await;
+        self.dir
+    }
+
+    pub async fn deploy(&self, manifest: &str, components: &[(&str, &str)]) -> DeployReport {
+        self.try_deploy(manifest, components).await.unwrap()
+    }
+
+    pub async fn try_deploy(
+        &self,
+        manifest: &str,
+        components: &[(&str, &str)],
+    ) -> Result<DeployReport, zerofn_server::DeployError> {
+        let components: BTreeMap<String, Vec<u8>> = components
+            .iter()
+            .map(|(name, path)| (name.to_string(), std::fs::read(path).unwrap()))
+            .collect();
+        self.server()
+            .platform()
+            .deploy(DeployBundle {
+                manifest_path: "test/zerofn.toml".into(),
+                manifest: manifest.into(),
+                components,
+            })
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path, &[], Bytes::new()).await
+    }
+
+    pub async fn audit(&self, query: zerofn_store::AuditQuery) -> Vec<zerofn_store::AuditRow> {
+        let platform = self.server().platform();
+        platform.audit().flush().await;
+        platform.store().audit_events(&query).unwrap()
+    }
+}
+
+/// A manifest with one function `hostile` on the prefix route `/...`.
+pub fn hostile_manifest(app: &str, limits: &str) -> String {
+    format!(
+        r#"[app]
+name = "{app}"
+version = "0.1.0"
+
+[functions.hostile]
+component = "hostile.wasm"
+trigger = {{ http = {{ route = "/...", methods = ["GET", "POST", "PUT"] }} }}
+limits = {{ {limits} }}
+
+[functions.hostile.auth]
+public = true
+"#
+    )
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Result<Bytes, String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.body.as_ref().unwrap()).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.body.as_ref().unwrap()).unwrap()
+    }
+}
+
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = sender
+        .send_request(builder.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| e.to_string());
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,286 @@
+//! Deploys, routing, rollback, restarts and the control plane, on a real server and store.
+
+mod common;
+
+use common::{TestServer, hostile_manifest, request};
+use std::time::Duration;
+use zerofn_server::control::{ControlClient, InvokeRequest, InvokeResponse};
+use zerofn_server::{DeployError, DeployReport};
+use zerofn_store::AuditQuery;
+use zerofn_test_artifacts::{HELLO, HOSTILE};
+
+const HELLO_MANIFEST: &str = r#"[app]
+name = "greet"
+version = "1.0.0"
+
+[functions.hello]
+component = "hello.wasm"
+trigger = { http = { route = "/hello", methods = ["GET"] } }
+
+[functions.hello.auth]
+public = true
+"#;
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_refused_with_problem_details() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    let ok = server.get("/hello").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.text(), "Hello from zerofn!\n");
+
+    let missing = server.get("/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.headers["content-type"], "application/problem+json");
+    assert_eq!(missing.json()["type"], "urn:zerofn:problem:no-route");
+
+    let wrong = request(server.addr, "DELETE", "/hello", &[], bytes::Bytes::new()).await;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.json()["allow"], serde_json::json!(["GET"]));
+    let refusals = server
+        .audit(AuditQuery {
+            kind: Some("request.refused".into()),
+            ..Default::default()
+        })
+        .await;
+    let reasons: Vec<_> = refusals.iter().map(|r| r.event["reason"].clone()).collect();
+    assert_eq!(reasons, ["no-route", "method-not-allowed"]);
+}
+
+#[tokio::test]
+async fn a_refused_deploy_changes_nothing_and_says_why() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+
+    let typo = HELLO_MANIFEST.replace("trigger =", "trigerr =");
+    match server.try_deploy(&typo, &[("hello", HELLO)]).await {
+        Err(DeployError::Manifest(diagnostics)) => {
+            let json = diagnostics.to_json();
+            assert_eq!(json[0]["file"], "test/zerofn.toml");
+            assert_eq!(json[0]["line"], 7);
+        }
+        other => panic!("expected manifest diagnostics, got {other:?}"),
+    }
+
+    let garbage = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(garbage.path(), b"\0asm not really").unwrap();
+    let garbage_path = garbage.path().to_str().unwrap();
+    let error = server
+        .try_deploy(HELLO_MANIFEST, &[("hello", garbage_path)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "component-invalid");
+
+    let other_app = HELLO_MANIFEST.replace("\"greet\"", "\"rival\"");
+    let error = server
+        .try_deploy(&other_app, &[("hello", HELLO)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "route-conflict");
+    assert!(error.to_string().contains("app `greet` already serves"));
+
+    let error = server.try_deploy(HELLO_MANIFEST, &[]).await.unwrap_err();
+    assert_eq!(error.code(), "missing-component");
+
+    assert_eq!(server.get("/hello").await.status, 200);
+    let refused = server
+        .audit(AuditQuery {
+            kind: Some("deploy.refused".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(refused.len(), 4);
+    assert_eq!(
+        refused[0].event["detail"]["refusal"]["code"],
+        "manifest-invalid"
+    );
+}
+
+#[tokio::test]
+async fn limits_above_the_operators_ceiling_are_refused() {
+    let server = TestServer::start_with(|c| c.limits.ceilings.timeout_ms = 1000).await;
+    let error = server
+        .try_deploy(
+            &hostile_manifest("evil", "timeout_ms = 5000"),
+            &[("hostile", HOSTILE)],
+        )
+        .await
+        .unwrap_err();
+    let DeployError::Manifest(diagnostics) = error else {
+        panic!("expected diagnostics")
+    };
+    let json = diagnostics.to_json();
+    assert_eq!(json[0]["code"], "limit-above-ceiling");
+    assert!(json[0]["message"].as_str().unwrap().contains("1000"));
+}
+
+#[tokio::test]
+async fn rollback_returns_to_the_previous_version() {
+    let server = TestServer::start().await;
+    let v1 = server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    let v2_manifest = HELLO_MANIFEST
+        .replace("1.0.0", "2.0.0")
+        .replace("route = \"/hello\"", "route = \"/...\"");
+    let v2 = server.deploy(&v2_manifest, &[("hello", HOSTILE)]).await;
+    assert_ne!(v1.version_id, v2.version_id);
+    assert_eq!(server.get("/count").await.text(), "1");
+
+    let back = server
+        .server()
+        .platform()
+        .rollback("greet", None)
+        .await
+        .unwrap();
+    assert_eq!(back.version_id, v1.version_id);
+    assert_eq!(server.get("/hello").await.text(), "Hello from zerofn!\n");
+    assert_eq!(server.get("/count").await.status, 404);
+}
+
+#[tokio::test]
+async fn a_restarted_server_serves_what_was_active() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert!(server.server().restore_failures.is_empty());
+    assert_eq!(server.get("/hello").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_tampered_component_is_not_loaded_and_is_reported() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    let dir = server.stop().await;
+    let raw = rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+    raw.execute("UPDATE blobs SET bytes = CAST('tampered' AS BLOB)", [])
+        .unwrap();
+    drop(raw);
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(server.server().restore_failures.len(), 1);
+    assert_eq!(
+        server.server().restore_failures[0].1.code(),
+        "integrity-failure"
+    );
+    assert_eq!(server.get("/hello").await.status, 404);
+    let events = server
+        .audit(AuditQuery {
+            kind: Some("integrity.failure".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test]
+async fn the_control_plane_is_private_and_serves_the_cli() {
+    let server = TestServer::start().await;
+    let socket = server.server().control_socket().to_path_buf();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let client = ControlClient::new(&socket);
+    let request = zerofn_server::control::DeployRequest {
+        manifest_path: "greet/zerofn.toml".into(),
+        manifest: HELLO_MANIFEST.into(),
+        components: [("hello".to_string(), {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(HELLO).unwrap())
+        })]
+        .into(),
+    };
+    let report: DeployReport = client.post("/v1/deploy", &request).await.unwrap();
+    assert_eq!(report.functions[0].route, "/hello");
+
+    let apps: Vec<zerofn_server::control::AppListing> = client.get("/v1/apps").await.unwrap();
+    assert_eq!(apps[0].app, "greet");
+    assert!(apps[0].serving);
+
+    let invoked: InvokeResponse = client
+        .post(
+            "/v1/invoke",
+            &InvokeRequest {
+                app: "greet".into(),
+                function: "hello".into(),
+                method: "GET".into(),
+                path: "/hello".into(),
+                headers: vec![],
+                body_base64: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(invoked.status, 200);
+
+    let bad = zerofn_server::control::DeployRequest {
+        manifest: "[app]\nname = 'Bad Name'\n".into(),
+        ..request
+    };
+    let refused = client
+        .post::<_, DeployReport>("/v1/deploy", &bad)
+        .await
+        .unwrap_err();
+    match refused {
+        zerofn_server::control::ControlError::Refused { status, problem } => {
+            assert_eq!(status, 422);
+            assert_eq!(problem["type"], "urn:zerofn:problem:manifest-invalid");
+            assert!(
+                problem["diagnostics"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty())
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    let missing = client
+        .get::<serde_json::Value>("/v1/apps/nope/versions")
+        .await;
+    assert!(matches!(
+        missing,
+        Err(zerofn_server::control::ControlError::Refused { status: 404, .. })
+    ));
+    let dir = server.stop().await;
+    let gone = ControlClient::new(&zerofn_server::control::socket_path(dir.path()))
+        .get::<serde_json::Value>("/v1/apps")
+        .await;
+    assert!(matches!(
+        gone,
+        Err(zerofn_server::control::ControlError::NotRunning { .. })
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
+    let server = TestServer::start().await;
+    server
+        .deploy(
+            &hostile_manifest("evil", "timeout_ms = 3000"),
+            &[("hostile", HOSTILE)],
+        )
+        .await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move {
+        request(addr, "GET", "/sleep?ms=500", &[], bytes::Bytes::new()).await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let stopping = tokio::spawn(server.stop());
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "slept");
+    let _dir = stopping.await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_second_server_cannot_take_over_a_live_data_directory() {
+    let server = TestServer::start().await;
+    let config = common::config(server.dir.path());
+    let error = zerofn_server::start(config).await.unwrap_err();
+    assert!(
+        error.to_string().contains("another zerofn server"),
+        "{error}"
+    );
+}

@@ -1,0 +1,124 @@
+//! The command line, as clap types. Parsing only: no validation that needs I/O happens here.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// zerofn: a zero-trust serverless platform for WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "zerofn", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print results as JSON on stdout, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v, -vv). ZEROFN_LOG overrides it with a tracing filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Where the platform keeps its state [default: the user's data directory + /zerofn].
+    #[arg(long, global = true, env = "ZEROFN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for function traffic [default: 127.0.0.1:8080, or the config file's].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Platform config file (limits, ceilings, concurrency); see docs/configuration.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new app from a template.
+    Init {
+        /// Directory to create.
+        dir: PathBuf,
+        /// App name [default: the directory's name].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run each function's build command.
+    Build {
+        /// The app directory (holding zerofn.toml).
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+    },
+    /// Build, deploy and serve an app on this machine: the one-command path.
+    Up {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Deploy the components as they are, without running the build commands.
+        #[arg(long)]
+        no_build: bool,
+    },
+    /// Serve every deployed app until interrupted.
+    Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Deploy an app to the running server of the data directory.
+    Deploy {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// Run the build commands first.
+        #[arg(long)]
+        build: bool,
+    },
+    /// List deployed apps and their active versions.
+    Apps,
+    /// List an app's versions, newest first.
+    Versions { app: String },
+    /// Make an earlier version of an app active again.
+    Rollback {
+        app: String,
+        /// The version id to return to [default: the previously active one].
+        #[arg(long, value_name = "VERSION_ID")]
+        to: Option<String>,
+    },
+    /// Call a function from the terminal (through the control plane).
+    Invoke {
+        app: String,
+        function: String,
+        /// HTTP method.
+        #[arg(short = 'X', long, default_value = "GET")]
+        method: String,
+        /// Request path (and query) as the function sees it [default: the function's route].
+        #[arg(long)]
+        path: Option<String>,
+        /// A request header, `NAME: VALUE`; repeatable.
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// Request body.
+        #[arg(short = 'd', long, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Request body from a file (`-` for stdin).
+        #[arg(long, value_name = "FILE")]
+        data_file: Option<PathBuf>,
+    },
+    /// Show what functions wrote to stdout and stderr.
+    Logs {
+        app: String,
+        function: Option<String>,
+        /// Only this invocation's lines.
+        #[arg(long, value_name = "ID")]
+        invocation: Option<String>,
+        /// At most this many lines (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Keep printing new lines as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}

@@ -1,0 +1,105 @@
+//! `zerofn build`: runs each function's build command in its working directory, once per
+//! distinct command, with a progress display, and stops at the first failure with its output.
+
+use crate::exit::{Code, Failure};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zerofn_manifest::Manifest;
+
+/// The manifest file name in an app directory.
+pub const MANIFEST_FILE: &str = "zerofn.toml";
+
+/// Loads `app_dir/zerofn.toml`.
+pub fn load_manifest(app_dir: &Path) -> Result<Manifest, Failure> {
+    Ok(zerofn_manifest::load(&app_dir.join(MANIFEST_FILE))?)
+}
+
+/// Builds every function of the app in `app_dir` and returns its manifest.
+pub fn build(app_dir: &Path, json: bool) -> Result<Manifest, Failure> {
+    let manifest = load_manifest(app_dir)?;
+    let mut steps: BTreeMap<(String, PathBuf), Vec<String>> = BTreeMap::new();
+    for function in manifest.functions() {
+        if let Some(build) = &function.build {
+            steps
+                .entry((build.command.clone(), build.workdir.clone()))
+                .or_default()
+                .push(function.name.clone());
+        }
+    }
+    let total = steps.len();
+    let mut report = Vec::new();
+    for (index, ((command, workdir), functions)) in steps.into_iter().enumerate() {
+        let label = format!("[{}/{total}] {}", index + 1, functions.join(", "));
+        let started = Instant::now();
+        let progress = spinner(&label, &command, json);
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .current_dir(&workdir)
+            .output();
+        progress.finish_and_clear();
+        let output = output.map_err(|e| {
+            Failure::new(
+                Code::BuildFailed,
+                format!("cannot run `{command}` in {}: {e}", workdir.display()),
+            )
+        })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(Failure::new(
+                Code::BuildFailed,
+                format!(
+                    "build of {} failed ({}): `{command}` in {}\n{}",
+                    functions.join(", "),
+                    output.status,
+                    workdir.display(),
+                    tail.join("\n")
+                ),
+            )
+            .with_json(serde_json::json!({
+                "error": "build failed",
+                "functions": functions,
+                "command": command,
+                "workdir": workdir,
+                "status": output.status.code(),
+                "stderr": stderr,
+            })));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if !json {
+            eprintln!("  built {label} in {seconds:.1}s");
+        }
+        report.push(serde_json::json!({
+            "functions": functions,
+            "command": command,
+            "workdir": workdir,
+            "seconds": seconds,
+        }));
+    }
+    if json {
+        crate::output::print(true, &serde_json::json!({ "built": report }), String::new);
+    }
+    Ok(manifest)
+}
+
+fn spinner(label: &str, command: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        if !json {
+            eprintln!("  building {label}: {command}");
+        }
+        return ProgressBar::hidden();
+    }
+    let progress = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("  {spinner} {msg} ({elapsed})") {
+        progress.set_style(style);
+    }
+    progress.set_message(format!("building {label}: {command}"));
+    progress.enable_steady_tick(Duration::from_millis(100));
+    progress
+}

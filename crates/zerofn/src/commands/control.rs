@@ -1,0 +1,294 @@
+//! Commands that talk to a running server through the control plane of the data directory:
+//! deploy, apps, versions, rollback, invoke, logs.
+
+use super::{build, serve::read_bundle};
+use crate::exit::{Code, Failure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use std::path::{Path, PathBuf};
+use zerofn_server::DeployReport;
+use zerofn_server::control::{
+    AppListing, ControlClient, DeployRequest, InvokeRequest, InvokeResponse, RollbackRequest,
+};
+use zerofn_store::{LogQuery, LogRow, VersionRecord};
+
+fn client(data_dir: &Path) -> ControlClient {
+    ControlClient::new(&zerofn_server::control::socket_path(data_dir))
+}
+
+pub async fn deploy(
+    app_dir: &Path,
+    run_build: bool,
+    data_dir: &Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let manifest = if run_build {
+        build::build(app_dir, json)?
+    } else {
+        build::load_manifest(app_dir)?
+    };
+    let bundle = read_bundle(&manifest)?;
+    let request = DeployRequest {
+        manifest_path: bundle.manifest_path,
+        manifest: bundle.manifest,
+        components: bundle
+            .components
+            .into_iter()
+            .map(|(name, bytes)| (name, BASE64.encode(bytes)))
+            .collect(),
+    };
+    let report: DeployReport = client(data_dir).post("/v1/deploy", &request).await?;
+    print_report(&report, "deployed", json);
+    Ok(())
+}
+
+fn print_report(report: &DeployReport, verb: &str, json: bool) {
+    if !json && !report.warnings_text.is_empty() {
+        eprintln!("{}", report.warnings_text);
+    }
+    let value = serde_json::to_value(report).unwrap_or_default();
+    crate::output::print(json, &value, || {
+        let mut text = format!(
+            "{verb} {} {} (version {})\n",
+            report.app, report.app_version, report.version_id
+        );
+        for f in &report.functions {
+            text.push_str(&format!(
+                "  {:<12} {} {}\n",
+                f.name,
+                f.methods.join(","),
+                f.route
+            ));
+        }
+        text.trim_end().to_string()
+    });
+}
+
+pub async fn apps(data_dir: &Path, json: bool) -> Result<(), Failure> {
+    let apps: Vec<AppListing> = client(data_dir).get("/v1/apps").await?;
+    let value = serde_json::to_value(&apps).unwrap_or_default();
+    crate::output::print(json, &value, || {
+        if apps.is_empty() {
+            return "no apps deployed".into();
+        }
+        apps.iter()
+            .map(|a| {
+                let state = if a.serving { "serving" } else { "NOT SERVING" };
+                format!(
+                    "{:<16} {:<10} {}  {state}",
+                    a.app,
+                    a.app_version,
+                    short(&a.active_version_id)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub async fn versions(app: &str, data_dir: &Path, json: bool) -> Result<(), Failure> {
+    let versions: Vec<VersionRecord> = client(data_dir)
+        .get(&format!("/v1/apps/{app}/versions"))
+        .await?;
+    let value = serde_json::to_value(&versions).unwrap_or_default();
+    crate::output::print(json, &value, || {
+        versions
+            .iter()
+            .map(|v| {
+                format!(
+                    "{}  {:<10} created {}",
+                    v.version_id, v.app_version, v.created_ms
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub async fn rollback(
+    app: &str,
+    to: Option<&str>,
+    data_dir: &Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let request = RollbackRequest {
+        to: to.map(str::to_string),
+    };
+    let report: DeployReport = client(data_dir)
+        .post(&format!("/v1/apps/{app}/rollback"), &request)
+        .await?;
+    print_report(&report, "rolled back to", json);
+    Ok(())
+}
+
+pub struct InvokeArgs {
+    pub app: String,
+    pub function: String,
+    pub method: String,
+    pub path: Option<String>,
+    pub headers: Vec<String>,
+    pub data: Option<String>,
+    pub data_file: Option<PathBuf>,
+}
+
+pub async fn invoke(args: InvokeArgs, data_dir: &Path, json: bool) -> Result<(), Failure> {
+    let body = match (&args.data, &args.data_file) {
+        (Some(data), _) => data.as_bytes().to_vec(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut buffer = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer)
+                .map_err(|e| Failure::new(Code::Failure, format!("cannot read stdin: {e}")))?;
+            buffer
+        }
+        (None, Some(path)) => std::fs::read(path).map_err(|e| {
+            Failure::new(
+                Code::Failure,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?,
+        (None, None) => Vec::new(),
+    };
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            return Err(Failure::new(
+                Code::Refused,
+                format!("header `{header}` is not `NAME: VALUE`"),
+            ));
+        };
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let client = client(data_dir);
+    let path = match args.path {
+        Some(path) => path,
+        None => default_path(&client, &args.app, &args.function).await?,
+    };
+    let request = InvokeRequest {
+        app: args.app,
+        function: args.function,
+        method: args.method.to_uppercase(),
+        path,
+        headers,
+        body_base64: BASE64.encode(body),
+    };
+    let response: InvokeResponse = client.post("/v1/invoke", &request).await?;
+    let body = BASE64
+        .decode(response.body_base64.as_bytes())
+        .unwrap_or_default();
+    if json {
+        let value = serde_json::json!({
+            "invocation_id": response.invocation_id,
+            "status": response.status,
+            "headers": response.headers,
+            "body": String::from_utf8_lossy(&body),
+        });
+        crate::output::print(true, &value, String::new);
+    } else {
+        eprintln!(
+            "HTTP {} (invocation {})",
+            response.status, response.invocation_id
+        );
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(&body);
+        let _ = stdout.flush();
+    }
+    if response.status >= 400 {
+        return Err(Failure::new(
+            Code::FunctionError,
+            format!("the function answered HTTP {}", response.status),
+        ));
+    }
+    Ok(())
+}
+
+/// The function's route, without a trailing `/...`, so `invoke` works without `--path`.
+async fn default_path(
+    client: &ControlClient,
+    app: &str,
+    function: &str,
+) -> Result<String, Failure> {
+    let apps: Vec<AppListing> = client.get("/v1/apps").await?;
+    apps.iter()
+        .filter(|a| a.app == app)
+        .flat_map(|a| a.functions.iter())
+        .find(|f| f.name == function)
+        .map(|f| f.route.trim_end_matches("/...").to_string())
+        .map(|p| if p.is_empty() { "/".to_string() } else { p })
+        .ok_or_else(|| {
+            Failure::new(
+                Code::Refused,
+                format!("app `{app}` has no serving function `{function}` (see `zerofn apps`)"),
+            )
+        })
+}
+
+pub async fn logs(
+    mut query: LogQuery,
+    follow: bool,
+    data_dir: &Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let client = client(data_dir);
+    loop {
+        let path = format!("/v1/logs?{}", encode_query(&query));
+        let rows: Vec<LogRow> = client.get(&path).await?;
+        for row in &rows {
+            if json {
+                println!("{}", serde_json::to_string(row).unwrap_or_default());
+            } else {
+                println!(
+                    "{} {}/{} {} {}: {}",
+                    row.at_ms,
+                    row.app,
+                    row.function,
+                    short(&row.invocation_id),
+                    row.stream,
+                    row.line
+                );
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        if let Some(last) = rows.last() {
+            query.after_id = Some(last.id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn encode_query(query: &LogQuery) -> String {
+    let mut pairs = Vec::new();
+    let mut add = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            pairs.push(format!("{key}={}", percent_encode(&value)));
+        }
+    };
+    add("app", query.app.clone());
+    add("function", query.function.clone());
+    add("invocation_id", query.invocation_id.clone());
+    add("after_id", query.after_id.map(|v| v.to_string()));
+    add("limit", query.limit.map(|v| v.to_string()));
+    pairs.join("&")
+}
+
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn short(id: &str) -> &str {
+    let start = id.find(':').map(|i| i + 1).unwrap_or(0);
+    let end = (start + 12).min(id.len());
+    id.get(start..end).unwrap_or(id)
+}

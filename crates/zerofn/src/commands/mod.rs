@@ -1,0 +1,82 @@
+//! One module per command group; each turns parsed arguments into library calls.
+
+mod build;
+mod control;
+mod init;
+mod serve;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{Code, Failure};
+use std::path::PathBuf;
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.global.json;
+    let data_dir = || data_dir(cli.global.data_dir.clone());
+    match cli.command {
+        Command::Init { dir, name } => init::init(&dir, name.as_deref(), json),
+        Command::Build { app_dir } => build::build(&app_dir, json).map(|_| ()),
+        Command::Up {
+            app_dir,
+            serve,
+            no_build,
+        } => serve::up(&app_dir, &serve, !no_build, data_dir()?, json).await,
+        Command::Serve { serve } => serve::serve(&serve, data_dir()?, json).await,
+        Command::Deploy { app_dir, build } => {
+            control::deploy(&app_dir, build, &data_dir()?, json).await
+        }
+        Command::Apps => control::apps(&data_dir()?, json).await,
+        Command::Versions { app } => control::versions(&app, &data_dir()?, json).await,
+        Command::Rollback { app, to } => {
+            control::rollback(&app, to.as_deref(), &data_dir()?, json).await
+        }
+        Command::Invoke {
+            app,
+            function,
+            method,
+            path,
+            headers,
+            data,
+            data_file,
+        } => {
+            let request = control::InvokeArgs {
+                app,
+                function,
+                method,
+                path,
+                headers,
+                data,
+                data_file,
+            };
+            control::invoke(request, &data_dir()?, json).await
+        }
+        Command::Logs {
+            app,
+            function,
+            invocation,
+            limit,
+            follow,
+        } => {
+            let query = zerofn_store::LogQuery {
+                app: Some(app),
+                function,
+                invocation_id: invocation,
+                after_id: None,
+                limit: Some(limit),
+            };
+            control::logs(query, follow, &data_dir()?, json).await
+        }
+    }
+}
+
+/// `--data-dir`, else `ZEROFN_DATA_DIR` (clap reads both), else the user's data directory.
+fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(dir) = explicit {
+        return Ok(dir);
+    }
+    dirs::data_dir().map(|d| d.join("zerofn")).ok_or_else(|| {
+        Failure::new(
+            Code::Failure,
+            "cannot find a data directory for this user; pass --data-dir or set ZEROFN_DATA_DIR",
+        )
+    })
+}

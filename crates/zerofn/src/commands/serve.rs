@@ -1,0 +1,174 @@
+//! `zerofn serve` and `zerofn up`: start the platform on this machine and serve until SIGINT or
+//! SIGTERM, then finish in-flight requests and stop.
+
+use super::build;
+use crate::cli::ServeArgs;
+use crate::exit::{Code, Failure};
+use std::path::{Path, PathBuf};
+use zerofn_server::{DeployBundle, RunningServer, ServerConfig};
+
+fn server_config(args: &ServeArgs, data_dir: PathBuf) -> Result<ServerConfig, Failure> {
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path, data_dir)
+            .map_err(|e| Failure::new(Code::Refused, e.to_string()))?,
+        None => ServerConfig::new(data_dir),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    Ok(config)
+}
+
+async fn start(config: ServerConfig) -> Result<RunningServer, Failure> {
+    let server = zerofn_server::start(config)
+        .await
+        .map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
+    for (app, error) in &server.restore_failures {
+        eprintln!("warning: app `{app}` is not serving: {error}");
+    }
+    Ok(server)
+}
+
+pub async fn serve(args: &ServeArgs, data_dir: PathBuf, json: bool) -> Result<(), Failure> {
+    let server = start(server_config(args, data_dir)?).await?;
+    announce(&server, json);
+    wait_for_stop_signal().await;
+    eprintln!("stopping: finishing in-flight requests");
+    server.shutdown().await;
+    Ok(())
+}
+
+pub async fn up(
+    app_dir: &Path,
+    args: &ServeArgs,
+    run_build: bool,
+    data_dir: PathBuf,
+    json: bool,
+) -> Result<(), Failure> {
+    let manifest = if run_build {
+        build::build(app_dir, json)?
+    } else {
+        build::load_manifest(app_dir)?
+    };
+    let bundle = read_bundle(&manifest)?;
+    let config = server_config(args, data_dir)?;
+    let server = start(config).await?;
+    let report = match server.platform().deploy(bundle).await {
+        Ok(report) => report,
+        Err(error) => {
+            server.shutdown().await;
+            return Err(error.into());
+        }
+    };
+    if !report.warnings_text.is_empty() && !json {
+        eprintln!("{}", report.warnings_text);
+    }
+    if !json {
+        eprintln!(
+            "deployed {} {} as version {}",
+            report.app, report.app_version, report.version_id
+        );
+    }
+    announce(&server, json);
+    wait_for_stop_signal().await;
+    eprintln!("stopping: finishing in-flight requests");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Prints where the platform serves and what.
+fn announce(server: &RunningServer, json: bool) {
+    let addr = server.http_addr();
+    let routes = server.platform().routes();
+    let functions: Vec<serde_json::Value> = routes
+        .apps()
+        .flat_map(|app| app.functions.iter())
+        .map(|f| {
+            serde_json::json!({
+                "app": f.app,
+                "function": f.name,
+                "methods": f.methods,
+                "route": f.route.to_string(),
+                "url": format!("http://{addr}{}", f.route.base()),
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "listen": addr.to_string(),
+        "control_socket": server.control_socket(),
+        "functions": functions,
+    });
+    crate::output::print(json, &value, || {
+        let mut text = format!("zerofn serving on http://{addr}\n");
+        for f in &functions {
+            text.push_str(&format!(
+                "  {:<7} {:<40} {}/{}\n",
+                f["methods"]
+                    .as_array()
+                    .map(|m| m
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default(),
+                f["url"].as_str().unwrap_or_default(),
+                f["app"].as_str().unwrap_or_default(),
+                f["function"].as_str().unwrap_or_default(),
+            ));
+        }
+        text.push_str(&format!(
+            "control plane: {} (Ctrl-C to stop)",
+            server.control_socket().display()
+        ));
+        text
+    });
+}
+
+/// Reads every function's component for a deploy; a missing one is a located diagnostic.
+pub fn read_bundle(manifest: &zerofn_manifest::Manifest) -> Result<DeployBundle, Failure> {
+    let missing = manifest.check_components();
+    if missing.has_errors() {
+        return Err(missing.into());
+    }
+    let mut components = std::collections::BTreeMap::new();
+    for function in manifest.functions() {
+        let bytes = std::fs::read(&function.component_path).map_err(|e| {
+            Failure::new(
+                Code::Refused,
+                format!(
+                    "cannot read the component of `{}` at {}: {e}",
+                    function.name,
+                    function.component_path.display()
+                ),
+            )
+        })?;
+        components.insert(function.name.clone(), bytes);
+    }
+    Ok(DeployBundle {
+        manifest_path: manifest.path().display().to_string(),
+        manifest: manifest.source().to_string(),
+        components,
+    })
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,168 @@
+//! `checkout`: validates a basket, prices it and places the order.
+//!
+//! `POST /checkout` with `{"items": [{"sku": "TEA-01", "qty": 2}]}` answers 201 with the
+//! order: an id, the total and one priced line per item. Anything else (malformed JSON,
+//! unknown fields or SKUs, a quantity outside 1..=100, too many lines) is a 400 that says
+//! what was wrong.
+//!
+//! Today prices come from the shared product list. Later the platform will let this
+//! function ask `inventory` for stock (an `invoke` grant) and call a payment provider (an
+//! `egress` grant); nothing here can reach either yet.
+
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use shop_model::http::{BodyError, path_and_query, read_body, respond_error, respond_json};
+use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
+
+wasip2::http::proxy::export!(Checkout);
+
+/// A basket is a few lines of JSON; anything longer is refused unread.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+const MAX_LINES: usize = 20;
+const MAX_QTY: u32 = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderRequest {
+    items: Vec<LineRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineRequest {
+    sku: String,
+    qty: u32,
+}
+
+#[derive(Serialize)]
+struct Order {
+    order_id: String,
+    total_cents: u64,
+    items: Vec<OrderLine>,
+}
+
+#[derive(Serialize)]
+struct OrderLine {
+    sku: &'static str,
+    name: &'static str,
+    qty: u32,
+    unit_price_cents: u64,
+    line_total_cents: u64,
+}
+
+struct Checkout;
+
+impl wasip2::exports::http::incoming_handler::Guest for Checkout {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        if !matches!(request.method(), Method::Post) {
+            return respond_error(out, 405, "method not allowed");
+        }
+        let (path, _query) = path_and_query(&request);
+        if path != "/checkout" {
+            return respond_error(out, 404, "not found");
+        }
+        let body = match read_body(&request, MAX_BODY_BYTES) {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { limit }) => {
+                return respond_error(out, 413, &format!("body longer than {limit} bytes"));
+            }
+            Err(BodyError::Io(_)) => return respond_error(out, 400, "cannot read body"),
+        };
+        let order_request: OrderRequest = match serde_json::from_slice(&body) {
+            Ok(order_request) => order_request,
+            Err(error) => return respond_error(out, 400, &format!("malformed order: {error}")),
+        };
+        match price(&order_request) {
+            Ok((items, total_cents)) => {
+                let order_id = new_order_id();
+                respond_json(
+                    out,
+                    201,
+                    &Order {
+                        order_id,
+                        total_cents,
+                        items,
+                    },
+                );
+            }
+            Err(message) => respond_error(out, 400, &message),
+        }
+    }
+}
+
+/// The priced lines and the total, or why the basket is not acceptable.
+fn price(order_request: &OrderRequest) -> Result<(Vec<OrderLine>, u64), String> {
+    if order_request.items.is_empty() {
+        return Err("an order needs at least one item".to_owned());
+    }
+    if order_request.items.len() > MAX_LINES {
+        return Err(format!("an order has at most {MAX_LINES} lines"));
+    }
+    let mut lines = Vec::with_capacity(order_request.items.len());
+    let mut total_cents: u64 = 0;
+    for line in &order_request.items {
+        let Some(product) = shop_model::product(&line.sku) else {
+            return Err(format!("unknown sku {:?}", line.sku));
+        };
+        if !(1..=MAX_QTY).contains(&line.qty) {
+            return Err(format!(
+                "qty for {} must be between 1 and {MAX_QTY}",
+                product.sku
+            ));
+        }
+        // Bounded by MAX_LINES * MAX_QTY * the largest price, far below u64::MAX;
+        // checked anyway so a future price list cannot make it wrap.
+        let line_total_cents = product
+            .price_cents
+            .checked_mul(u64::from(line.qty))
+            .ok_or("order total too large")?;
+        total_cents = total_cents
+            .checked_add(line_total_cents)
+            .ok_or("order total too large")?;
+        lines.push(OrderLine {
+            sku: product.sku,
+            name: product.name,
+            qty: line.qty,
+            unit_price_cents: product.price_cents,
+            line_total_cents,
+        });
+    }
+    Ok((lines, total_cents))
+}
+
+/// A new, unguessable order id from the host's cryptographically secure random source.
+fn new_order_id() -> String {
+    format!("ord_{:016x}", wasip2::random::random::get_random_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OrderRequest, price};
+
+    fn priced(json: &str) -> Result<u64, String> {
+        let order_request: OrderRequest =
+            serde_json::from_str(json).map_err(|error| error.to_string())?;
+        price(&order_request).map(|(_, total_cents)| total_cents)
+    }
+
+    #[test]
+    fn baskets_are_priced_or_refused() {
+        assert_eq!(priced(r#"{"items":[{"sku":"TEA-01","qty":2}]}"#), Ok(900));
+        assert_eq!(
+            priced(r#"{"items":[{"sku":"TEA-01","qty":1},{"sku":"MUG-01","qty":1}]}"#),
+            Ok(2250)
+        );
+        for refused in [
+            r#"{"items":[]}"#,
+            r#"{"items":[{"sku":"NOPE","qty":1}]}"#,
+            r#"{"items":[{"sku":"TEA-01","qty":0}]}"#,
+            r#"{"items":[{"sku":"TEA-01","qty":101}]}"#,
+            r#"{"items":[{"sku":"TEA-01","qty":-1}]}"#,
+            r#"{"items":[{"sku":"TEA-01","qty":1,"price_cents":1}]}"#,
+            r#"{"items":"#,
+        ] {
+            assert!(priced(refused).is_err(), "{refused} was accepted");
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! `hostile`: an adversarial `wasi:http/proxy` guest for the platform's tests.
+//!
+//! The request path picks one attempt to escape, exhaust or probe the sandbox (see the
+//! `match` in [`Hostile::handle`]). Routes that *observe* something answer with a report
+//! the tests assert on (for example "every ambient-authority probe is an error"); routes
+//! that *attack* (`/loop`, `/membomb`, `/recurse`, `/panic`, `/trap`) never answer, and the
+//! tests check that the platform contains them.
+//!
+//! This is test code that misbehaves on purpose: never deploy it. It uses `unsafe` only in
+//! `/marker`, which has to read memory the Rust abstract machine considers uninitialised;
+//! each block says why it is sound enough for that purpose.
+//!
+//! Query strings are parsed by hand so the component has no dependency but `wasip2`.
+
+#[cfg(not(target_arch = "wasm32"))]
+compile_error!("`hostile` is a Wasm component: build it with `--target wasm32-wasip2`");
+
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::io::{self, Read as _, Write as _};
+use std::net::{TcpStream, ToSocketAddrs as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
+};
+use wasip2::io::streams::OutputStream;
+
+wasip2::http::proxy::export!(Hostile);
+
+struct Hostile;
+
+impl wasip2::exports::http::incoming_handler::Guest for Hostile {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((path_with_query.as_str(), ""));
+
+        match path {
+            "/count" => respond_text(out, 200, &count().to_string()),
+            "/marker" => respond_json(out, &marker()),
+            "/ambient" => respond_json(out, &ambient()),
+            "/loop" => spin_forever(),
+            "/sleep" => match query_number(query, "ms") {
+                Some(ms) => {
+                    sleep_in_host(ms);
+                    respond_text(out, 200, "slept");
+                }
+                None => respond_text(out, 400, "expected ?ms=N"),
+            },
+            "/membomb" => exhaust_memory(),
+            "/recurse" => {
+                // Not reached: the recursion never returns.
+                let depth = recurse(0);
+                respond_text(out, 200, &depth.to_string());
+            }
+            "/recurse-native" => {
+                // Not reached: exhausts the engine's own WebAssembly stack.
+                let depth = recurse_native(0);
+                respond_text(out, 200, &depth.to_string());
+            }
+            "/panic" => panic!("guest panic: secret-detail-xyz"),
+            "/trap" => core::arch::wasm32::unreachable(),
+            "/echo" => echo(&request, out),
+            "/big" => match query_number(query, "bytes") {
+                Some(bytes) => big(out, bytes),
+                None => respond_text(out, 400, "expected ?bytes=N"),
+            },
+            "/print" => match query_number(query, "bytes") {
+                Some(bytes) => {
+                    print_to_stdio(bytes);
+                    respond_text(out, 200, "printed");
+                }
+                None => respond_text(out, 400, "expected ?bytes=N"),
+            },
+            "/outbound" => {
+                let mut json = String::from("{\"result\":");
+                push_json_string(&mut json, &outbound());
+                json.push('}');
+                respond_json(out, &json);
+            }
+            "/headers" => respond_json(out, &headers(&request)),
+            _ => respond_text(out, 404, "no such route"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------
+
+/// `/count`: a counter that survives between requests only if the platform reuses an
+/// instance. A fresh sandbox per invocation always answers 1.
+fn count() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// The pattern `/marker` looks for and then leaves behind, to detect memory that one
+/// invocation can see from another.
+const MARKER: &[u8; 16] = b"ZEROFN-MARKER-01";
+const WASM_PAGE_BYTES: usize = 64 * 1024;
+/// Pages taken straight from `memory.grow`, bypassing the allocator.
+const GROWN_PAGES: usize = 4;
+/// Bytes taken from the allocator without initialising them.
+const HEAP_PROBE_BYTES: usize = 1024 * 1024;
+
+/// `/marker`: looks for another invocation's data in memory this one has just obtained,
+/// then leaves the marker there for the next invocation to find.
+///
+/// * `nonzero_bytes` counts non-zero bytes in the freshly grown pages. The Wasm spec says
+///   they are zero, so anything else means the host handed over dirty memory.
+/// * `seen_marker` is true if either region held the marker.
+/// * `heap_nonzero_bytes` is for information only: the allocator may legitimately hand
+///   back memory this invocation freed earlier (while parsing the request, say).
+fn marker() -> String {
+    let mut grown = Scan::default();
+    let old_pages = core::arch::wasm32::memory_grow::<0>(GROWN_PAGES);
+    let grew = old_pages != usize::MAX;
+    if grew {
+        let start = core::ptr::with_exposed_provenance_mut::<u8>(old_pages * WASM_PAGE_BYTES);
+        // SAFETY: `memory.grow` has just appended these pages to linear memory 0 and
+        // returned their first page; the allocator only learns of pages it grows itself,
+        // so nothing else in this program uses them.
+        grown = unsafe { scan_and_mark(start, GROWN_PAGES * WASM_PAGE_BYTES) };
+    }
+
+    let layout = match Layout::from_size_align(HEAP_PROBE_BYTES, 16) {
+        Ok(layout) => layout,
+        Err(_) => unreachable!("1 MiB aligned to 16 is a valid layout"),
+    };
+    // SAFETY: the layout has a non-zero size.
+    let heap = unsafe { std::alloc::alloc(layout) };
+    if heap.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `heap` is a live allocation of `HEAP_PROBE_BYTES` that only we hold.
+    let heap_scan = unsafe { scan_and_mark(heap, HEAP_PROBE_BYTES) };
+    // SAFETY: allocated above with the same layout, and not used after this.
+    unsafe { std::alloc::dealloc(heap, layout) };
+
+    format!(
+        "{{\"seen_marker\":{},\"nonzero_bytes\":{},\"grew\":{grew},\"heap_nonzero_bytes\":{}}}",
+        grown.seen_marker || heap_scan.seen_marker,
+        grown.nonzero_bytes,
+        heap_scan.nonzero_bytes,
+    )
+}
+
+#[derive(Default)]
+struct Scan {
+    seen_marker: bool,
+    nonzero_bytes: usize,
+}
+
+/// Reports whether `len` bytes at `start` hold the marker or any non-zero byte, then
+/// overwrites all of them with copies of the marker.
+///
+/// Reads and writes are volatile: Rust considers freshly allocated bytes uninitialised,
+/// and a volatile access makes the compiler take whatever the host left in linear memory
+/// at face value, and keeps the writes that nothing in this program reads again.
+///
+/// # Safety
+/// `start..start + len` must be valid for reads and writes and used by nothing else.
+unsafe fn scan_and_mark(start: *mut u8, len: usize) -> Scan {
+    let mut scan = Scan::default();
+    // How many bytes of the marker the bytes just read end with. `Z` occurs only at the
+    // start of the marker, so after a mismatch a new match can only begin at a `Z`.
+    let mut matched = 0;
+    for i in 0..len {
+        // SAFETY: `i < len`, and the caller vouches for the whole range.
+        let byte = unsafe { start.add(i).read_volatile() };
+        if byte != 0 {
+            scan.nonzero_bytes += 1;
+        }
+        matched = if byte == MARKER[matched] {
+            matched + 1
+        } else {
+            usize::from(byte == MARKER[0])
+        };
+        if matched == MARKER.len() {
+            scan.seen_marker = true;
+            matched = 0;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: as above.
+        unsafe { start.add(i).write_volatile(MARKER[i % MARKER.len()]) };
+    }
+    scan
+}
+
+/// `/ambient`: every way a guest built with `std` might reach ambient authority. Each
+/// probe answers `"ok:..."` or `"err:<message>"`; a zero-trust host makes them all errors
+/// and the lists empty, except `cwd`: wasi-libc emulates the working directory inside the
+/// guest (`ok:/`) without asking the host. Only names are reported, never values or file
+/// contents.
+fn ambient() -> String {
+    let env: Vec<String> = std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    let args: Vec<String> = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let root = report(std::fs::read_dir("/").map(|entries| format!("{} entries", entries.count())));
+    let cwd = report(std::env::current_dir().map(|dir| dir.display().to_string()));
+    let file_read =
+        report(std::fs::read_to_string("/etc/passwd").map(|s| format!("{} bytes", s.len())));
+    let tcp_connect = report(TcpStream::connect("127.0.0.1:1").map(|_| "connected".to_owned()));
+    let dns = report(
+        "example.com:80"
+            .to_socket_addrs()
+            .map(|addrs| format!("{} addresses", addrs.count())),
+    );
+
+    let mut json = String::from("{\"env\":");
+    push_json_array(&mut json, &env);
+    json.push_str(",\"args\":");
+    push_json_array(&mut json, &args);
+    for (key, value) in [
+        ("preopens_or_root", root),
+        ("cwd", cwd),
+        ("file_read", file_read),
+        ("tcp_connect", tcp_connect),
+        ("dns", dns),
+    ] {
+        json.push(',');
+        push_json_string(&mut json, key);
+        json.push(':');
+        push_json_string(&mut json, &value);
+    }
+    json.push('}');
+    json
+}
+
+fn report(result: io::Result<String>) -> String {
+    match result {
+        Ok(detail) => format!("ok:{detail}"),
+        Err(error) => format!("err:{error}"),
+    }
+}
+
+/// `/loop`: burns CPU forever. `black_box` keeps the loop from being optimised away, so
+/// only the host's deadline (epoch or fuel) can stop it.
+fn spin_forever() -> ! {
+    loop {
+        black_box(());
+    }
+}
+
+/// `/sleep`: blocks inside the host, not in guest code, so only a host-side deadline that
+/// also covers blocking calls stops it early.
+fn sleep_in_host(ms: u64) {
+    let nanos = ms.saturating_mul(1_000_000);
+    wasip2::clocks::monotonic_clock::subscribe_duration(nanos).block();
+}
+
+/// `/membomb`: allocates and touches 1 MiB after 1 MiB until the allocator fails, which
+/// aborts (traps) the guest. The memory limit decides how far it gets.
+fn exhaust_memory() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // `vec![x; n]` writes every byte, so pages are really used, not just reserved;
+        // `black_box` stops the compiler from eliding allocations nobody reads.
+        hoard.push(vec![0x5a; 1024 * 1024]);
+        black_box(&hoard);
+    }
+}
+
+/// `/recurse`: recursion with a 1 KiB frame that the optimiser can neither turn into a
+/// loop nor shrink, so it exhausts the stack (Wasm's and the shadow stack in linear memory).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [0u8; 1024];
+    frame[0] = depth.to_le_bytes()[0];
+    black_box(&mut frame);
+    // Never true; `black_box` hides that from the compiler and from the recursion lint.
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    // Using `frame` after the call keeps this from being a tail call.
+    recurse(depth + 1).wrapping_add(u64::from(frame[black_box(0)]))
+}
+
+/// Unbounded recursion that keeps nothing in linear memory, so it exhausts the engine's native
+/// WebAssembly stack (a `StackOverflow` trap) instead of Rust's shadow stack.
+fn recurse_native(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    recurse_native(black_box(depth + 1)).wrapping_add(black_box(1))
+}
+
+/// `/echo`: the request body and content type, sent back unchanged.
+fn echo(request: &IncomingRequest, out: ResponseOutparam) {
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| b"application/octet-stream".to_vec());
+    match read_body(request) {
+        Ok(body) => respond(out, 200, &content_type, |stream| stream.write_all(&body)),
+        Err(error) => respond_text(out, 400, &format!("cannot read body: {error}")),
+    }
+}
+
+/// `/big`: a response body of `bytes` bytes of `a`, written 64 KiB at a time. The
+/// `io::Write` impl of `wasip2` waits for the host's `check-write` budget, so this tests
+/// the host's response limits and back-pressure, not the guest's patience.
+fn big(out: ResponseOutparam, bytes: u64) {
+    static CHUNK: [u8; 64 * 1024] = [b'a'; 64 * 1024];
+    respond(out, 200, b"text/plain", |stream| {
+        let mut left = bytes;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(CHUNK.len(), |left| left.min(CHUNK.len()));
+            stream.write_all(&CHUNK[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    });
+}
+
+/// `/print`: `bytes` bytes to stdout and as many to stderr, as lines of 99 `x` and a
+/// newline, to test how the host captures and bounds guest logs.
+fn print_to_stdio(bytes: u64) {
+    const LINE: [u8; 100] = {
+        let mut line = [b'x'; 100];
+        line[99] = b'\n';
+        line
+    };
+    fn write_lines(sink: &mut impl io::Write, bytes: u64) -> io::Result<()> {
+        let mut left = bytes;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(LINE.len(), |left| left.min(LINE.len()));
+            sink.write_all(&LINE[..n])?;
+            left -= n as u64;
+        }
+        sink.flush()
+    }
+    // The host may close or drop these streams; the test then looks at what it kept,
+    // so a write error is not the guest's to report.
+    let _ = write_lines(&mut io::stdout().lock(), bytes);
+    let _ = write_lines(&mut io::stderr().lock(), bytes);
+}
+
+/// `/outbound`: an outgoing `wasi:http` request to `http://example.com/`. Returns `ok:<status>`
+/// if it got through, otherwise the `ErrorCode` the host gave (a platform without an egress
+/// grant answers `HttpRequestDenied`).
+fn outbound() -> String {
+    let request = OutgoingRequest::new(Fields::new());
+    // These setters reject only malformed values, and these are constants.
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some("example.com"));
+    let _ = request.set_path_with_query(Some("/"));
+    match outgoing_handler::handle(request, None) {
+        Err(code) => format!("{code:?}"),
+        Ok(response) => {
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(response))) => format!("ok:{}", response.status()),
+                Some(Ok(Err(code))) => format!("{code:?}"),
+                Some(Err(())) => "err:response already taken".to_owned(),
+                None => "err:response not ready".to_owned(),
+            }
+        }
+    }
+}
+
+/// `/headers`: the request headers as a JSON object; repeated headers are joined with
+/// `", "`, and values that are not UTF-8 are converted lossily.
+fn headers(request: &IncomingRequest) -> String {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in request.headers().entries() {
+        let value = String::from_utf8_lossy(&value);
+        headers
+            .entry(name)
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    let mut json = String::from("{");
+    for (i, (name, value)) in headers.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(&mut json, name);
+        json.push(':');
+        push_json_string(&mut json, value);
+    }
+    json.push('}');
+    json
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP and JSON helpers
+// ---------------------------------------------------------------------------------------
+
+/// The value of `name` in a query string such as `a=1&b=2`, parsed as a number.
+fn query_number(query: &str, name: &str) -> Option<u64> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        if key == name {
+            value.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// The whole request body.
+fn read_body(request: &IncomingRequest) -> io::Result<Vec<u8>> {
+    let body = request
+        .consume()
+        .map_err(|()| io::Error::other("body already consumed"))?;
+    let mut stream = body
+        .stream()
+        .map_err(|()| io::Error::other("body stream already taken"))?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    // The stream is a child of the body and must go first.
+    drop(stream);
+    drop(IncomingBody::finish(body));
+    Ok(bytes)
+}
+
+fn respond_text(out: ResponseOutparam, status: u16, text: &str) {
+    respond(out, status, b"text/plain; charset=utf-8", |stream| {
+        stream.write_all(text.as_bytes())
+    });
+}
+
+fn respond_json(out: ResponseOutparam, json: &str) {
+    respond(out, 200, b"application/json", |stream| {
+        stream.write_all(json.as_bytes())
+    });
+}
+
+/// Sends the status and headers, then lets `write_body` stream the body.
+fn respond(
+    out: ResponseOutparam,
+    status: u16,
+    content_type: &[u8],
+    write_body: impl FnOnce(&mut OutputStream) -> io::Result<()>,
+) {
+    let headers = match Fields::from_list(&[("content-type".to_owned(), content_type.to_vec())]) {
+        Ok(headers) => headers,
+        // Only `/echo` passes a value from outside, and the host has already accepted it.
+        Err(error) => panic!("invalid content-type: {error:?}"),
+    };
+    let response = OutgoingResponse::new(headers);
+    // Every status this guest uses is valid; on failure the host sends its default (200).
+    let _ = response.set_status_code(status);
+    let Ok(body) = response.body() else {
+        unreachable!("the body of a new response is taken once")
+    };
+    ResponseOutparam::set(out, Ok(response));
+    let Ok(mut stream) = body.write() else {
+        unreachable!("the stream of a new body is taken once")
+    };
+    // `io::Write::flush`, not the inherent `flush` (which does not wait for the data to go out).
+    let written = write_body(&mut stream).and_then(|()| io::Write::flush(&mut stream));
+    drop(stream);
+    // On a write error the client is gone: dropping the body unfinished tells the host so.
+    if written.is_ok() {
+        let _ = OutgoingBody::finish(body, None);
+    }
+}
+
+fn push_json_array(json: &mut String, items: &[String]) {
+    json.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(json, item);
+    }
+    json.push(']');
+}
+
+fn push_json_string(json: &mut String, s: &str) {
+    json.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => json.push_str("\\\""),
+            '\\' => json.push_str("\\\\"),
+            '\n' => json.push_str("\\n"),
+            '\r' => json.push_str("\\r"),
+            '\t' => json.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(json, "\\u{:04x}", u32::from(c));
+            }
+            c => json.push(c),
+        }
+    }
+    json.push('"');
+}
