@@ -126,6 +126,20 @@ impl Manifest {
 
     fn check_features(&self, function: &Function, findings: &mut Diagnostics) {
         let name = &function.name;
+        if function.auth.is_none() {
+            findings.push(
+                Diagnostic::error(
+                    "missing-auth",
+                    &self.path,
+                    format!("function `{name}` does not say who may call it"),
+                )
+                .at(&self.source, function.spans.name.clone(), "no `auth` for this function")
+                .help(format!(
+                    "zerofn never makes a route public by default; to serve it to anyone, add\n\
+                     [functions.{name}.auth]\npublic = true"
+                )),
+            );
+        }
         if let (Some(auth), Some(span)) = (&function.auth, &function.spans.auth)
             && *auth != Auth::Public
         {

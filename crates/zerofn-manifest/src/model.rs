@@ -91,6 +91,8 @@ pub struct Function {
 /// Byte spans of the values that deploy-time checks point at.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FunctionSpans {
+    /// The function's key in `[functions.<name>]`.
+    pub name: Range<usize>,
     pub component: Range<usize>,
     pub timeout_ms: Option<Range<usize>>,
     pub memory_mb: Option<Range<usize>>,

@@ -115,8 +115,10 @@ impl<'a> Checker<'a> {
                 "function name",
                 &Spanned::new(name_span.clone(), name.clone()),
             );
-            if let Some((f, route_span)) = self.function(&name, function.into_inner(), &dir, &names)
+            if let Some((mut f, route_span)) =
+                self.function(&name, function.into_inner(), &dir, &names)
             {
+                f.spans.name = name_span;
                 routes.push((route_span, name.clone()));
                 functions.insert(name, f);
             }

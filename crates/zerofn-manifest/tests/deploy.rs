@@ -147,7 +147,7 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
     );
     assert!(inventory.route.matches("/inventory/42"));
     assert!(inventory.grants.is_empty());
-    assert_eq!(inventory.auth, None);
+    assert_eq!(inventory.auth, Some(Auth::Public));
 
     let policy = LimitPolicy::default();
     let deployable = manifest.check_deployable(&policy).unwrap();
@@ -179,7 +179,8 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
 fn missing_component_file_is_an_error_at_the_component_value() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.checkout]\n\
                 component = \"build/checkout.wasm\"\ntrigger = { http = { route = \"/checkout\" } }\n";
-    let err = deploy("missing-component", text, &[], &LimitPolicy::default()).unwrap_err();
+    let manifest = zerofn_manifest::load(&app("missing-component", text, &[])).unwrap();
+    let err = manifest.check_components();
     let d = err.iter().next().unwrap();
     assert!(d.message.contains("build/checkout.wasm"), "{}", d.message);
     assert_eq!(d.value.as_deref(), Some("\"build/checkout.wasm\""));
@@ -194,7 +195,7 @@ fn missing_component_file_is_an_error_at_the_component_value() {
 fn limit_above_ceiling_is_refused_not_clamped() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.report]\n\
                 component = \"report.wasm\"\ntrigger = { http = { route = \"/report\" } }\n\
-                limits = { timeout_ms = 120000, memory_mb = 256 }\n";
+                limits = { timeout_ms = 120000, memory_mb = 256 }\nauth = { public = true }\n";
     let policy: LimitPolicyConfig = toml::from_str("[ceiling]\nmemory_mb = 128\n").unwrap();
     let policy = policy.resolve().unwrap();
     let err = deploy("limit-above-ceiling", text, &["report.wasm"], &policy).unwrap_err();
@@ -264,11 +265,12 @@ fn errors_and_warnings_are_reported_together() {
                 trigger = { http = { route = \"/a\" } }\ngrants = { secrets = [\"token\"] }\n";
     let err = deploy("errors-and-warnings", text, &[], &LimitPolicy::default()).unwrap_err();
     assert!(err.has_errors());
+    // No `auth` at all is refused: a route is never public by default.
     assert_diagnostics(
         "errors-and-warnings",
         &err,
         &[
-            (Severity::Error, "missing-component", 6, 13),
+            (Severity::Error, "missing-auth", 5, 12),
             (Severity::Warning, "grant-not-available", 8, 22),
         ],
     );

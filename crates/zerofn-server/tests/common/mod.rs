@@ -109,6 +109,7 @@ public = true
 
 #[derive(Debug)]
 pub struct Reply {
+    /// 0 when the connection broke before a response head arrived.
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Result<Bytes, String>,
@@ -143,10 +144,19 @@ pub async fn request(
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = sender
+    let response = match sender
         .send_request(builder.body(Full::new(body)).unwrap())
         .await
-        .unwrap();
+    {
+        Ok(response) => response,
+        Err(error) => {
+            return Reply {
+                status: 0,
+                headers: http::HeaderMap::new(),
+                body: Err(error.to_string()),
+            };
+        }
+    };
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response
