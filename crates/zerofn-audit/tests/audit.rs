@@ -1,5 +1,8 @@
 //! Events recorded through the writer land in the real store, in order, with their schema.
 
+// Test helpers outside `#[test]` functions report failures by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use zerofn_audit::{AuditEvent, AuditLog, EventKind, GuestOutputLine, Outcome};
 use zerofn_store::{AuditQuery, LogQuery, Store};
 

@@ -133,7 +133,11 @@ impl Manifest {
                     &self.path,
                     format!("function `{name}` does not say who may call it"),
                 )
-                .at(&self.source, function.spans.name.clone(), "no `auth` for this function")
+                .at(
+                    &self.source,
+                    function.spans.name.clone(),
+                    "no `auth` for this function",
+                )
                 .help(format!(
                     "zerofn never makes a route public by default; to serve it to anyone, add\n\
                      [functions.{name}.auth]\npublic = true"

@@ -155,10 +155,10 @@ impl Platform {
         let deployable = manifest
             .check_deployable(&self.policy)
             .map_err(DeployError::Manifest)?;
-        for unknown in bundle
+        if let Some(unknown) = bundle
             .components
             .keys()
-            .filter(|name| manifest.function(name).is_none())
+            .find(|name| manifest.function(name).is_none())
         {
             return Err(DeployError::UnexpectedComponent(unknown.clone()));
         }

@@ -126,7 +126,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         runtime,
         store,
         audit.clone(),
-        config.limits.clone(),
+        config.limits,
         config.max_concurrency,
     ));
 

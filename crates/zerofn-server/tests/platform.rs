@@ -1,5 +1,8 @@
 //! Deploys, routing, rollback, restarts and the control plane, on a real server and store.
 
+// Test helpers outside `#[test]` functions report failures by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestServer, hostile_manifest, request};

@@ -1,6 +1,9 @@
 //! The sandbox guarantees, through the real path: a hostile component deployed on a real server,
 //! called over HTTP on loopback.
 
+// Test helpers outside `#[test]` functions report failures by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestServer, hostile_manifest, request};
@@ -277,7 +280,11 @@ async fn body_caps_refuse_large_requests_and_cut_large_responses() {
         .deploy(&hostile_manifest("evil", limits), &[("hostile", HOSTILE)])
         .await;
     // Only the head is sent: the refusal must come before any of the body is read.
-    let (status, body) = raw_head_only(server.addr, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n").await;
+    let (status, body) = raw_head_only(
+        server.addr,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n",
+    )
+    .await;
     assert_eq!(status, 413);
     assert!(body.contains("\"limit\":1024"), "{body}");
     let refused = server

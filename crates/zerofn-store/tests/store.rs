@@ -1,5 +1,8 @@
 //! The store through its public API, on a real SQLite file.
 
+// Test helpers outside `#[test]` functions report failures by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use zerofn_store::{AuditQuery, AuditRow, LogQuery, LogRow, NewVersion, Store, StoreError};
 
 fn version(app: &str, manifest: &str, code: &[u8]) -> NewVersion {

@@ -1,6 +1,6 @@
 //! A real platform on loopback with a temporary data directory, and a minimal HTTP client.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
