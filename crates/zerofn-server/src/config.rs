@@ -92,3 +92,54 @@ impl ServerConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zerofn.config.toml");
+        std::fs::write(&path, text).unwrap();
+        ServerConfig::from_file(&path, dir.path().join("data"))
+    }
+
+    #[test]
+    fn every_section_overrides_the_defaults() {
+        let config = load(
+            "[server]\nlisten = \"127.0.0.1:9000\"\nmax_concurrency = 16\nshutdown_grace_ms = 500\n\
+             [limits.ceiling]\ntimeout_ms = 10000\nmemory_mb = 1024\n\
+             [limits.defaults]\ntimeout_ms = 20000\n\
+             [guest_output]\nmax_bytes_per_invocation = 1024\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.max_concurrency, 16);
+        assert_eq!(config.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(config.limits.ceilings.timeout_ms, 10_000);
+        assert_eq!(
+            config.limits.defaults.timeout_ms, 10_000,
+            "defaults lowered to the ceiling"
+        );
+        assert_eq!(
+            config.runtime.max_memory_bytes,
+            1024 << 20,
+            "pool slots fit the ceiling"
+        );
+        assert_eq!(config.runtime.output.max_bytes_per_invocation, 1024);
+    }
+
+    #[test]
+    fn unknown_keys_and_zero_caps_fail_closed() {
+        let typo = load("[limits.ceilng]\ntimeout_ms = 1\n").unwrap_err();
+        assert!(typo.to_string().contains("ceilng"), "{typo}");
+        let zero = load("[server]\nmax_concurrency = 0\n").unwrap_err();
+        assert!(zero.to_string().contains("max_concurrency"), "{zero}");
+        let zero_limit = load("[limits.ceiling]\nmemory_mb = 0\n").unwrap_err();
+        assert!(zero_limit.to_string().contains("memory_mb"), "{zero_limit}");
+        let missing =
+            ServerConfig::from_file(Path::new("/nonexistent/zerofn.config.toml"), "/tmp".into())
+                .unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }));
+    }
+}

@@ -541,16 +541,7 @@ fn report(
         app: record.app.clone(),
         app_version: record.app_version.clone(),
         version_id: record.version_id.clone(),
-        functions: app
-            .functions
-            .iter()
-            .map(|f| FunctionSummary {
-                name: f.name.clone(),
-                route: f.route.to_string(),
-                methods: f.methods.clone(),
-                component_digest: f.component.digest().to_string(),
-            })
-            .collect(),
+        functions: app.functions.iter().map(|f| f.summary()).collect(),
         warnings: warnings.to_json(),
         warnings_text: warnings.render(false),
     }

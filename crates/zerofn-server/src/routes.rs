@@ -22,6 +22,18 @@ pub struct ActiveFunction {
     pub output_budget: OutputBudget,
 }
 
+impl ActiveFunction {
+    /// The function as listings show it.
+    pub fn summary(&self) -> crate::FunctionSummary {
+        crate::FunctionSummary {
+            name: self.name.clone(),
+            route: self.route.to_string(),
+            methods: self.methods.clone(),
+            component_digest: self.component.digest().to_string(),
+        }
+    }
+}
+
 /// An app's active version.
 #[derive(Debug)]
 pub struct ActiveApp {

@@ -287,3 +287,69 @@ async fn a_second_server_cannot_take_over_a_live_data_directory() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"\x00\x01GARBAGE\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
+    let missing_host = {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /hello HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(missing_host.contains(" 400 "), "{missing_host}");
+    assert!(missing_host.contains("missing-host"), "{missing_host}");
+
+    let client = ControlClient::new(server.server().control_socket());
+    for (path, body) in [
+        ("/v1/deploy", serde_json::json!({"manifest": 3})),
+        (
+            "/v1/deploy",
+            serde_json::json!({"manifest_path": "x", "manifest": "", "components": {"a": "%%%"}}),
+        ),
+        ("/v1/invoke", serde_json::json!({"app": "greet"})),
+    ] {
+        let error = client
+            .post::<_, serde_json::Value>(path, &body)
+            .await
+            .unwrap_err();
+        match error {
+            zerofn_server::control::ControlError::Refused { status, problem } => {
+                assert_eq!(status, 400, "{problem}");
+                assert_eq!(
+                    problem["type"],
+                    "urn:zerofn:problem:malformed-control-request"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let unknown = client.get::<serde_json::Value>("/v1/nothing").await;
+    assert!(matches!(
+        unknown,
+        Err(zerofn_server::control::ControlError::Refused { status: 404, .. })
+    ));
+    let bad_query = client.get::<serde_json::Value>("/v1/logs?limit=many").await;
+    assert!(matches!(
+        bad_query,
+        Err(zerofn_server::control::ControlError::Refused { status: 400, .. })
+    ));
+    assert_eq!(server.get("/hello").await.status, 200);
+}

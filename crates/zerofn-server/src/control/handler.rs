@@ -2,7 +2,7 @@
 //! problem-details body.
 
 use super::api::{AppListing, DeployRequest, InvokeRequest, InvokeResponse, RollbackRequest};
-use crate::platform::{DeployBundle, FunctionSummary, Platform};
+use crate::platform::{DeployBundle, Platform};
 use crate::problem::Problem;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -90,17 +90,7 @@ fn apps(platform: &Platform) -> Result<Response, Problem> {
             AppListing {
                 serving: active.is_some(),
                 functions: active
-                    .map(|a| {
-                        a.functions
-                            .iter()
-                            .map(|f| FunctionSummary {
-                                name: f.name.clone(),
-                                route: f.route.to_string(),
-                                methods: f.methods.clone(),
-                                component_digest: f.component.digest().to_string(),
-                            })
-                            .collect()
-                    })
+                    .map(|a| a.functions.iter().map(|f| f.summary()).collect())
                     .unwrap_or_default(),
                 app: summary.app,
                 app_version: summary.app_version,
