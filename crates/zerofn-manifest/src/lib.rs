@@ -77,3 +77,14 @@ pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
         }
     }
 }
+
+/// Whether `name` is a valid app or function name: a DNS label of 1 to 63 lowercase letters,
+/// digits and `-`, starting with a letter and not ending with `-`.
+pub fn is_dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && !name.ends_with('-')
+}

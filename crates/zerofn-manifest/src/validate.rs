@@ -837,19 +837,9 @@ impl<'a> Checker<'a> {
     /// `[a-z][a-z0-9-]{0,62}`, not ending in `-`: usable as a DNS label and in URLs.
     fn dns_label(&mut self, what: &str, value: &Spanned<String>) -> bool {
         let text = value.get_ref();
-        let b = text.as_bytes();
-        let valid = (1..=63).contains(&b.len())
-            && b[0].is_ascii_lowercase()
-            && b.iter()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            && !text.ends_with('-');
+        let valid = crate::is_dns_label(text);
         if !valid {
-            let fixed = fix_name(text, '-');
-            let fix = if !fixed.is_empty() && fixed != *text {
-                format!(", e.g. `{fixed}`")
-            } else {
-                String::new()
-            };
+            let fix = suggested_fix(text, '-');
             self.error(
                 "invalid-name",
                 value.span(),
@@ -870,12 +860,7 @@ impl<'a> Checker<'a> {
             && b.iter()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
         if !valid {
-            let fixed = fix_name(text, '_');
-            let fix = if !fixed.is_empty() && fixed != *text {
-                format!(", e.g. `{fixed}`")
-            } else {
-                String::new()
-            };
+            let fix = suggested_fix(text, '_');
             self.error(
                 "invalid-name",
                 value.span(),
@@ -1237,5 +1222,15 @@ fn missing_help(key: &str) -> String {
         "jwks" => "add `jwks = \"https://id.example.com/.well-known/jwks.json\"`".into(),
         "ca" => "add `ca = \"certs/clients-ca.pem\"`, relative to the manifest's directory".into(),
         other => format!("add `{other} = ...`; see docs/manifest.md"),
+    }
+}
+
+/// ", e.g. `fixed`" when the name can be fixed by rewriting it, else nothing.
+fn suggested_fix(text: &str, separator: char) -> String {
+    let fixed = fix_name(text, separator);
+    if !fixed.is_empty() && fixed != text {
+        format!(", e.g. `{fixed}`")
+    } else {
+        String::new()
     }
 }

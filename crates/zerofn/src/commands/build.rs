@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use zerofn_manifest::Manifest;
+use zerofn_server::DeployBundle;
 
 /// The manifest file name in an app directory.
 pub const MANIFEST_FILE: &str = "zerofn.toml";
@@ -102,4 +103,41 @@ fn spinner(label: &str, command: &str, json: bool) -> ProgressBar {
     progress.set_message(format!("building {label}: {command}"));
     progress.enable_steady_tick(Duration::from_millis(100));
     progress
+}
+
+/// Loads the app in `app_dir` (building it first when `run_build`) and reads its components.
+pub fn bundle(app_dir: &Path, run_build: bool, json: bool) -> Result<DeployBundle, Failure> {
+    let manifest = if run_build {
+        build(app_dir, json)?
+    } else {
+        load_manifest(app_dir)?
+    };
+    read_bundle(&manifest)
+}
+
+/// Reads every function's component for a deploy; a missing one is a located diagnostic.
+fn read_bundle(manifest: &zerofn_manifest::Manifest) -> Result<DeployBundle, Failure> {
+    let missing = manifest.check_components();
+    if missing.has_errors() {
+        return Err(missing.into());
+    }
+    let mut components = std::collections::BTreeMap::new();
+    for function in manifest.functions() {
+        let bytes = std::fs::read(&function.component_path).map_err(|e| {
+            Failure::new(
+                Code::Refused,
+                format!(
+                    "cannot read the component of `{}` at {}: {e}",
+                    function.name,
+                    function.component_path.display()
+                ),
+            )
+        })?;
+        components.insert(function.name.clone(), bytes);
+    }
+    Ok(DeployBundle {
+        manifest_path: manifest.path().display().to_string(),
+        manifest: manifest.source().to_string(),
+        components,
+    })
 }

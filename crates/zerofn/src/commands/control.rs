@@ -1,7 +1,7 @@
 //! Commands that talk to a running server through the control plane of the data directory:
 //! deploy, apps, versions, rollback, invoke, logs.
 
-use super::{build, serve::read_bundle};
+use super::build;
 use crate::exit::{Code, Failure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -22,12 +22,7 @@ pub async fn deploy(
     data_dir: &Path,
     json: bool,
 ) -> Result<(), Failure> {
-    let manifest = if run_build {
-        build::build(app_dir, json)?
-    } else {
-        build::load_manifest(app_dir)?
-    };
-    let bundle = read_bundle(&manifest)?;
+    let bundle = build::bundle(app_dir, run_build, json)?;
     let request = DeployRequest {
         manifest_path: bundle.manifest_path,
         manifest: bundle.manifest,

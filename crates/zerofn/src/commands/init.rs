@@ -28,7 +28,7 @@ pub fn init(dir: &Path, name: Option<&str>, json: bool) -> Result<(), Failure> {
             .map(|n| n.to_string_lossy().to_lowercase().replace(['_', ' '], "-"))
             .unwrap_or_else(|| "app".into()),
     };
-    if !is_dns_label(&name) {
+    if !zerofn_manifest::is_dns_label(&name) {
         return Err(Failure::new(
             Code::Refused,
             format!(
@@ -75,17 +75,6 @@ pub fn init(dir: &Path, name: Option<&str>, json: bool) -> Result<(), Failure> {
         },
     );
     Ok(())
-}
-
-fn is_dns_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_lowercase()
-        && !name.ends_with('-')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 fn io_failure(path: &Path, error: std::io::Error) -> Failure {

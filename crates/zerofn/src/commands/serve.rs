@@ -5,7 +5,7 @@ use super::build;
 use crate::cli::ServeArgs;
 use crate::exit::{Code, Failure};
 use std::path::{Path, PathBuf};
-use zerofn_server::{DeployBundle, RunningServer, ServerConfig};
+use zerofn_server::{RunningServer, ServerConfig};
 
 fn server_config(args: &ServeArgs, data_dir: PathBuf) -> Result<ServerConfig, Failure> {
     let mut config = match &args.config {
@@ -45,12 +45,7 @@ pub async fn up(
     data_dir: PathBuf,
     json: bool,
 ) -> Result<(), Failure> {
-    let manifest = if run_build {
-        build::build(app_dir, json)?
-    } else {
-        build::load_manifest(app_dir)?
-    };
-    let bundle = read_bundle(&manifest)?;
+    let bundle = build::bundle(app_dir, run_build, json)?;
     let config = server_config(args, data_dir)?;
     let server = start(config).await?;
     let report = match server.platform().deploy(bundle).await {
@@ -122,33 +117,6 @@ fn announce(server: &RunningServer, json: bool) {
         ));
         text
     });
-}
-
-/// Reads every function's component for a deploy; a missing one is a located diagnostic.
-pub fn read_bundle(manifest: &zerofn_manifest::Manifest) -> Result<DeployBundle, Failure> {
-    let missing = manifest.check_components();
-    if missing.has_errors() {
-        return Err(missing.into());
-    }
-    let mut components = std::collections::BTreeMap::new();
-    for function in manifest.functions() {
-        let bytes = std::fs::read(&function.component_path).map_err(|e| {
-            Failure::new(
-                Code::Refused,
-                format!(
-                    "cannot read the component of `{}` at {}: {e}",
-                    function.name,
-                    function.component_path.display()
-                ),
-            )
-        })?;
-        components.insert(function.name.clone(), bytes);
-    }
-    Ok(DeployBundle {
-        manifest_path: manifest.path().display().to_string(),
-        manifest: manifest.source().to_string(),
-        components,
-    })
 }
 
 async fn wait_for_stop_signal() {
