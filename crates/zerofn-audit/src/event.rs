@@ -15,6 +15,9 @@ pub enum EventKind {
     /// An invocation finished; carries duration and outcome.
     #[serde(rename = "invocation.end")]
     InvocationEnd,
+    /// An invocation hit a limit that does not end it at once (a body cap).
+    #[serde(rename = "limit.hit")]
+    LimitHit,
     /// A request was refused before any sandbox existed (no route, method, overload, size).
     #[serde(rename = "request.refused")]
     RequestRefused,
@@ -30,6 +33,15 @@ pub enum EventKind {
     /// A guest's outbound request was refused before any connection opened.
     #[serde(rename = "egress.denied")]
     EgressDenied,
+    /// A control-plane request was refused (malformed, unknown endpoint or target).
+    #[serde(rename = "control.refused")]
+    ControlRefused,
+    /// A rollback was refused.
+    #[serde(rename = "rollback.refused")]
+    RollbackRefused,
+    /// A stored version could not be restored at start-up for a reason other than integrity.
+    #[serde(rename = "restore.failed")]
+    RestoreFailed,
     /// A stored component failed its integrity check and was not loaded.
     #[serde(rename = "integrity.failure")]
     IntegrityFailure,
@@ -47,11 +59,15 @@ impl EventKind {
         match self {
             Self::InvocationStart => "invocation.start",
             Self::InvocationEnd => "invocation.end",
+            Self::LimitHit => "limit.hit",
             Self::RequestRefused => "request.refused",
             Self::Deploy => "deploy",
             Self::DeployRefused => "deploy.refused",
             Self::Rollback => "rollback",
             Self::EgressDenied => "egress.denied",
+            Self::ControlRefused => "control.refused",
+            Self::RollbackRefused => "rollback.refused",
+            Self::RestoreFailed => "restore.failed",
             Self::IntegrityFailure => "integrity.failure",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",

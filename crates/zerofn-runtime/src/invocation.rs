@@ -51,6 +51,9 @@ impl std::fmt::Debug for Invocation {
 
 type HandleResult = Result<(), (FailureKind, String)>;
 
+/// Stored as the response status when the guest sets an error instead of a response.
+const GUEST_ERROR: u16 = u16::MAX;
+
 impl Runtime {
     /// Runs `request` through a fresh instance of `component`.
     ///
@@ -98,12 +101,19 @@ impl Runtime {
         store.set_epoch_deadline(self.deadline_ticks(limits));
         store.epoch_deadline_trap();
 
+        let on_exceeded = limit_hit(
+            &self.inner.audit,
+            &identity,
+            "request-body-too-large",
+            limits.max_request_body_bytes,
+        );
         let request = request.map(|body| {
             CappedBody::new(
                 body.map_err(Into::into).boxed_unsync(),
                 limits.max_request_body_bytes,
                 wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limits.max_request_body_bytes)),
             )
+            .on_exceeded(on_exceeded)
         });
         let status = Arc::new(AtomicU16::new(0));
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -112,20 +122,15 @@ impl Runtime {
             let status = status.clone();
             let guest_request = http.new_incoming_request(Scheme::Http, request);
             let response_out = http.new_response_outparam_from_callback(move |response| {
-                if let Ok(response) = &response {
-                    status.store(response.status().as_u16(), Ordering::Relaxed);
-                }
+                let code = match &response {
+                    Ok(response) => response.status().as_u16(),
+                    Err(_) => GUEST_ERROR,
+                };
+                status.store(code, Ordering::Relaxed);
                 let _ = sender.send(response);
             });
             (guest_request, response_out)
         };
-        let (guest_request, response_out) = match (guest_request, response_out) {
-            (Ok(request), Ok(out)) => (request, out),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(failure(FailureKind::Instantiation, format!("{e:#}")));
-            }
-        };
-
         let audit = self.inner.audit.clone();
         audit
             .record(
@@ -135,6 +140,14 @@ impl Runtime {
                     .version(identity.version_id.clone()),
             )
             .await;
+        let (guest_request, response_out) = match (guest_request, response_out) {
+            (Ok(request), Ok(out)) => (request, out),
+            (Err(e), _) | (_, Err(e)) => {
+                let result = Err((FailureKind::Instantiation, format!("{e:#}")));
+                finish(&audit, &identity, started, &status, &result).await;
+                return Err(failure(FailureKind::Instantiation, format!("{e:#}")));
+            }
+        };
 
         let pre = component.pre.clone();
         let task_identity = identity.clone();
@@ -161,6 +174,23 @@ impl Runtime {
             {
                 *kind = FailureKind::MemoryLimit;
             }
+            if result.is_ok() {
+                match status.load(Ordering::Relaxed) {
+                    0 => {
+                        result = Err((
+                            FailureKind::NoResponse,
+                            "the guest returned without setting a response".into(),
+                        ))
+                    }
+                    GUEST_ERROR => {
+                        result = Err((
+                            FailureKind::GuestError,
+                            "the guest set an error instead of a response".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
             // The sandbox is gone before its end is recorded: nothing of it outlives the
             // invocation.
             drop(store);
@@ -182,16 +212,25 @@ impl Runtime {
         });
 
         match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(Ok(response))) => Ok(response.map(|body| {
-                CappedBody::new(
-                    body,
+            Ok(Ok(Ok(response))) => {
+                let on_exceeded = limit_hit(
+                    &self.inner.audit,
+                    &identity,
+                    "response-body-too-large",
                     limits.max_response_body_bytes,
-                    wasmtime_wasi_http::Error::HttpResponseBodySize(Some(
+                );
+                Ok(response.map(|body| {
+                    CappedBody::new(
+                        body,
                         limits.max_response_body_bytes,
-                    )),
-                )
-                .boxed_unsync()
-            })),
+                        wasmtime_wasi_http::Error::HttpResponseBodySize(Some(
+                            limits.max_response_body_bytes,
+                        )),
+                    )
+                    .on_exceeded(on_exceeded)
+                    .boxed_unsync()
+                }))
+            }
             Ok(Ok(Err(code))) => Err(failure(FailureKind::GuestError, format!("{code:?}"))),
             Ok(Err(_)) => match task.await {
                 Ok(Err((kind, detail))) => Err(failure(kind, detail)),
@@ -249,7 +288,7 @@ async fn finish(
         .version(identity.version_id.clone())
         .detail("duration_us", duration_us);
     let status = status.load(Ordering::Relaxed);
-    if status != 0 {
+    if status != 0 && status != GUEST_ERROR {
         event = event.detail("status", status);
     }
     audit.record(event).await;
@@ -260,6 +299,7 @@ struct CappedBody<B> {
     inner: B,
     remaining: u64,
     exceeded: Option<wasmtime_wasi_http::Error>,
+    on_exceeded: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<B> CappedBody<B> {
@@ -268,8 +308,35 @@ impl<B> CappedBody<B> {
             inner,
             remaining: limit,
             exceeded: Some(exceeded),
+            on_exceeded: None,
         }
     }
+
+    /// Runs `report` once, when the cap is hit.
+    fn on_exceeded(mut self, report: Box<dyn FnOnce() + Send>) -> Self {
+        self.on_exceeded = Some(report);
+        self
+    }
+}
+
+/// A callback that records a `limit.hit` event for this invocation.
+fn limit_hit(
+    audit: &zerofn_audit::AuditLog,
+    identity: &Arc<SandboxIdentity>,
+    reason: &'static str,
+    limit: u64,
+) -> Box<dyn FnOnce() + Send> {
+    let audit = audit.clone();
+    let identity = identity.clone();
+    Box::new(move || {
+        let event = AuditEvent::new(EventKind::LimitHit, Outcome::Denied)
+            .reason(reason)
+            .invocation(identity.invocation_id.clone())
+            .function(identity.app.clone(), Some(&identity.function))
+            .version(identity.version_id.clone())
+            .detail("limit", limit);
+        tokio::spawn(async move { audit.record(event).await });
+    })
 }
 
 impl<B> Body for CappedBody<B>
@@ -290,6 +357,9 @@ where
                     let len = data.len() as u64;
                     if len > this.remaining {
                         this.remaining = 0;
+                        if let Some(report) = this.on_exceeded.take() {
+                            report();
+                        }
                         return Poll::Ready(this.exceeded.take().map(Err));
                     }
                     this.remaining -= len;

@@ -7,7 +7,8 @@ use std::time::Duration;
 /// operator's ceilings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvocationLimits {
-    /// Wall-clock time from the request's arrival to the end of the guest's work.
+    /// Wall-clock time from the start of the invocation (the sandbox's creation) to the end of
+    /// the guest's work.
     pub timeout: Duration,
     /// The most linear memory the guest may have, across all its memories.
     pub memory_bytes: u64,

@@ -256,6 +256,26 @@ impl Platform {
     /// Makes an earlier version active again: `to`, or the one active before the current one.
     pub async fn rollback(&self, app: &str, to: Option<&str>) -> Result<DeployReport, DeployError> {
         let _change = self.changes.lock().await;
+        let result = self.rollback_locked(app, to).await;
+        if let Err(error) = &result {
+            self.audit
+                .record(
+                    AuditEvent::new(EventKind::RollbackRefused, Outcome::Denied)
+                        .reason(error.code())
+                        .function(app, None)
+                        .detail("to", to.map(str::to_string))
+                        .detail("refusal", error.to_json()),
+                )
+                .await;
+        }
+        result
+    }
+
+    async fn rollback_locked(
+        &self,
+        app: &str,
+        to: Option<&str>,
+    ) -> Result<DeployReport, DeployError> {
         let target = match to {
             Some(version_id) => version_id.to_string(),
             None => {
@@ -303,19 +323,17 @@ impl Platform {
         for component in &record.components {
             match self.store.component(&component.digest) {
                 Ok(bytes) => components.push((component.function.clone(), bytes)),
-                Err(error) => {
-                    self.audit
-                        .record(
-                            AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
-                                .reason("component-digest-mismatch")
-                                .function(record.app.clone(), Some(&component.function))
-                                .version(record.version_id.clone())
-                                .detail("digest", component.digest.clone())
-                                .detail("error", error.to_string()),
-                        )
-                        .await;
+                Err(error @ zerofn_store::StoreError::Integrity { .. }) => {
+                    self.integrity_failure(
+                        record,
+                        Some(&component.function),
+                        "component-digest-mismatch",
+                        &error,
+                    )
+                    .await;
                     return Err(error.into());
                 }
+                Err(error) => return Err(error.into()),
             }
         }
         let version = NewVersion {
@@ -324,10 +342,38 @@ impl Platform {
             manifest: record.manifest.clone(),
             components,
         };
+        // The version id is a digest over the manifest and the components: recomputing it
+        // catches a manifest edited in the store (routes, limits) as well as swapped blobs.
+        if version.version_id() != record.version_id {
+            let error = zerofn_store::StoreError::Integrity {
+                digest: record.version_id.clone(),
+            };
+            self.integrity_failure(record, None, "version-digest-mismatch", &error)
+                .await;
+            return Err(error.into());
+        }
         let app = self
             .activate_candidate(&record.version_id, &version, &deployable.functions)
             .await?;
         Ok((app, deployable.warnings))
+    }
+
+    async fn integrity_failure(
+        &self,
+        record: &VersionRecord,
+        function: Option<&str>,
+        reason: &str,
+        error: &zerofn_store::StoreError,
+    ) {
+        self.audit
+            .record(
+                AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
+                    .reason(reason)
+                    .function(record.app.clone(), function)
+                    .version(record.version_id.clone())
+                    .detail("error", error.to_string()),
+            )
+            .await;
     }
 
     /// Serves every app's active version, as recorded in the store. An app whose version no
@@ -345,7 +391,18 @@ impl Platform {
             };
             match loaded {
                 Ok((app, _)) => self.install(app),
-                Err(error) => failures.push((summary.app, error)),
+                Err(error) => {
+                    self.audit
+                        .record(
+                            AuditEvent::new(EventKind::RestoreFailed, Outcome::Failure)
+                                .reason(error.code())
+                                .function(summary.app.clone(), None)
+                                .version(summary.active_version_id.clone())
+                                .detail("error", error.to_json()),
+                        )
+                        .await;
+                    failures.push((summary.app, error));
+                }
             }
         }
         failures

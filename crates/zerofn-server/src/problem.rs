@@ -20,6 +20,9 @@ pub struct Problem {
     pub detail: String,
     pub extra: serde_json::Map<String, Value>,
     pub retry_after_secs: Option<u32>,
+    /// Whether the refusal is already in the audit stream (so the adapter must not record it
+    /// twice).
+    pub recorded: bool,
 }
 
 impl Problem {
@@ -36,7 +39,14 @@ impl Problem {
             detail,
             extra: serde_json::Map::new(),
             retry_after_secs: None,
+            recorded: false,
         }
+    }
+
+    /// Marks the refusal as already recorded in the audit stream.
+    pub fn already_recorded(mut self) -> Self {
+        self.recorded = true;
+        self
     }
 
     /// Adds a member to the problem object (RFC 9457 extension members).

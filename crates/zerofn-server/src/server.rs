@@ -117,9 +117,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             slot_mb: config.runtime.max_memory_bytes >> 20,
         });
     }
-    let store = Store::open(&config.data_dir)?;
     let control_socket = config.control_socket();
-    let control_listener = bind_control_socket(&control_socket).await?;
+    refuse_live_server(&control_socket).await?;
+    let store = Store::open(&config.data_dir)?;
+    let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let runtime = Runtime::new(config.runtime.clone(), audit.clone())?;
     let platform = Arc::new(Platform::new(
@@ -206,19 +207,27 @@ impl RunningServer {
     }
 }
 
-/// Binds the control socket with mode 0600. A socket file left by a crashed server is replaced;
-/// one a live server answers on is not.
-async fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ServerError> {
+/// Refuses to start over a data directory that a live server answers for, before touching its
+/// store.
+async fn refuse_live_server(path: &std::path::Path) -> Result<(), ServerError> {
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(ServerError::ControlSocket {
+            path: path.to_path_buf(),
+            reason: "another zerofn server is serving this data directory".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Binds the control socket with mode 0600 (inside the 0700 data directory, so there is no
+/// window in which another user can connect). A socket file left by a crashed server is
+/// replaced.
+fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ServerError> {
     let error = |reason: String| ServerError::ControlSocket {
         path: path.to_path_buf(),
         reason,
     };
     if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            return Err(error(
-                "another zerofn server is serving this data directory".into(),
-            ));
-        }
         std::fs::remove_file(path).map_err(|e| error(e.to_string()))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| error(e.to_string()))?;

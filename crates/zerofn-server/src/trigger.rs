@@ -4,13 +4,16 @@
 use crate::platform::Platform;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zerofn_runtime::ResponseBody;
+
+/// A client that has not sent a request head by then is disconnected (slow-loris defence).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until `stop` turns true, then stops accepting and waits for in-flight requests.
 pub(crate) async fn serve(
@@ -38,6 +41,8 @@ pub(crate) async fn serve(
                 });
                 let connection = http1::Builder::new()
                     .keep_alive(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

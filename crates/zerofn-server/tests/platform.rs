@@ -175,6 +175,55 @@ async fn a_tampered_component_is_not_loaded_and_is_reported() {
 }
 
 #[tokio::test]
+async fn an_edited_manifest_in_the_store_is_not_served() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    let dir = server.stop().await;
+    let raw = rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+    raw.execute(
+        "UPDATE versions SET manifest = replace(manifest, 'methods = [\"GET\"]', 'methods = [\"GET\", \"POST\"]')",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(
+        server.server().restore_failures[0].1.code(),
+        "integrity-failure"
+    );
+    let events = server
+        .audit(AuditQuery {
+            kind: Some("integrity.failure".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(events[0].event["reason"], "version-digest-mismatch");
+    assert_eq!(server.get("/hello").await.status, 404);
+}
+
+#[tokio::test]
+async fn rollback_refusals_are_explained_and_recorded() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    let platform = server.server().platform();
+    let only_one = platform.rollback("greet", None).await.unwrap_err();
+    assert_eq!(only_one.code(), "nothing-to-roll-back-to");
+    let unknown = platform
+        .rollback("greet", Some("sha256:00"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), "unknown-version");
+    let events = server
+        .audit(AuditQuery {
+            kind: Some("rollback.refused".into()),
+            ..Default::default()
+        })
+        .await;
+    let reasons: Vec<_> = events.iter().map(|e| e.event["reason"].clone()).collect();
+    assert_eq!(reasons, ["nothing-to-roll-back-to", "unknown-version"]);
+}
+
+#[tokio::test]
 async fn the_control_plane_is_private_and_serves_the_cli() {
     let server = TestServer::start().await;
     let socket = server.server().control_socket().to_path_buf();
@@ -351,5 +400,12 @@ async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
         bad_query,
         Err(zerofn_server::control::ControlError::Refused { status: 400, .. })
     ));
+    let refused = server
+        .audit(AuditQuery {
+            kind: Some("control.refused".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(refused.len(), 5, "every control refusal is recorded");
     assert_eq!(server.get("/hello").await.status, 200);
 }

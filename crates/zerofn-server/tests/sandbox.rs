@@ -151,6 +151,16 @@ async fn panics_and_traps_answer_500_without_guest_details() {
 }
 
 #[tokio::test]
+async fn a_guest_that_never_answers_gets_a_500_recorded_as_no_response() {
+    let server = hostile_server().await;
+    let reply = server.get("/no-response").await;
+    assert_eq!(reply.status, 500);
+    let event = end_event(&server, &invocation_id(&reply)).await;
+    assert_eq!(event["outcome"], "failure");
+    assert_eq!(event["reason"], "no-response");
+}
+
+#[tokio::test]
 async fn two_hundred_concurrent_requests_against_a_cap_of_eight() {
     let server = hostile_server().await;
     let addr = server.addr;
@@ -320,6 +330,15 @@ async fn body_caps_refuse_large_requests_and_cut_large_responses() {
     // Cut off mid-stream: the head may or may not have gone out first, but the body never
     // completes.
     let beyond = server.get("/big?bytes=500000").await;
+    let hits = server
+        .audit(AuditQuery {
+            kind: Some("limit.hit".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].event["reason"], "response-body-too-large");
+    assert_eq!(hits[0].event["detail"]["limit"], 100000);
     assert!(
         beyond.body.is_err(),
         "a response over the cap must be cut off"

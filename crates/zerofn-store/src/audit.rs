@@ -106,11 +106,11 @@ impl Store {
         filter.eq("invocation_id", &query.invocation_id);
         filter.eq("kind", &query.kind);
         filter.after(&query.after_id);
-        let sql = format!(
-            "SELECT * FROM (SELECT id, at_ms, kind, invocation_id, app, function, outcome, event
-             FROM audit_events {} ORDER BY id DESC LIMIT {}) ORDER BY id",
-            filter.clause(),
-            clamp_limit(query.limit)
+        let sql = window(
+            "SELECT id, at_ms, kind, invocation_id, app, function, outcome, event FROM audit_events",
+            &filter,
+            query.after_id.is_some(),
+            query.limit,
         );
         let connection = self.connection();
         let mut statement = connection.prepare(&sql)?;
@@ -137,11 +137,11 @@ impl Store {
         filter.eq("function", &query.function);
         filter.eq("invocation_id", &query.invocation_id);
         filter.after(&query.after_id);
-        let sql = format!(
-            "SELECT * FROM (SELECT id, at_ms, app, function, invocation_id, stream, line
-             FROM guest_logs {} ORDER BY id DESC LIMIT {}) ORDER BY id",
-            filter.clause(),
-            clamp_limit(query.limit)
+        let sql = window(
+            "SELECT id, at_ms, app, function, invocation_id, stream, line FROM guest_logs",
+            &filter,
+            query.after_id.is_some(),
+            query.limit,
         );
         let connection = self.connection();
         let mut statement = connection.prepare(&sql)?;
@@ -160,8 +160,16 @@ impl Store {
     }
 }
 
-fn clamp_limit(limit: Option<u32>) -> u32 {
-    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+/// The rows a query returns, oldest first: when following (`after_id` set), the oldest rows
+/// after it, so that a reader polling in pages never skips any; otherwise the newest rows.
+fn window(select: &str, filter: &Filter, following: bool, limit: Option<u32>) -> String {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let clause = filter.clause();
+    if following {
+        format!("{select} {clause} ORDER BY id LIMIT {limit}")
+    } else {
+        format!("SELECT * FROM ({select} {clause} ORDER BY id DESC LIMIT {limit}) ORDER BY id")
+    }
 }
 
 /// A WHERE clause built from optional equality filters; column names are constants of this

@@ -150,3 +150,36 @@ fn the_data_directory_is_private() {
     let mode = std::fs::metadata(&data).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+#[test]
+fn following_pages_through_every_row_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = |i: usize| LogRow {
+        id: 0,
+        at_ms: 1,
+        app: "shop".into(),
+        function: "checkout".into(),
+        invocation_id: format!("inv-{i}"),
+        stream: "stdout".into(),
+        line: format!("line {i}"),
+    };
+    let rows: Vec<LogRow> = (0..25).map(log).collect();
+    store.append(&[], &rows).unwrap();
+    let mut seen = Vec::new();
+    let mut after = Some(0);
+    loop {
+        let page = store
+            .logs(&LogQuery {
+                after_id: after,
+                limit: Some(10),
+                ..Default::default()
+            })
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.into_iter().map(|r| r.line));
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("line {i}")).collect();
+    assert_eq!(seen, expected);
+}

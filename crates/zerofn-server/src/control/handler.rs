@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use std::convert::Infallible;
+use zerofn_audit::{AuditEvent, EventKind, Outcome};
 use zerofn_store::{AuditQuery, LogQuery};
 
 type Response = hyper::Response<Full<Bytes>>;
@@ -61,7 +62,23 @@ pub(crate) async fn handle(
             format!("{path} is not part of the control API (see docs/cli.md)."),
         )),
     };
-    Ok(result.unwrap_or_else(problem))
+    Ok(match result {
+        Ok(response) => response,
+        Err(refusal) => {
+            if !refusal.recorded {
+                platform
+                    .audit()
+                    .record(
+                        AuditEvent::new(EventKind::ControlRefused, Outcome::Denied)
+                            .reason(refusal.code)
+                            .detail("path", path.clone())
+                            .detail("status", refusal.status.as_u16()),
+                    )
+                    .await;
+            }
+            problem(refusal)
+        }
+    })
 }
 
 impl From<crate::DeployError> for Problem {
@@ -119,7 +136,8 @@ async fn deploy(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
             manifest: request.manifest,
             components,
         })
-        .await?;
+        .await
+        .map_err(|e| Problem::from(e).already_recorded())?;
     json(&report)
 }
 
@@ -129,7 +147,10 @@ async fn rollback(platform: &Platform, app: &str, body: &[u8]) -> Result<Respons
     } else {
         parse_body(body)?
     };
-    let report = platform.rollback(app, request.to.as_deref()).await?;
+    let report = platform
+        .rollback(app, request.to.as_deref())
+        .await
+        .map_err(|e| Problem::from(e).already_recorded())?;
     json(&report)
 }
 

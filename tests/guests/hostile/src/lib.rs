@@ -64,6 +64,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 let depth = recurse_native(0);
                 respond_text(out, 200, &depth.to_string());
             }
+            "/no-response" => {
+                // Returns without ever setting the response.
+                drop(out);
+            }
             "/panic" => panic!("guest panic: secret-detail-xyz"),
             "/trap" => core::arch::wasm32::unreachable(),
             "/echo" => echo(&request, out),
