@@ -74,6 +74,7 @@ fn up(app: &Path, data_dir: &Path) -> (ServerProcess, SocketAddr) {
         }
         text.push_str(&line);
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+            assert_eq!(value["deployed"]["app"], "hello", "{value}");
             let addr = value["listen"].as_str().unwrap().parse().unwrap();
             return (child, addr);
         }

@@ -19,8 +19,18 @@ pub fn load_manifest(app_dir: &Path) -> Result<Manifest, Failure> {
     Ok(zerofn_manifest::load(&app_dir.join(MANIFEST_FILE))?)
 }
 
-/// Builds every function of the app in `app_dir` and returns its manifest.
-pub fn build(app_dir: &Path, json: bool) -> Result<Manifest, Failure> {
+/// `zerofn build`: builds and prints what was built.
+pub fn build_command(app_dir: &Path, json: bool) -> Result<(), Failure> {
+    let (_, report) = build(app_dir, json)?;
+    if json {
+        crate::output::print(true, &serde_json::json!({ "built": report }), String::new);
+    }
+    Ok(())
+}
+
+/// Builds every function of the app in `app_dir`; returns its manifest and, per build step, what
+/// ran and how long it took.
+pub fn build(app_dir: &Path, json: bool) -> Result<(Manifest, Vec<serde_json::Value>), Failure> {
     let manifest = load_manifest(app_dir)?;
     let mut steps: BTreeMap<(String, PathBuf), Vec<String>> = BTreeMap::new();
     for function in manifest.functions() {
@@ -83,10 +93,7 @@ pub fn build(app_dir: &Path, json: bool) -> Result<Manifest, Failure> {
             "seconds": seconds,
         }));
     }
-    if json {
-        crate::output::print(true, &serde_json::json!({ "built": report }), String::new);
-    }
-    Ok(manifest)
+    Ok((manifest, report))
 }
 
 fn spinner(label: &str, command: &str, json: bool) -> ProgressBar {
@@ -108,7 +115,7 @@ fn spinner(label: &str, command: &str, json: bool) -> ProgressBar {
 /// Loads the app in `app_dir` (building it first when `run_build`) and reads its components.
 pub fn bundle(app_dir: &Path, run_build: bool, json: bool) -> Result<DeployBundle, Failure> {
     let manifest = if run_build {
-        build(app_dir, json)?
+        build(app_dir, json)?.0
     } else {
         load_manifest(app_dir)?
     };

@@ -14,7 +14,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let data_dir = || data_dir(cli.global.data_dir.clone());
     match cli.command {
         Command::Init { dir, name } => init::init(&dir, name.as_deref(), json),
-        Command::Build { app_dir } => build::build(&app_dir, json).map(|_| ()),
+        Command::Build { app_dir } => build::build_command(&app_dir, json),
         Command::Up {
             app_dir,
             serve,

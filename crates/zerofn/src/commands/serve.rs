@@ -31,7 +31,7 @@ async fn start(config: ServerConfig) -> Result<RunningServer, Failure> {
 
 pub async fn serve(args: &ServeArgs, data_dir: PathBuf, json: bool) -> Result<(), Failure> {
     let server = start(server_config(args, data_dir)?).await?;
-    announce(&server, json);
+    announce(&server, json, None);
     wait_for_stop_signal().await;
     eprintln!("stopping: finishing in-flight requests");
     server.shutdown().await;
@@ -64,15 +64,16 @@ pub async fn up(
             report.app, report.app_version, report.version_id
         );
     }
-    announce(&server, json);
+    announce(&server, json, Some(&report));
     wait_for_stop_signal().await;
     eprintln!("stopping: finishing in-flight requests");
     server.shutdown().await;
     Ok(())
 }
 
-/// Prints where the platform serves and what.
-fn announce(server: &RunningServer, json: bool) {
+/// Prints where the platform serves and what (with `--json`, one document that also holds the
+/// deploy report of `up`).
+fn announce(server: &RunningServer, json: bool, deployed: Option<&zerofn_server::DeployReport>) {
     let addr = server.http_addr();
     let routes = server.platform().routes();
     let functions: Vec<serde_json::Value> = routes
@@ -92,6 +93,7 @@ fn announce(server: &RunningServer, json: bool) {
         "listen": addr.to_string(),
         "control_socket": server.control_socket(),
         "functions": functions,
+        "deployed": deployed,
     });
     crate::output::print(json, &value, || {
         let mut text = format!("zerofn serving on http://{addr}\n");
