@@ -1,7 +1,9 @@
 //! The audit event schema (`zerofn.audit/v1`), documented for users in `docs/audit-events.md`.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::ser::SerializeMap;
+use serde_json::Value;
+use std::sync::Arc;
 
 /// The schema identifier carried by every event; bumped on any incompatible change.
 pub const SCHEMA: &str = "zerofn.audit/v1";
@@ -109,16 +111,16 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub invocation_id: Option<String>,
+    pub invocation_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
+    pub app: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
+    pub function: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub version_id: Option<String>,
+    pub version_id: Option<Arc<str>>,
     /// Kind-specific fields (duration, status, limit, route, diagnostics, ...).
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub detail: Map<String, Value>,
+    #[serde(skip_serializing_if = "Detail::is_empty")]
+    pub detail: Detail,
 }
 
 impl AuditEvent {
@@ -134,7 +136,7 @@ impl AuditEvent {
             app: None,
             function: None,
             version_id: None,
-            detail: Map::new(),
+            detail: Detail::default(),
         }
     }
 
@@ -145,41 +147,74 @@ impl AuditEvent {
     }
 
     /// The invocation this event belongs to.
-    pub fn invocation(mut self, invocation_id: impl Into<String>) -> Self {
+    pub fn invocation(mut self, invocation_id: impl Into<Arc<str>>) -> Self {
         self.invocation_id = Some(invocation_id.into());
         self
     }
 
-    /// The app and, if any, the function concerned.
-    pub fn function(mut self, app: impl Into<String>, function: Option<&str>) -> Self {
+    /// The app concerned (for app-wide events such as deploys).
+    pub fn app(mut self, app: impl Into<Arc<str>>) -> Self {
         self.app = Some(app.into());
-        self.function = function.map(str::to_string);
+        self
+    }
+
+    /// The app and function concerned. Names are shared, not copied: the hot path passes the
+    /// `Arc<str>`s it already holds.
+    pub fn function(mut self, app: impl Into<Arc<str>>, function: impl Into<Arc<str>>) -> Self {
+        self.app = Some(app.into());
+        self.function = Some(function.into());
         self
     }
 
     /// The app version concerned.
-    pub fn version(mut self, version_id: impl Into<String>) -> Self {
+    pub fn version(mut self, version_id: impl Into<Arc<str>>) -> Self {
         self.version_id = Some(version_id.into());
         self
     }
 
     /// Adds a kind-specific field.
-    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.detail.insert(key.to_string(), value.into());
+    pub fn detail(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.detail.0.push((key, value.into()));
         self
     }
 
-    pub(crate) fn into_row(self) -> zerofn_store::AuditRow {
-        let event = serde_json::to_value(&self).unwrap_or(Value::Null);
-        zerofn_store::AuditRow {
-            id: 0,
+    pub(crate) fn into_row(self) -> zerofn_store::NewAuditRow {
+        // Serialising a plain struct of strings and numbers cannot fail.
+        let json = serde_json::to_string(&self).unwrap_or_default();
+        zerofn_store::NewAuditRow {
             at_ms: self.at_ms,
-            kind: self.kind.as_str().to_string(),
+            kind: self.kind.as_str(),
             invocation_id: self.invocation_id,
             app: self.app,
             function: self.function,
-            outcome: self.outcome.as_str().to_string(),
-            event,
+            outcome: self.outcome.as_str(),
+            json,
         }
+    }
+}
+
+/// Kind-specific fields, serialised as a JSON object. Keys are the schema's own names (static
+/// strings), so recording an event allocates no keys.
+#[derive(Debug, Clone, Default)]
+pub struct Detail(pub Vec<(&'static str, Value)>);
+
+impl Detail {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+impl Serialize for Detail {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }

@@ -8,5 +8,5 @@
 mod event;
 mod writer;
 
-pub use event::{AuditEvent, EventKind, Outcome, SCHEMA};
+pub use event::{AuditEvent, Detail, EventKind, Outcome, SCHEMA};
 pub use writer::{AuditLog, GuestOutputLine};

@@ -11,6 +11,11 @@ use zerofn_store::{LogRow, Store};
 const QUEUE_CAPACITY: usize = 65_536;
 /// The most entries written in one transaction.
 const MAX_BATCH: usize = 4_096;
+/// How long the writer waits between polls while entries are arriving: the most an event waits
+/// before its batch is written.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+/// Empty polls (about 100 ms) before the writer parks until the next entry.
+const IDLE_POLLS_BEFORE_PARKING: u32 = 50;
 
 /// One line a guest wrote, tagged with the invocation that wrote it.
 #[derive(Debug, Clone)]
@@ -104,7 +109,30 @@ fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
     let mut events = Vec::new();
     let mut logs = Vec::new();
     let mut flushes = Vec::new();
-    while let Some(first) = receiver.blocking_recv() {
+    let mut idle_polls = 0u32;
+    loop {
+        // While entries keep coming, poll on a short timer instead of parking on the channel:
+        // a parked receiver makes every `record` pay for waking this thread (a futex call on
+        // the invocation's hot path). After a quiet spell, park until the next entry.
+        let first = match receiver.try_recv() {
+            Ok(entry) => {
+                idle_polls = 0;
+                entry
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if idle_polls < IDLE_POLLS_BEFORE_PARKING => {
+                idle_polls += 1;
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => match receiver.blocking_recv() {
+                Some(entry) => {
+                    idle_polls = 0;
+                    entry
+                }
+                None => break,
+            },
+        };
         let mut next = Some(first);
         while let Some(entry) = next {
             match entry {

@@ -17,7 +17,7 @@ async fn recorded_events_and_output_are_stored_after_flush() {
                 AuditEvent::new(EventKind::InvocationEnd, Outcome::Failure)
                     .reason("timeout")
                     .invocation(format!("inv-{i}"))
-                    .function("shop", Some("checkout"))
+                    .function("shop", "checkout")
                     .detail("duration_ms", 5),
             )
             .await;

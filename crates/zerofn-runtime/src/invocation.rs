@@ -26,10 +26,10 @@ pub type ResponseBody =
 
 /// What the platform tells the runtime about one invocation.
 pub struct Invocation {
-    pub invocation_id: String,
-    pub app: String,
-    pub function: String,
-    pub version_id: String,
+    pub invocation_id: Arc<str>,
+    pub app: Arc<str>,
+    pub function: Arc<str>,
+    pub version_id: Arc<str>,
     pub limits: InvocationLimits,
     pub output_budget: OutputBudget,
     /// Held until the sandbox is gone, then dropped: the platform's concurrency permits live
@@ -80,7 +80,7 @@ impl Runtime {
         });
         let failure = |kind: FailureKind, detail: String| InvocationFailure {
             kind,
-            invocation_id: identity.invocation_id.clone(),
+            invocation_id: identity.invocation_id.to_string(),
             detail,
         };
 
@@ -101,12 +101,12 @@ impl Runtime {
         store.set_epoch_deadline(self.deadline_ticks(limits));
         store.epoch_deadline_trap();
 
-        let on_exceeded = limit_hit(
-            &self.inner.audit,
-            &identity,
-            "request-body-too-large",
-            limits.max_request_body_bytes,
-        );
+        let on_exceeded = LimitReport {
+            audit: self.inner.audit.clone(),
+            identity: identity.clone(),
+            reason: "request-body-too-large",
+            limit: limits.max_request_body_bytes,
+        };
         let request = request.map(|body| {
             CappedBody::new(
                 body.map_err(Into::into).boxed_unsync(),
@@ -136,7 +136,7 @@ impl Runtime {
             .record(
                 AuditEvent::new(EventKind::InvocationStart, Outcome::Success)
                     .invocation(identity.invocation_id.clone())
-                    .function(identity.app.clone(), Some(&identity.function))
+                    .function(identity.app.clone(), identity.function.clone())
                     .version(identity.version_id.clone()),
             )
             .await;
@@ -197,9 +197,9 @@ impl Runtime {
             drop(lease);
             finish(&audit, &task_identity, started, &status, &result).await;
             let tag = |stream, line| GuestOutputLine {
-                app: task_identity.app.clone(),
-                function: task_identity.function.clone(),
-                invocation_id: task_identity.invocation_id.clone(),
+                app: task_identity.app.to_string(),
+                function: task_identity.function.to_string(),
+                invocation_id: task_identity.invocation_id.to_string(),
                 stream,
                 line,
             };
@@ -211,14 +211,16 @@ impl Runtime {
             result
         });
 
-        match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(Ok(response))) => {
-                let on_exceeded = limit_hit(
-                    &self.inner.audit,
-                    &identity,
-                    "response-body-too-large",
-                    limits.max_response_body_bytes,
-                );
+        // No second timer here: at the deadline the task drops the store, and with it the
+        // response sender, so this wait ends then at the latest.
+        match receiver.await {
+            Ok(Ok(response)) => {
+                let on_exceeded = LimitReport {
+                    audit: self.inner.audit.clone(),
+                    identity,
+                    reason: "response-body-too-large",
+                    limit: limits.max_response_body_bytes,
+                };
                 Ok(response.map(|body| {
                     CappedBody::new(
                         body,
@@ -231,8 +233,8 @@ impl Runtime {
                     .boxed_unsync()
                 }))
             }
-            Ok(Ok(Err(code))) => Err(failure(FailureKind::GuestError, format!("{code:?}"))),
-            Ok(Err(_)) => match task.await {
+            Ok(Err(code)) => Err(failure(FailureKind::GuestError, format!("{code:?}"))),
+            Err(_) => match task.await {
                 Ok(Err((kind, detail))) => Err(failure(kind, detail)),
                 Ok(Ok(())) => Err(failure(
                     FailureKind::NoResponse,
@@ -240,7 +242,6 @@ impl Runtime {
                 )),
                 Err(join) => Err(failure(FailureKind::Trap, join.to_string())),
             },
-            Err(_) => Err(failure(FailureKind::Timeout, "deadline passed".into())),
         }
     }
 
@@ -284,7 +285,7 @@ async fn finish(
     };
     event = event
         .invocation(identity.invocation_id.clone())
-        .function(identity.app.clone(), Some(&identity.function))
+        .function(identity.app.clone(), identity.function.clone())
         .version(identity.version_id.clone())
         .detail("duration_us", duration_us);
     let status = status.load(Ordering::Relaxed);
@@ -299,7 +300,7 @@ struct CappedBody<B> {
     inner: B,
     remaining: u64,
     exceeded: Option<wasmtime_wasi_http::Error>,
-    on_exceeded: Option<Box<dyn FnOnce() + Send>>,
+    on_exceeded: Option<LimitReport>,
 }
 
 impl<B> CappedBody<B> {
@@ -312,31 +313,33 @@ impl<B> CappedBody<B> {
         }
     }
 
-    /// Runs `report` once, when the cap is hit.
-    fn on_exceeded(mut self, report: Box<dyn FnOnce() + Send>) -> Self {
+    /// Records `report` once, when the cap is hit.
+    fn on_exceeded(mut self, report: LimitReport) -> Self {
         self.on_exceeded = Some(report);
         self
     }
 }
 
-/// A callback that records a `limit.hit` event for this invocation.
-fn limit_hit(
-    audit: &zerofn_audit::AuditLog,
-    identity: &Arc<SandboxIdentity>,
+/// The `limit.hit` event a capped body records if its cap is reached (built only then).
+struct LimitReport {
+    audit: zerofn_audit::AuditLog,
+    identity: Arc<SandboxIdentity>,
     reason: &'static str,
     limit: u64,
-) -> Box<dyn FnOnce() + Send> {
-    let audit = audit.clone();
-    let identity = identity.clone();
-    Box::new(move || {
+}
+
+impl LimitReport {
+    fn record(self) {
+        let identity = &self.identity;
         let event = AuditEvent::new(EventKind::LimitHit, Outcome::Denied)
-            .reason(reason)
+            .reason(self.reason)
             .invocation(identity.invocation_id.clone())
-            .function(identity.app.clone(), Some(&identity.function))
+            .function(identity.app.clone(), identity.function.clone())
             .version(identity.version_id.clone())
-            .detail("limit", limit);
+            .detail("limit", self.limit);
+        let audit = self.audit;
         tokio::spawn(async move { audit.record(event).await });
-    })
+    }
 }
 
 impl<B> Body for CappedBody<B>
@@ -358,7 +361,7 @@ where
                     if len > this.remaining {
                         this.remaining = 0;
                         if let Some(report) = this.on_exceeded.take() {
-                            report();
+                            report.record();
                         }
                         return Poll::Ready(this.exceeded.take().map(Err));
                     }

@@ -12,10 +12,10 @@ use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
 /// Who is running in the sandbox, for the events it records.
 #[derive(Debug, Clone)]
 pub(crate) struct SandboxIdentity {
-    pub(crate) invocation_id: String,
-    pub(crate) app: String,
-    pub(crate) function: String,
-    pub(crate) version_id: String,
+    pub(crate) invocation_id: Arc<str>,
+    pub(crate) app: Arc<str>,
+    pub(crate) function: Arc<str>,
+    pub(crate) version_id: Arc<str>,
 }
 
 pub(crate) struct Sandbox {
@@ -100,7 +100,7 @@ impl WasiHttpHooks for DenyOutboundHttp {
                     AuditEvent::new(EventKind::EgressDenied, Outcome::Denied)
                         .reason("no-egress-grant")
                         .invocation(identity.invocation_id.clone())
-                        .function(identity.app.clone(), Some(&identity.function))
+                        .function(identity.app.clone(), identity.function.clone())
                         .version(identity.version_id.clone())
                         .detail("destination", destination),
                 )

@@ -128,7 +128,7 @@ impl Platform {
                 self.audit
                     .record(
                         AuditEvent::new(EventKind::Deploy, Outcome::Success)
-                            .function(report.app.clone(), None)
+                            .app(report.app.clone())
                             .version(report.version_id.clone())
                             .detail("app_version", report.app_version.clone())
                             .detail("warnings", report.warnings.clone()),
@@ -208,8 +208,8 @@ impl Platform {
                 return Err(DeployError::RouteConflict {
                     function: function.name.clone(),
                     route: function.route.to_string(),
-                    other_app: other.app.clone(),
-                    other_function: other.name.clone(),
+                    other_app: other.app.to_string(),
+                    other_function: other.name.to_string(),
                 });
             }
             let bytes = version
@@ -228,9 +228,9 @@ impl Platform {
                 })?;
             let limits = &function.limits;
             active.push(Arc::new(ActiveFunction {
-                app: version.app.clone(),
-                name: function.name.clone(),
-                version_id: version_id.to_string(),
+                app: version.app.as_str().into(),
+                name: function.name.as_str().into(),
+                version_id: version_id.into(),
                 route: function.route.clone(),
                 methods,
                 component,
@@ -262,7 +262,7 @@ impl Platform {
                 .record(
                     AuditEvent::new(EventKind::RollbackRefused, Outcome::Denied)
                         .reason(error.code())
-                        .function(app, None)
+                        .app(app)
                         .detail("to", to.map(str::to_string))
                         .detail("refusal", error.to_json()),
                 )
@@ -300,7 +300,7 @@ impl Platform {
         self.audit
             .record(
                 AuditEvent::new(EventKind::Rollback, Outcome::Success)
-                    .function(app, None)
+                    .app(app)
                     .version(target),
             )
             .await;
@@ -365,15 +365,16 @@ impl Platform {
         reason: &str,
         error: &zerofn_store::StoreError,
     ) {
-        self.audit
-            .record(
-                AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
-                    .reason(reason)
-                    .function(record.app.clone(), function)
-                    .version(record.version_id.clone())
-                    .detail("error", error.to_string()),
-            )
-            .await;
+        let event = AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
+            .reason(reason)
+            .app(record.app.as_str())
+            .version(record.version_id.as_str())
+            .detail("error", error.to_string());
+        let event = match function {
+            Some(function) => event.function(record.app.as_str(), function),
+            None => event,
+        };
+        self.audit.record(event).await;
     }
 
     /// Serves every app's active version, as recorded in the store. An app whose version no
@@ -396,7 +397,7 @@ impl Platform {
                         .record(
                             AuditEvent::new(EventKind::RestoreFailed, Outcome::Failure)
                                 .reason(error.code())
-                                .function(summary.app.clone(), None)
+                                .app(summary.app.clone())
                                 .version(summary.active_version_id.clone())
                                 .detail("error", error.to_json()),
                         )
@@ -451,7 +452,7 @@ impl Platform {
             return self.refuse(problem, &invocation_id, Some(function)).await;
         }
         let invocation = Invocation {
-            invocation_id: invocation_id.clone(),
+            invocation_id: invocation_id.as_str().into(),
             app: function.app.clone(),
             function: function.name.clone(),
             version_id: function.version_id.clone(),
@@ -522,7 +523,7 @@ impl Platform {
             .detail("status", problem.status.as_u16());
         if let Some(function) = function {
             event = event
-                .function(function.app.clone(), Some(&function.name))
+                .function(function.app.clone(), function.name.clone())
                 .version(function.version_id.clone());
         }
         self.audit.record(event).await;

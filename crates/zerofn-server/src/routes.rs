@@ -10,9 +10,9 @@ use zerofn_runtime::{InvocationLimits, LoadedComponent, OutputBudget};
 /// A function of an active version, ready to be invoked.
 #[derive(Debug)]
 pub struct ActiveFunction {
-    pub app: String,
-    pub name: String,
-    pub version_id: String,
+    pub app: Arc<str>,
+    pub name: Arc<str>,
+    pub version_id: Arc<str>,
     pub route: Route,
     pub methods: Vec<String>,
     pub component: Arc<LoadedComponent>,
@@ -26,7 +26,7 @@ impl ActiveFunction {
     /// The function as listings show it.
     pub fn summary(&self) -> crate::FunctionSummary {
         crate::FunctionSummary {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             route: self.route.to_string(),
             methods: self.methods.clone(),
             component_digest: self.component.digest().to_string(),

@@ -4,11 +4,11 @@
 use crate::{Store, StoreError};
 use rusqlite::{ToSql, params};
 
-/// One stored audit event. `event` holds the whole event as JSON; the other columns are copies
-/// of its fields that queries filter on.
+/// One stored audit event, as read back. `event` holds the whole event; the other columns are
+/// copies of its fields that queries filter on.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AuditRow {
-    /// Assigned by the store; ignored on append.
+    /// Assigned by the store, increasing in the order events were appended.
     pub id: i64,
     pub at_ms: i64,
     pub kind: String,
@@ -17,6 +17,20 @@ pub struct AuditRow {
     pub function: Option<String>,
     pub outcome: String,
     pub event: serde_json::Value,
+}
+
+/// An audit event on its way in: the indexed columns and the whole event, already serialised.
+/// Borrowed and shared strings, so that the writer copies nothing it does not have to.
+#[derive(Debug, Clone)]
+pub struct NewAuditRow {
+    pub at_ms: i64,
+    pub kind: &'static str,
+    pub invocation_id: Option<std::sync::Arc<str>>,
+    pub app: Option<std::sync::Arc<str>>,
+    pub function: Option<std::sync::Arc<str>>,
+    pub outcome: &'static str,
+    /// The event as JSON.
+    pub json: String,
 }
 
 /// One line a guest wrote to stdout or stderr.
@@ -60,7 +74,7 @@ const MAX_LIMIT: u32 = 10_000;
 
 impl Store {
     /// Appends a batch of audit events and guest log lines in one transaction.
-    pub fn append(&self, events: &[AuditRow], logs: &[LogRow]) -> Result<(), StoreError> {
+    pub fn append(&self, events: &[NewAuditRow], logs: &[LogRow]) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let tx = connection.transaction()?;
         {
@@ -72,11 +86,11 @@ impl Store {
                 insert_event.execute(params![
                     e.at_ms,
                     e.kind,
-                    e.invocation_id,
-                    e.app,
-                    e.function,
+                    e.invocation_id.as_deref(),
+                    e.app.as_deref(),
+                    e.function.as_deref(),
                     e.outcome,
-                    e.event.to_string()
+                    e.json
                 ])?;
             }
             let mut insert_log = tx.prepare_cached(

@@ -11,7 +11,7 @@ mod error;
 mod schema;
 mod versions;
 
-pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow};
+pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
 pub use versions::{Activation, AppSummary, ComponentRef, NewVersion, VersionRecord};
 

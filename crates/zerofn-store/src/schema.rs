@@ -61,11 +61,11 @@ CREATE INDEX logs_by_function ON guest_logs(app, function, id);
 
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
-    // WAL lets readers proceed during the audit writer's batches; synchronous=FULL makes every
-    // committed transaction survive power loss, which is what "a crash mid-deploy leaves the
-    // previous version serving" relies on.
+    // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
+    // mode makes every commit survive a crash of the process (kill -9); deploys additionally
+    // sync to disk before they report success (see `versions.rs`).
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     let found: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;

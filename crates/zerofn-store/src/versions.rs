@@ -113,6 +113,7 @@ impl Store {
             params![version.app, version_id, reason, created_ms],
         )?;
         tx.commit()?;
+        sync_to_disk(&connection)?;
         drop(connection);
         self.version(&version.app, &version_id)
     }
@@ -125,10 +126,12 @@ impl Store {
         reason: &str,
     ) -> Result<VersionRecord, StoreError> {
         let record = self.version(app, version_id)?;
-        self.connection().execute(
+        let connection = self.connection();
+        connection.execute(
             "INSERT INTO activations (app, version_id, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
             params![app, version_id, reason, now_ms()],
         )?;
+        sync_to_disk(&connection)?;
         Ok(record)
     }
 
@@ -257,4 +260,11 @@ impl Store {
         }
         Ok(bytes)
     }
+}
+
+/// Makes what was committed survive power loss, not only a crash of the process: a deploy or
+/// rollback is reported done only once it is on disk.
+fn sync_to_disk(connection: &rusqlite::Connection) -> Result<(), StoreError> {
+    connection.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))?;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 // Test helpers outside `#[test]` functions report failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use zerofn_store::{AuditQuery, AuditRow, LogQuery, LogRow, NewVersion, Store, StoreError};
+use zerofn_store::{AuditQuery, LogQuery, LogRow, NewAuditRow, NewVersion, Store, StoreError};
 
 fn version(app: &str, manifest: &str, code: &[u8]) -> NewVersion {
     NewVersion {
@@ -96,15 +96,14 @@ fn a_tampered_blob_is_refused() {
 fn audit_and_logs_are_appended_and_filtered() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let event = |inv: &str| AuditRow {
-        id: 0,
+    let event = |inv: &str| NewAuditRow {
         at_ms: 1,
-        kind: "invocation.end".into(),
+        kind: "invocation.end",
         invocation_id: Some(inv.into()),
         app: Some("shop".into()),
         function: Some("checkout".into()),
-        outcome: "ok".into(),
-        event: serde_json::json!({"invocation_id": inv}),
+        outcome: "success",
+        json: serde_json::json!({"invocation_id": inv}).to_string(),
     };
     let log = LogRow {
         id: 0,

@@ -159,7 +159,7 @@ async fn invoke(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
     let routes = platform.routes();
     let function = routes
         .app(&request.app)
-        .and_then(|app| app.functions.iter().find(|f| f.name == request.function))
+        .and_then(|app| app.functions.iter().find(|f| *f.name == *request.function))
         .cloned()
         .ok_or_else(|| {
             Problem::new(
