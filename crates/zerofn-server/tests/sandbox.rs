@@ -372,3 +372,39 @@ async fn raw_head_only(addr: std::net::SocketAddr, head: &str) -> (u16, String) 
         .unwrap_or(0);
     (status, text)
 }
+
+#[tokio::test]
+async fn a_chunked_request_body_over_the_cap_fails_in_the_guest_and_is_recorded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let limits = "timeout_ms = 2000, max_request_body_bytes = 1024";
+    server
+        .deploy(&hostile_manifest("evil", limits), &[("hostile", HOSTILE)])
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut request =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        request.extend_from_slice(b"400\r\n");
+        request.extend_from_slice(&[b'x'; 1024]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains(&"x".repeat(1025)),
+        "the guest saw more than the cap"
+    );
+    let hits = server
+        .audit(AuditQuery {
+            kind: Some("limit.hit".into()),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(hits.len(), 1, "{answer}");
+    assert_eq!(hits[0].event["reason"], "request-body-too-large");
+}

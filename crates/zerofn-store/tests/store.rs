@@ -182,3 +182,33 @@ fn following_pages_through_every_row_in_order() {
     let expected: Vec<String> = (0..25).map(|i| format!("line {i}")).collect();
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn a_deploy_that_fails_midway_leaves_the_previous_version_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let v1 = store
+        .deploy(&version("shop", "m", b"one"), "deploy")
+        .unwrap();
+    // Make the last statement of the deploy transaction fail, as a crash or a full disk would.
+    let raw = rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER fail_activation BEFORE INSERT ON activations
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    drop(raw);
+    let v2 = version("shop", "m", b"two");
+    assert!(store.deploy(&v2, "deploy").is_err());
+    assert_eq!(
+        store.active_version("shop").unwrap().unwrap().version_id,
+        v1.version_id
+    );
+    assert!(
+        matches!(
+            store.version("shop", &v2.version_id()),
+            Err(StoreError::UnknownVersion { .. })
+        ),
+        "nothing of the failed deploy was kept"
+    );
+}
