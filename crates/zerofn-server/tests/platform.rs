@@ -9,7 +9,6 @@ use common::{TestServer, hostile_manifest, request};
 use std::time::Duration;
 use zerofn_server::control::{ControlClient, InvokeRequest, InvokeResponse};
 use zerofn_server::{DeployError, DeployReport};
-use zerofn_store::AuditQuery;
 use zerofn_test_artifacts::{HELLO, HOSTILE};
 
 const HELLO_MANIFEST: &str = r#"[app]
@@ -40,12 +39,7 @@ async fn unknown_routes_and_methods_are_refused_with_problem_details() {
     let wrong = request(server.addr, "DELETE", "/hello", &[], bytes::Bytes::new()).await;
     assert_eq!(wrong.status, 405);
     assert_eq!(wrong.json()["allow"], serde_json::json!(["GET"]));
-    let refusals = server
-        .audit(AuditQuery {
-            kind: Some("request.refused".into()),
-            ..Default::default()
-        })
-        .await;
+    let refusals = server.events("request.refused").await;
     let reasons: Vec<_> = refusals.iter().map(|r| r.event["reason"].clone()).collect();
     assert_eq!(reasons, ["no-route", "method-not-allowed"]);
 }
@@ -86,12 +80,7 @@ async fn a_refused_deploy_changes_nothing_and_says_why() {
     assert_eq!(error.code(), "missing-component");
 
     assert_eq!(server.get("/hello").await.status, 200);
-    let refused = server
-        .audit(AuditQuery {
-            kind: Some("deploy.refused".into()),
-            ..Default::default()
-        })
-        .await;
+    let refused = server.events("deploy.refused").await;
     assert_eq!(refused.len(), 4);
     assert_eq!(
         refused[0].event["detail"]["refusal"]["code"],
@@ -165,12 +154,7 @@ async fn a_tampered_component_is_not_loaded_and_is_reported() {
         "integrity-failure"
     );
     assert_eq!(server.get("/hello").await.status, 404);
-    let events = server
-        .audit(AuditQuery {
-            kind: Some("integrity.failure".into()),
-            ..Default::default()
-        })
-        .await;
+    let events = server.events("integrity.failure").await;
     assert_eq!(events.len(), 1);
 }
 
@@ -191,12 +175,7 @@ async fn an_edited_manifest_in_the_store_is_not_served() {
         server.server().restore_failures[0].1.code(),
         "integrity-failure"
     );
-    let events = server
-        .audit(AuditQuery {
-            kind: Some("integrity.failure".into()),
-            ..Default::default()
-        })
-        .await;
+    let events = server.events("integrity.failure").await;
     assert_eq!(events[0].event["reason"], "version-digest-mismatch");
     assert_eq!(server.get("/hello").await.status, 404);
 }
@@ -213,12 +192,7 @@ async fn rollback_refusals_are_explained_and_recorded() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), "unknown-version");
-    let events = server
-        .audit(AuditQuery {
-            kind: Some("rollback.refused".into()),
-            ..Default::default()
-        })
-        .await;
+    let events = server.events("rollback.refused").await;
     let reasons: Vec<_> = events.iter().map(|e| e.event["reason"].clone()).collect();
     assert_eq!(reasons, ["nothing-to-roll-back-to", "unknown-version"]);
 }
@@ -400,12 +374,7 @@ async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
         bad_query,
         Err(zerofn_server::control::ControlError::Refused { status: 400, .. })
     ));
-    let refused = server
-        .audit(AuditQuery {
-            kind: Some("control.refused".into()),
-            ..Default::default()
-        })
-        .await;
+    let refused = server.events("control.refused").await;
     assert_eq!(refused.len(), 5, "every control refusal is recorded");
     assert_eq!(server.get("/hello").await.status, 200);
 }

@@ -223,12 +223,7 @@ async fn outbound_http_is_refused_before_any_connection_and_audited() {
     assert_eq!(reply.status, 200);
     let result = reply.json()["result"].as_str().unwrap().to_string();
     assert!(result.contains("HttpRequestDenied"), "{result}");
-    let denied = server
-        .audit(AuditQuery {
-            kind: Some("egress.denied".into()),
-            ..Default::default()
-        })
-        .await;
+    let denied = server.events("egress.denied").await;
     assert_eq!(denied.len(), 1);
     assert_eq!(
         denied[0].event["detail"]["destination"],
@@ -297,21 +292,10 @@ async fn body_caps_refuse_large_requests_and_cut_large_responses() {
     .await;
     assert_eq!(status, 413);
     assert!(body.contains("\"limit\":1024"), "{body}");
-    let refused = server
-        .audit(AuditQuery {
-            kind: Some("request.refused".into()),
-            ..Default::default()
-        })
-        .await;
+    let refused = server.events("request.refused").await;
     assert_eq!(refused[0].event["reason"], "request-body-too-large");
     assert!(
-        server
-            .audit(AuditQuery {
-                kind: Some("invocation.start".into()),
-                ..Default::default()
-            })
-            .await
-            .is_empty(),
+        server.events("invocation.start").await.is_empty(),
         "a sandbox was created for a refused request"
     );
 
@@ -330,12 +314,7 @@ async fn body_caps_refuse_large_requests_and_cut_large_responses() {
     // Cut off mid-stream: the head may or may not have gone out first, but the body never
     // completes.
     let beyond = server.get("/big?bytes=500000").await;
-    let hits = server
-        .audit(AuditQuery {
-            kind: Some("limit.hit".into()),
-            ..Default::default()
-        })
-        .await;
+    let hits = server.events("limit.hit").await;
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].event["reason"], "response-body-too-large");
     assert_eq!(hits[0].event["detail"]["limit"], 100000);
@@ -399,12 +378,7 @@ async fn a_chunked_request_body_over_the_cap_fails_in_the_guest_and_is_recorded(
         !answer.contains(&"x".repeat(1025)),
         "the guest saw more than the cap"
     );
-    let hits = server
-        .audit(AuditQuery {
-            kind: Some("limit.hit".into()),
-            ..Default::default()
-        })
-        .await;
+    let hits = server.events("limit.hit").await;
     assert_eq!(hits.len(), 1, "{answer}");
     assert_eq!(hits[0].event["reason"], "request-body-too-large");
 }

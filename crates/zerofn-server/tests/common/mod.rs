@@ -82,6 +82,15 @@ impl TestServer {
         request(self.addr, "GET", path, &[], Bytes::new()).await
     }
 
+    /// Every recorded event of one kind, oldest first.
+    pub async fn events(&self, kind: &str) -> Vec<zerofn_store::AuditRow> {
+        self.audit(zerofn_store::AuditQuery {
+            kind: Some(kind.into()),
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn audit(&self, query: zerofn_store::AuditQuery) -> Vec<zerofn_store::AuditRow> {
         let platform = self.server().platform();
         platform.audit().flush().await;
