@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+mod canonical;
 mod deploy;
 mod diagnostic;
 mod limits;

@@ -1,0 +1,69 @@
+//! The canonical configuration is what a signature covers: it must change with anything that
+//! changes what a function may do, and not with formatting.
+
+// Test helpers outside `#[test]` functions report failures by panicking.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+const BASE: &str = r#"[app]
+name = "shop"
+version = "0.1.0"
+
+[functions.checkout]
+component = "checkout.wasm"
+trigger = { http = { route = "/checkout", methods = ["POST"] } }
+limits = { timeout_ms = 2000 }
+grants = { egress = ["https://payments.example.com"], kv = { orders = "read" } }
+auth = { public = true }
+"#;
+
+fn digest(text: &str) -> String {
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), text).unwrap();
+    let function = manifest.function("checkout").unwrap();
+    manifest.config_digest(function)
+}
+
+#[test]
+fn formatting_does_not_change_the_digest() {
+    let reformatted = BASE
+        .replace(
+            "limits = { timeout_ms = 2000 }",
+            "limits = {timeout_ms=2000}  # two seconds",
+        )
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+    assert_eq!(digest(BASE), digest(&reformatted));
+}
+
+#[test]
+fn every_permission_change_changes_the_digest() {
+    let base = digest(BASE);
+    for (from, to) in [
+        ("https://payments.example.com", "https://evil.example.com"),
+        ("orders = \"read\"", "orders = \"read-write\""),
+        ("methods = [\"POST\"]", "methods = [\"POST\", \"PUT\"]"),
+        ("route = \"/checkout\"", "route = \"/checkout/...\""),
+        ("timeout_ms = 2000", "timeout_ms = 3000"),
+        (
+            "auth = { public = true }",
+            "auth = { api-key = { header = \"x-key\" } }",
+        ),
+    ] {
+        let changed = BASE.replace(from, to);
+        assert_ne!(changed, BASE, "{from}");
+        assert_ne!(digest(&changed), base, "changing {from} to {to}");
+    }
+}
+
+#[test]
+fn the_canonical_form_is_sorted_compact_json() {
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), BASE).unwrap();
+    let function = manifest.function("checkout").unwrap();
+    let bytes = manifest.canonical_config_bytes(function);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.starts_with(r#"{"app":"shop","auth":{"public":true},"function":"checkout","grants":"#),
+        "{text}"
+    );
+    assert!(!text.contains(' '));
+}
