@@ -1,0 +1,15 @@
+//! Why an SBOM, provenance or statement could not be produced.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvenanceError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid Cargo.lock: {reason}")]
+    CargoLock { path: PathBuf, reason: String },
+}
