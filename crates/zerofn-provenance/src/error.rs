@@ -10,6 +10,8 @@ pub enum ProvenanceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is malformed: {reason} (run `zerofn build` again)")]
+    Malformed { path: PathBuf, reason: String },
     #[error("{path} is not a valid Cargo.lock: {reason}")]
     CargoLock { path: PathBuf, reason: String },
 }

@@ -4,16 +4,20 @@
 //! in-toto statement zerofn signs, whose subjects are the component's SHA-256 and the SHA-256 of
 //! the function's canonical configuration.
 
+mod artifacts;
 mod cargo_lock;
 mod error;
+mod layout;
 mod producers;
 mod provenance;
 mod sbom;
 mod source;
 mod statement;
 
+pub use artifacts::{sign_function, write_build_artifacts};
 pub use cargo_lock::{LockedPackage, read_cargo_lock};
 pub use error::ProvenanceError;
+pub use layout::{ARTIFACTS_DIR, ArtifactPaths};
 pub use producers::{Producer, producers};
 pub use provenance::{BUILD_TYPE, BUILDER_ID, BuildRecord, provenance};
 pub use sbom::sbom;

@@ -28,6 +28,14 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PassphraseArgs {
+    /// Read the key's passphrase from this file (never from the command line). Without it, the
+    /// passphrase is asked for on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address for function traffic [default: 127.0.0.1:8080, or the config file's].
     #[arg(long, value_name = "ADDR")]
@@ -106,6 +114,42 @@ pub enum Command {
         /// Request body from a file (`-` for stdin).
         #[arg(long, value_name = "FILE")]
         data_file: Option<PathBuf>,
+    },
+    /// Create a signing key pair (PKCS#8 PEM private key, SPKI PEM public key).
+    Keygen {
+        /// `ecdsa-p256` (cosign's default) or `ed25519`.
+        #[arg(long, default_value = "ecdsa-p256")]
+        algorithm: String,
+        /// Path prefix of the files to write: PREFIX.key (mode 0600) and PREFIX.pub.
+        #[arg(long, default_value = "zerofn-signing")]
+        output: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// Write the private key unencrypted.
+        #[arg(long, conflicts_with = "passphrase_file")]
+        no_passphrase: bool,
+    },
+    /// Sign each function of an app: an in-toto statement over its component and canonical
+    /// configuration, with its build provenance, as a Sigstore bundle.
+    Sign {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// The private key (PKCS#8 PEM).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Verify a Sigstore bundle against a public key and print what it proves.
+    Verify {
+        /// The bundle (`.zerofn/<function>/bundle.sigstore.json`).
+        bundle: PathBuf,
+        /// The signer's public key (SPKI PEM).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Also check that this component file is the signed one.
+        #[arg(long, value_name = "FILE")]
+        component: Option<PathBuf>,
     },
     /// Show what functions wrote to stdout and stderr.
     Logs {

@@ -218,3 +218,145 @@ fn help_is_available_everywhere() {
         assert!(text.contains("Usage: zerofn"), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn keygen_build_sign_and_verify_a_prebuilt_app() {
+    let root = tempfile::tempdir().unwrap();
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let passphrase = root.path().join("passphrase");
+    std::fs::write(&passphrase, "correct horse battery\n").unwrap();
+    let prefix = root.path().join("release");
+    let keygen = zerofn(
+        root.path(),
+        &[
+            "keygen",
+            "--output",
+            prefix.to_str().unwrap(),
+            "--passphrase-file",
+            passphrase.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(keygen.status.success(), "{keygen:?}");
+    let keys: serde_json::Value = serde_json::from_slice(&keygen.stdout).unwrap();
+    assert_eq!(keys["encrypted"], true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(root.path().join("release.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = zerofn(
+        root.path(),
+        &[
+            "keygen",
+            "--output",
+            prefix.to_str().unwrap(),
+            "--no-passphrase",
+        ],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "keygen never overwrites a key"
+    );
+
+    let build = zerofn(root.path(), &["build", app.to_str().unwrap()]);
+    assert!(build.status.success(), "{build:?}");
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(app.join(".zerofn/hello/sbom.cdx.json")).unwrap())
+            .unwrap();
+    assert_eq!(sbom["specVersion"], "1.6");
+
+    let key = root.path().join("release.key");
+    let no_passphrase = Command::new(ZEROFN)
+        .args([
+            "sign",
+            app.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(no_passphrase.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&no_passphrase.stderr).contains("--passphrase-file"));
+    let sign = zerofn(
+        root.path(),
+        &[
+            "sign",
+            app.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--passphrase-file",
+            passphrase.to_str().unwrap(),
+        ],
+    );
+    assert!(sign.status.success(), "{sign:?}");
+
+    let bundle = app.join(".zerofn/hello/bundle.sigstore.json");
+    let public = root.path().join("release.pub");
+    let component = app.join("hello.wasm");
+    let verify = zerofn(
+        root.path(),
+        &[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+            "--component",
+            component.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(verify.status.success(), "{verify:?}");
+    let proof: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(proof["key_id"], keys["key_id"]);
+    assert_eq!(proof["subjects"][0]["name"], "hello/hello.wasm");
+    assert_eq!(proof["builder"], "https://zerofn.dev/builders/local@v1");
+
+    // One flipped byte in the component: the bundle no longer vouches for it.
+    let mut bytes = std::fs::read(&component).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&component, bytes).unwrap();
+    let tampered = zerofn(
+        root.path(),
+        &[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+            "--component",
+            component.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(tampered.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("not the signed component"));
+
+    // Another key: refused, naming the signer's key id.
+    let other = root.path().join("other");
+    zerofn(
+        root.path(),
+        &[
+            "keygen",
+            "--output",
+            other.to_str().unwrap(),
+            "--no-passphrase",
+        ],
+    );
+    let untrusted = zerofn(
+        root.path(),
+        &[
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            other.with_extension("pub").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(untrusted.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains(keys["key_id"].as_str().unwrap()));
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use zerofn_manifest::Manifest;
 use zerofn_server::DeployBundle;
 
@@ -43,9 +43,11 @@ pub fn build(app_dir: &Path, json: bool) -> Result<(Manifest, Vec<serde_json::Va
     }
     let total = steps.len();
     let mut report = Vec::new();
+    let mut built: BTreeMap<String, (Option<String>, SystemTime, SystemTime)> = BTreeMap::new();
     for (index, ((command, workdir), functions)) in steps.into_iter().enumerate() {
         let label = format!("[{}/{total}] {}", index + 1, functions.join(", "));
         let started = Instant::now();
+        let start_time = SystemTime::now();
         let progress = spinner(&label, &command, json);
         let output = Command::new("sh")
             .arg("-c")
@@ -82,6 +84,10 @@ pub fn build(app_dir: &Path, json: bool) -> Result<(Manifest, Vec<serde_json::Va
                 "stderr": stderr,
             })));
         }
+        let finished = SystemTime::now();
+        for name in &functions {
+            built.insert(name.clone(), (Some(command.clone()), start_time, finished));
+        }
         let seconds = started.elapsed().as_secs_f64();
         if !json {
             eprintln!("  built {label} in {seconds:.1}s");
@@ -92,6 +98,23 @@ pub fn build(app_dir: &Path, json: bool) -> Result<(Manifest, Vec<serde_json::Va
             "workdir": workdir,
             "seconds": seconds,
         }));
+    }
+    // Every function gets an SBOM and provenance; a component built elsewhere has no command.
+    let missing = manifest.check_components();
+    if missing.has_errors() {
+        return Err(missing.into());
+    }
+    for function in manifest.functions() {
+        let now = SystemTime::now();
+        let (command, started, finished) = built.remove(&function.name).unwrap_or((None, now, now));
+        zerofn_provenance::write_build_artifacts(
+            &manifest,
+            function,
+            command.as_deref(),
+            started,
+            finished,
+        )
+        .map_err(|e| Failure::new(Code::BuildFailed, e.to_string()))?;
     }
     Ok((manifest, report))
 }

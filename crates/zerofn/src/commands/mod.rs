@@ -4,6 +4,7 @@ mod build;
 mod control;
 mod init;
 mod serve;
+mod signing;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Code, Failure};
@@ -49,6 +50,22 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             };
             control::invoke(request, &data_dir()?, json).await
         }
+        Command::Keygen {
+            algorithm,
+            output,
+            passphrase,
+            no_passphrase,
+        } => signing::keygen(&algorithm, &output, &passphrase, no_passphrase, json),
+        Command::Sign {
+            app_dir,
+            key,
+            passphrase,
+        } => signing::sign(&app_dir, &key, &passphrase, json),
+        Command::Verify {
+            bundle,
+            key,
+            component,
+        } => signing::verify(&bundle, &key, component.as_deref(), json),
         Command::Logs {
             app,
             function,
