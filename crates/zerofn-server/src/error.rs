@@ -25,6 +25,13 @@ pub enum DeployError {
         other_app: String,
         other_function: String,
     },
+    /// A function's signature or provenance does not admit it.
+    #[error("function `{function}` refused ({rule}): {reason}")]
+    Signature {
+        function: String,
+        rule: &'static str,
+        reason: String,
+    },
     /// Rollback was asked for but the app has only ever had one version.
     #[error("app `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
@@ -45,6 +52,7 @@ impl DeployError {
             Self::UnexpectedComponent(_) => "unexpected-component",
             Self::Component { .. } => "component-invalid",
             Self::RouteConflict { .. } => "route-conflict",
+            Self::Signature { rule, .. } => rule,
             Self::NothingToRollBackTo(_) => "nothing-to-roll-back-to",
             Self::Store(zerofn_store::StoreError::UnknownApp(_)) => "unknown-app",
             Self::Store(zerofn_store::StoreError::UnknownVersion { .. }) => "unknown-version",
@@ -62,6 +70,7 @@ impl DeployError {
                 http::StatusCode::NOT_FOUND
             }
             Self::Store(_) | Self::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Signature { .. } => http::StatusCode::FORBIDDEN,
             Self::RouteConflict { .. } | Self::NothingToRollBackTo(_) => http::StatusCode::CONFLICT,
             _ => http::StatusCode::UNPROCESSABLE_ENTITY,
         }

@@ -14,7 +14,9 @@ mod platform;
 pub mod problem;
 mod routes;
 mod server;
+mod signatures;
 mod trigger;
+pub mod trust;
 
 pub use config::ConfigError;
 pub use error::DeployError;

@@ -4,6 +4,7 @@
 use crate::DeployError;
 use crate::problem::Problem;
 use crate::routes::{ActiveApp, ActiveFunction, Lookup, RouteTable};
+use crate::trust::TrustPolicy;
 use http::StatusCode;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +16,7 @@ use zerofn_manifest::{DeployableFunction, LimitPolicy};
 use zerofn_runtime::{
     FailureKind, Invocation, InvocationLimits, OutputBudget, ResponseBody, Runtime,
 };
-use zerofn_store::{NewVersion, Store, VersionRecord};
+use zerofn_store::{Attestation, NewVersion, Store, VersionRecord};
 
 /// An app as the CLI sends it: the manifest as written and each function's component.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct DeployBundle {
     pub manifest: String,
     /// Component bytes by function name.
     pub components: BTreeMap<String, Vec<u8>>,
+    /// Each function's signature bundle and SBOM.
+    pub attestations: Vec<Attestation>,
 }
 
 /// What a successful deploy did.
@@ -38,6 +41,8 @@ pub struct DeployReport {
     pub warnings: serde_json::Value,
     /// Rendered warnings for people.
     pub warnings_text: String,
+    /// The key id that signed each function.
+    pub signers: BTreeMap<String, String>,
 }
 
 /// A served function, for listings.
@@ -55,6 +60,7 @@ pub struct Platform {
     store: Store,
     audit: AuditLog,
     policy: LimitPolicy,
+    trust: RwLock<Arc<TrustPolicy>>,
     routes: RwLock<Arc<RouteTable>>,
     global_permits: Arc<Semaphore>,
     /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
@@ -76,6 +82,7 @@ impl Platform {
         store: Store,
         audit: AuditLog,
         policy: LimitPolicy,
+        trust: TrustPolicy,
         max_concurrency: u32,
     ) -> Self {
         Self {
@@ -83,6 +90,7 @@ impl Platform {
             store,
             audit,
             policy,
+            trust: RwLock::new(Arc::new(trust)),
             routes: RwLock::new(Arc::new(RouteTable::default())),
             global_permits: Arc::new(Semaphore::new(max_concurrency as usize)),
             changes: tokio::sync::Mutex::new(()),
@@ -95,6 +103,14 @@ impl Platform {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The trust policy in force (a snapshot).
+    pub fn trust(&self) -> Arc<TrustPolicy> {
+        self.trust
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The current route table (a snapshot).
@@ -163,11 +179,28 @@ impl Platform {
             return Err(DeployError::UnexpectedComponent(unknown.clone()));
         }
         let mut components = Vec::new();
+        let mut signers = BTreeMap::new();
+        let trust = self.trust();
         for function in &deployable.functions {
             let bytes = bundle
                 .components
                 .get(&function.name)
                 .ok_or_else(|| DeployError::MissingComponent(function.name.clone()))?;
+            let attestation = bundle
+                .attestations
+                .iter()
+                .find(|a| a.function == function.name);
+            let declared = manifest
+                .function(&function.name)
+                .ok_or_else(|| DeployError::MissingComponent(function.name.clone()))?;
+            let signer = crate::signatures::verify_function(
+                &trust,
+                &manifest,
+                declared,
+                &hex_sha256(bytes),
+                attestation,
+            )?;
+            signers.insert(function.name.clone(), signer);
             components.push((function.name.clone(), bytes.clone()));
         }
         let version = NewVersion {
@@ -175,6 +208,12 @@ impl Platform {
             app_version: manifest.app_version().to_string(),
             manifest: bundle.manifest.clone(),
             components,
+            attestations: bundle
+                .attestations
+                .iter()
+                .filter(|a| signers.contains_key(&a.function))
+                .cloned()
+                .collect(),
         };
         let app = self
             .activate_candidate(&version.version_id(), &version, &deployable.functions)
@@ -183,7 +222,8 @@ impl Platform {
         let record = tokio::task::spawn_blocking(move || store.deploy(&version, "deploy"))
             .await
             .map_err(|e| DeployError::Internal(e.to_string()))??;
-        let report = report(&record, &app, &deployable.warnings);
+        let mut report = report(&record, &app, &deployable.warnings);
+        report.signers = signers;
         self.install(app);
         Ok(report)
     }
@@ -341,6 +381,7 @@ impl Platform {
             app_version: record.app_version.clone(),
             manifest: record.manifest.clone(),
             components,
+            attestations: self.store.attestations(&record.app, &record.version_id)?,
         };
         // The version id is a digest over the manifest and the components: recomputing it
         // catches a manifest edited in the store (routes, limits) as well as swapped blobs.
@@ -352,6 +393,19 @@ impl Platform {
                 .await;
             return Err(error.into());
         }
+        let trust = self.trust();
+        for stored in &record.components {
+            let Some(function) = manifest.function(&stored.function) else {
+                continue;
+            };
+            let digest = stored.digest.trim_start_matches("sha256:");
+            let attestation = version
+                .attestations
+                .iter()
+                .find(|a| a.function == stored.function);
+            crate::signatures::verify_function(&trust, &manifest, function, digest, attestation)?;
+        }
+
         let app = self
             .activate_candidate(&record.version_id, &version, &deployable.functions)
             .await?;
@@ -602,5 +656,12 @@ fn report(
         functions: app.functions.iter().map(|f| f.summary()).collect(),
         warnings: warnings.to_json(),
         warnings_text: warnings.render(false),
+        signers: BTreeMap::new(),
     }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    zerofn_store::content_digest(bytes)
+        .trim_start_matches("sha256:")
+        .to_string()
 }

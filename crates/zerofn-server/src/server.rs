@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub runtime: RuntimeConfig,
     /// How long in-flight requests may take to finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// The trust policy file [default: `DATA_DIR/trust.toml`].
+    pub trust_policy: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -43,7 +45,15 @@ impl ServerConfig {
             limits: LimitPolicy::default(),
             runtime,
             shutdown_grace: Duration::from_secs(30),
+            trust_policy: None,
         }
+    }
+
+    /// The trust policy file in force.
+    pub fn trust_policy_path(&self) -> PathBuf {
+        self.trust_policy
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::trust::TRUST_FILE))
     }
 
     /// The control plane's socket inside the data directory.
@@ -79,6 +89,8 @@ pub enum ServerError {
     ControlSocket { path: PathBuf, reason: String },
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// A started platform. Dropping it does not stop it; call [`RunningServer::shutdown`].
@@ -120,6 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let control_socket = config.control_socket();
     refuse_live_server(&control_socket).await?;
     let store = Store::open(&config.data_dir)?;
+    let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
     let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let runtime = Runtime::new(config.runtime.clone(), audit.clone())?;
@@ -128,6 +141,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         store,
         audit.clone(),
         config.limits,
+        trust,
         config.max_concurrency,
     ));
 

@@ -208,14 +208,21 @@ async fn the_control_plane_is_private_and_serves_the_cli() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let client = ControlClient::new(&socket);
+    let hello = std::fs::read(HELLO).unwrap();
+    let attestations = common::sign(
+        HELLO_MANIFEST,
+        &[("hello".to_string(), hello.clone())].into(),
+        &server.key,
+    );
     let request = zerofn_server::control::DeployRequest {
         manifest_path: "greet/zerofn.toml".into(),
         manifest: HELLO_MANIFEST.into(),
         components: [("hello".to_string(), {
             use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.encode(std::fs::read(HELLO).unwrap())
+            base64::engine::general_purpose::STANDARD.encode(&hello)
         })]
         .into(),
+        attestations,
     };
     let report: DeployReport = client.post("/v1/deploy", &request).await.unwrap();
     assert_eq!(report.functions[0].route, "/hello");

@@ -13,7 +13,7 @@ mod versions;
 
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
-pub use versions::{Activation, AppSummary, ComponentRef, NewVersion, VersionRecord};
+pub use versions::{Activation, AppSummary, Attestation, ComponentRef, NewVersion, VersionRecord};
 
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -81,7 +81,8 @@ pub fn content_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+/// Creates `dir` (and parents) with mode 0700, or tightens it to 0700 if it exists.
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     let io_error = |source| StoreError::DataDir {
         path: dir.to_path_buf(),
         source,

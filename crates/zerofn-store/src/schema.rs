@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -59,6 +59,19 @@ CREATE TABLE guest_logs (
 CREATE INDEX logs_by_function ON guest_logs(app, function, id);
 ";
 
+/// Version 2: what each function of a version was admitted with (signature bundle, SBOM).
+const SCHEMA_V2: &str = "
+CREATE TABLE attestations (
+    app        TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    function   TEXT NOT NULL,
+    bundle     TEXT NOT NULL,
+    sbom       TEXT NOT NULL,
+    PRIMARY KEY (app, version_id, function),
+    FOREIGN KEY (app, version_id) REFERENCES versions(app, version_id)
+) STRICT;
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -75,10 +88,12 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if found < 1 {
-        connection.execute_batch(&format!(
-            "BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))?;
+    for (version, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        if found < version {
+            connection.execute_batch(&format!(
+                "BEGIN; {sql} PRAGMA user_version = {version}; COMMIT;"
+            ))?;
+        }
     }
     Ok(())
 }

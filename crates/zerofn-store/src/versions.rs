@@ -13,6 +13,17 @@ pub struct NewVersion {
     pub manifest: String,
     /// `(function name, component bytes)`, one per function.
     pub components: Vec<(String, Vec<u8>)>,
+    /// What each function was admitted with, by function name.
+    pub attestations: Vec<Attestation>,
+}
+
+/// A function's signature bundle (Sigstore bundle JSON) and SBOM (CycloneDX JSON), kept with
+/// the version so that every later load can verify it again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attestation {
+    pub function: String,
+    pub bundle: String,
+    pub sbom: String,
 }
 
 impl NewVersion {
@@ -106,6 +117,19 @@ impl Store {
                 "INSERT OR IGNORE INTO version_components (app, version_id, function, digest)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![version.app, version_id, function, digest],
+            )?;
+        }
+        for attestation in &version.attestations {
+            tx.execute(
+                "INSERT OR IGNORE INTO attestations (app, version_id, function, bundle, sbom)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    version.app,
+                    version_id,
+                    attestation.function,
+                    attestation.bundle,
+                    attestation.sbom
+                ],
             )?;
         }
         tx.execute(
@@ -239,6 +263,27 @@ impl Store {
         })?;
         record.components = rows.collect::<Result<_, _>>()?;
         Ok(record)
+    }
+
+    /// What each function of a version was admitted with, by function name.
+    pub fn attestations(
+        &self,
+        app: &str,
+        version_id: &str,
+    ) -> Result<Vec<Attestation>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT function, bundle, sbom FROM attestations
+             WHERE app = ?1 AND version_id = ?2 ORDER BY function",
+        )?;
+        let rows = statement.query_map(params![app, version_id], |row| {
+            Ok(Attestation {
+                function: row.get(0)?,
+                bundle: row.get(1)?,
+                sbom: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The bytes of a component, checked against their digest before they are returned: a blob

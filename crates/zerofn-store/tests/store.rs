@@ -11,6 +11,7 @@ fn version(app: &str, manifest: &str, code: &[u8]) -> NewVersion {
         app_version: "0.1.0".into(),
         manifest: manifest.into(),
         components: vec![("hello".into(), code.to_vec())],
+        attestations: Vec::new(),
     }
 }
 

@@ -12,6 +12,9 @@ pub struct DeployRequest {
     pub manifest: String,
     /// Component bytes (base64) by function name.
     pub components: BTreeMap<String, String>,
+    /// Each function's Sigstore bundle and CycloneDX SBOM (JSON text).
+    #[serde(default)]
+    pub attestations: Vec<zerofn_store::Attestation>,
 }
 
 /// `POST /v1/apps/{app}/rollback`.

@@ -135,6 +135,7 @@ async fn deploy(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
             manifest_path: request.manifest_path,
             manifest: request.manifest,
             components,
+            attestations: request.attestations,
         })
         .await
         .map_err(|e| Problem::from(e).already_recorded())?;

@@ -13,6 +13,8 @@ pub struct TestServer {
     pub server: Option<RunningServer>,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The data directory's development key, which its trust policy trusts for every app.
+    pub key: zerofn_signing::PrivateKey,
 }
 
 pub fn config(dir: &std::path::Path) -> ServerConfig {
@@ -35,6 +37,7 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let key = zerofn_server::trust::ensure_dev_key(dir.path()).unwrap();
         let mut config = config(dir.path());
         adjust(&mut config);
         let server = zerofn_server::start(config).await.unwrap();
@@ -42,6 +45,7 @@ impl TestServer {
             addr: server.http_addr(),
             server: Some(server),
             dir,
+            key,
         }
     }
 
@@ -68,12 +72,23 @@ impl TestServer {
             .iter()
             .map(|(name, path)| (name.to_string(), std::fs::read(path).unwrap()))
             .collect();
+        let attestations = sign(manifest, &components, &self.key);
+        self.deploy_bundle(manifest, components, attestations).await
+    }
+
+    pub async fn deploy_bundle(
+        &self,
+        manifest: &str,
+        components: BTreeMap<String, Vec<u8>>,
+        attestations: Vec<zerofn_store::Attestation>,
+    ) -> Result<DeployReport, zerofn_server::DeployError> {
         self.server()
             .platform()
             .deploy(DeployBundle {
-                manifest_path: "test/zerofn.toml".into(),
+                manifest_path: MANIFEST_PATH.into(),
                 manifest: manifest.into(),
                 components,
+                attestations,
             })
             .await
     }
@@ -96,6 +111,40 @@ impl TestServer {
         platform.audit().flush().await;
         platform.store().audit_events(&query).unwrap()
     }
+}
+
+/// The path deploys report diagnostics against.
+pub const MANIFEST_PATH: &str = "test/zerofn.toml";
+
+/// Signs every function of `manifest` whose component is in `components` with `key`, as
+/// `zerofn sign` does (with a minimal provenance and SBOM). A manifest that does not parse is
+/// left unsigned: the deploy refuses it for that.
+pub fn sign(
+    manifest: &str,
+    components: &BTreeMap<String, Vec<u8>>,
+    key: &zerofn_signing::PrivateKey,
+) -> Vec<zerofn_store::Attestation> {
+    let Ok(parsed) = zerofn_manifest::parse(std::path::Path::new(MANIFEST_PATH), manifest) else {
+        return Vec::new();
+    };
+    parsed
+        .functions()
+        .filter_map(|function| {
+            let bytes = components.get(&function.name)?;
+            let statement = zerofn_provenance::function_statement(
+                &parsed,
+                function,
+                bytes,
+                serde_json::json!({"buildDefinition": {"buildType": zerofn_provenance::BUILD_TYPE}}),
+            );
+            let bundle = zerofn_signing::Bundle::sign(&statement, key).unwrap();
+            Some(zerofn_store::Attestation {
+                function: function.name.clone(),
+                bundle: bundle.to_json(),
+                sbom: r#"{"bomFormat":"CycloneDX","specVersion":"1.6"}"#.into(),
+            })
+        })
+        .collect()
 }
 
 /// A manifest with one function `hostile` on the prefix route `/...`.

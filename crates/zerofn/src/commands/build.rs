@@ -135,13 +135,52 @@ fn spinner(label: &str, command: &str, json: bool) -> ProgressBar {
     progress
 }
 
-/// Loads the app in `app_dir` (building it first when `run_build`) and reads its components.
+/// Loads the app in `app_dir` (building it first when `run_build`) and reads its components and
+/// their signature bundles and SBOMs.
 pub fn bundle(app_dir: &Path, run_build: bool, json: bool) -> Result<DeployBundle, Failure> {
     let manifest = if run_build {
         build(app_dir, json)?.0
     } else {
         load_manifest(app_dir)?
     };
+    read_bundle(&manifest)
+}
+
+/// `zerofn up`'s path: like [`bundle`], then every function is signed with the data
+/// directory's development key (created on first use), which only that data directory trusts.
+pub fn bundle_with_dev_key(
+    app_dir: &Path,
+    run_build: bool,
+    data_dir: &Path,
+    json: bool,
+) -> Result<DeployBundle, Failure> {
+    let manifest = if run_build {
+        build(app_dir, json)?.0
+    } else {
+        load_manifest(app_dir)?
+    };
+    let missing = manifest.check_components();
+    if missing.has_errors() {
+        return Err(missing.into());
+    }
+    let key = zerofn_server::trust::ensure_dev_key(data_dir)
+        .map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
+    for function in manifest.functions() {
+        let paths = zerofn_provenance::ArtifactPaths::new(manifest.dir(), &function.name);
+        if !paths.provenance.exists() {
+            let now = SystemTime::now();
+            zerofn_provenance::write_build_artifacts(&manifest, function, None, now, now)
+                .map_err(|e| Failure::new(Code::BuildFailed, e.to_string()))?;
+        }
+        zerofn_provenance::sign_function(&manifest, function, &key)
+            .map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
+    }
+    if !json {
+        eprintln!(
+            "signed with the development key {} (trusted for this data directory only)",
+            key.public().key_id()
+        );
+    }
     read_bundle(&manifest)
 }
 
@@ -169,5 +208,24 @@ fn read_bundle(manifest: &zerofn_manifest::Manifest) -> Result<DeployBundle, Fai
         manifest_path: manifest.path().display().to_string(),
         manifest: manifest.source().to_string(),
         components,
+        attestations: read_attestations(manifest),
     })
+}
+
+/// The signature bundles and SBOMs that exist for the app's functions; a missing one is left
+/// for the server to refuse, with its reason.
+fn read_attestations(manifest: &Manifest) -> Vec<zerofn_store::Attestation> {
+    manifest
+        .functions()
+        .filter_map(|function| {
+            let paths = zerofn_provenance::ArtifactPaths::new(manifest.dir(), &function.name);
+            let bundle = std::fs::read_to_string(&paths.bundle).ok()?;
+            let sbom = std::fs::read_to_string(&paths.sbom).unwrap_or_default();
+            Some(zerofn_store::Attestation {
+                function: function.name.clone(),
+                bundle,
+                sbom,
+            })
+        })
+        .collect()
 }

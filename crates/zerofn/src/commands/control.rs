@@ -31,6 +31,7 @@ pub async fn deploy(
             .into_iter()
             .map(|(name, bytes)| (name, BASE64.encode(bytes)))
             .collect(),
+        attestations: bundle.attestations,
     };
     let report: DeployReport = client(data_dir).post("/v1/deploy", &request).await?;
     print_report(&report, "deployed", json);

@@ -45,7 +45,7 @@ pub async fn up(
     data_dir: PathBuf,
     json: bool,
 ) -> Result<(), Failure> {
-    let bundle = build::bundle(app_dir, run_build, json)?;
+    let bundle = build::bundle_with_dev_key(app_dir, run_build, &data_dir, json)?;
     let config = server_config(args, data_dir)?;
     let server = start(config).await?;
     let report = match server.platform().deploy(bundle).await {

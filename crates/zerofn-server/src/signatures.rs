@@ -1,0 +1,106 @@
+//! Admission of signed functions: each function's Sigstore bundle must verify against a key the
+//! trust policy trusts for the app, and its statement must name both the component's digest and
+//! the digest of the function's canonical configuration. Checked at deploy and again at every
+//! load from the store, so a revoked key stops what it signed.
+
+use crate::DeployError;
+use crate::trust::TrustPolicy;
+use zerofn_manifest::{Function, Manifest};
+use zerofn_provenance::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SLSA_PROVENANCE_V1};
+use zerofn_signing::{Bundle, SigningError, Subject};
+use zerofn_store::Attestation;
+
+/// Verifies `function`'s attestation; returns the signer's key id.
+pub(crate) fn verify_function(
+    policy: &TrustPolicy,
+    manifest: &Manifest,
+    function: &Function,
+    component_sha256: &str,
+    attestation: Option<&Attestation>,
+) -> Result<String, DeployError> {
+    let refuse = |rule: &'static str, reason: String| DeployError::Signature {
+        function: function.name.clone(),
+        rule,
+        reason,
+    };
+    let Some(attestation) = attestation else {
+        return Err(refuse(
+            "unsigned",
+            "no signature bundle was sent: run `zerofn build` and `zerofn sign --key KEY`, then deploy again".into(),
+        ));
+    };
+    let bundle = Bundle::from_json(&attestation.bundle)
+        .map_err(|e| refuse("malformed-bundle", e.to_string()))?;
+    let app = manifest.app_name();
+    let verified = bundle
+        .verify(&policy.keys_for(app))
+        .map_err(|error| match error {
+            SigningError::UntrustedSigner { key_ids } => {
+                let revoked = key_ids
+                    .split(", ")
+                    .any(|id| policy.key(id).is_some_and(|k| k.revoked));
+                if revoked {
+                    refuse("signer-revoked", format!("the signing key ({key_ids}) has been revoked in the trust policy; sign with a trusted key"))
+                } else {
+                    refuse(
+                        "signer-not-trusted",
+                        format!("the signing key ({key_ids}) is not trusted for app `{app}`; add it to the trust policy with `apps` matching `{app}`, or sign with a key that is"),
+                    )
+                }
+            }
+            SigningError::BadSignature { key_id } => refuse(
+                "bad-signature",
+                format!("the signature by key {key_id} does not verify: the bundle was altered after signing"),
+            ),
+            other => refuse("malformed-bundle", other.to_string()),
+        })?;
+    let statement = &verified.statement;
+    if statement.predicate_type != SLSA_PROVENANCE_V1 {
+        return Err(refuse(
+            "provenance-missing",
+            format!(
+                "the signed statement carries `{}`, not SLSA provenance v1; run `zerofn build` before `zerofn sign`",
+                statement.predicate_type
+            ),
+        ));
+    }
+    let base = format!("{app}/{}", function.name);
+    let component_subject = Subject {
+        name: format!("{base}{COMPONENT_SUFFIX}"),
+        digest: [("sha256".to_string(), component_sha256.to_string())].into(),
+    };
+    if !statement.subject.contains(&component_subject) {
+        return Err(refuse(
+            "component-not-signed",
+            format!(
+                "the component (sha256:{component_sha256}) is not the one that was signed: it changed after `zerofn sign`; sign it again"
+            ),
+        ));
+    }
+    let config_subject = Subject::sha256(
+        format!("{base}{CONFIG_SUFFIX}"),
+        &manifest.canonical_config_bytes(function),
+    );
+    if !statement.subject.contains(&config_subject) {
+        return Err(refuse(
+            "config-not-signed",
+            format!(
+                "the function's configuration in {} (trigger, limits, grants, auth, input) changed after it was signed; review the change and sign again",
+                manifest.path().display()
+            ),
+        ));
+    }
+    let sbom: serde_json::Value = serde_json::from_str(&attestation.sbom).map_err(|e| {
+        refuse(
+            "sbom-missing",
+            format!("the SBOM is not JSON: {e}; run `zerofn build`"),
+        )
+    })?;
+    if sbom["bomFormat"] != "CycloneDX" {
+        return Err(refuse(
+            "sbom-missing",
+            "no CycloneDX SBOM was sent; run `zerofn build`".into(),
+        ));
+    }
+    Ok(verified.key_id)
+}
