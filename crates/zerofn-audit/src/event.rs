@@ -44,6 +44,9 @@ pub enum EventKind {
     /// A stored version could not be restored at start-up for a reason other than integrity.
     #[serde(rename = "restore.failed")]
     RestoreFailed,
+    /// An active version stopped (or resumed) serving after a trust-policy change.
+    #[serde(rename = "version.suspended")]
+    VersionSuspended,
     /// A stored component failed its integrity check and was not loaded.
     #[serde(rename = "integrity.failure")]
     IntegrityFailure,
@@ -68,6 +71,7 @@ impl EventKind {
             Self::Rollback => "rollback",
             Self::EgressDenied => "egress.denied",
             Self::ControlRefused => "control.refused",
+            Self::VersionSuspended => "version.suspended",
             Self::RollbackRefused => "rollback.refused",
             Self::RestoreFailed => "restore.failed",
             Self::IntegrityFailure => "integrity.failure",

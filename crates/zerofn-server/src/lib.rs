@@ -20,6 +20,8 @@ pub mod trust;
 
 pub use config::ConfigError;
 pub use error::DeployError;
-pub use platform::{DeployBundle, DeployReport, FunctionSummary, Platform};
+pub use platform::{
+    DeployBundle, DeployReport, FunctionSummary, Platform, TrustReload, TrustSource,
+};
 pub use routes::{ActiveApp, ActiveFunction};
 pub use server::{RunningServer, ServerConfig, ServerError, start};

@@ -61,6 +61,7 @@ pub struct Platform {
     audit: AuditLog,
     policy: LimitPolicy,
     trust: RwLock<Arc<TrustPolicy>>,
+    trust_source: TrustSource,
     routes: RwLock<Arc<RouteTable>>,
     global_permits: Arc<Semaphore>,
     /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
@@ -73,6 +74,22 @@ impl std::fmt::Debug for Platform {
     }
 }
 
+/// Where the trust policy is read from, for reloads.
+#[derive(Debug, Clone)]
+pub struct TrustSource {
+    pub policy_file: std::path::PathBuf,
+    pub data_dir: std::path::PathBuf,
+}
+
+/// What a trust-policy reload changed.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct TrustReload {
+    /// Apps whose active version no longer passes, with the reason.
+    pub suspended: Vec<(String, String)>,
+    /// Apps that pass again.
+    pub resumed: Vec<String>,
+}
+
 /// Seconds a client is asked to wait after a 429 or 503.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -83,6 +100,7 @@ impl Platform {
         audit: AuditLog,
         policy: LimitPolicy,
         trust: TrustPolicy,
+        trust_source: TrustSource,
         max_concurrency: u32,
     ) -> Self {
         Self {
@@ -91,6 +109,7 @@ impl Platform {
             audit,
             policy,
             trust: RwLock::new(Arc::new(trust)),
+            trust_source,
             routes: RwLock::new(Arc::new(RouteTable::default())),
             global_permits: Arc::new(Semaphore::new(max_concurrency as usize)),
             changes: tokio::sync::Mutex::new(()),
@@ -290,6 +309,7 @@ impl Platform {
             version_id: version_id.to_string(),
             app_version: version.app_version.clone(),
             functions: active,
+            suspended: None,
         }))
     }
 
@@ -429,6 +449,88 @@ impl Platform {
             None => event,
         };
         self.audit.record(event).await;
+    }
+
+    /// Reads the trust policy again and re-verifies every active version against it: a version
+    /// whose signer was revoked (or is no longer trusted for its app) stops serving at once.
+    pub async fn reload_trust(&self) -> Result<TrustReload, crate::trust::TrustError> {
+        let _change = self.changes.lock().await;
+        let policy =
+            TrustPolicy::load(&self.trust_source.policy_file, &self.trust_source.data_dir)?;
+        *self
+            .trust
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policy);
+        let mut outcome = TrustReload::default();
+        let apps: Vec<Arc<ActiveApp>> = self.routes().apps().cloned().collect();
+        for app in apps {
+            let verdict = self.reverify(&app);
+            let changed = match (&verdict, &app.suspended) {
+                (Err(reason), None) => {
+                    outcome.suspended.push((app.name.clone(), reason.clone()));
+                    true
+                }
+                (Ok(()), Some(_)) => {
+                    outcome.resumed.push(app.name.clone());
+                    true
+                }
+                _ => false,
+            };
+            if changed {
+                let mut next = (*app).clone();
+                next.suspended = verdict.clone().err();
+                let (outcome_kind, reason) = match &verdict {
+                    Err(reason) => (Outcome::Denied, reason.clone()),
+                    Ok(()) => (Outcome::Success, "trust restored".to_string()),
+                };
+                self.install(Arc::new(next));
+                self.audit
+                    .record(
+                        AuditEvent::new(EventKind::VersionSuspended, outcome_kind)
+                            .reason(if verdict.is_err() {
+                                "trust-revoked"
+                            } else {
+                                "trust-restored"
+                            })
+                            .app(app.name.as_str())
+                            .version(app.version_id.as_str())
+                            .detail("detail", reason),
+                    )
+                    .await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Whether an active version's signatures still pass the trust policy in force.
+    fn reverify(&self, app: &ActiveApp) -> Result<(), String> {
+        let record = self
+            .store
+            .version(&app.name, &app.version_id)
+            .map_err(|e| e.to_string())?;
+        let path = format!("<stored {}@{}>/zerofn.toml", record.app, record.version_id);
+        let manifest = zerofn_manifest::parse(Path::new(&path), &record.manifest)
+            .map_err(|e| e.render(false))?;
+        let attestations = self
+            .store
+            .attestations(&record.app, &record.version_id)
+            .map_err(|e| e.to_string())?;
+        let trust = self.trust();
+        for stored in &record.components {
+            let Some(function) = manifest.function(&stored.function) else {
+                continue;
+            };
+            let attestation = attestations.iter().find(|a| a.function == stored.function);
+            crate::signatures::verify_function(
+                &trust,
+                &manifest,
+                function,
+                stored.digest.trim_start_matches("sha256:"),
+                attestation,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Serves every app's active version, as recorded in the store. An app whose version no
@@ -598,6 +700,12 @@ impl Platform {
                 ),
             )
             .with("allow", allowed)),
+            Lookup::Suspended { app, reason } => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "version-suspended",
+                "Version suspended",
+                format!("App `{app}` is suspended: {reason}. An operator must redeploy or roll back."),
+            )),
             Lookup::NotFound => Err(Problem::new(
                 StatusCode::NOT_FOUND,
                 "no-route",

@@ -35,18 +35,26 @@ impl ActiveFunction {
 }
 
 /// An app's active version.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ActiveApp {
     pub name: String,
     pub version_id: String,
     pub app_version: String,
     pub functions: Vec<Arc<ActiveFunction>>,
+    /// Why the version no longer serves (its signer was revoked, say): every request gets 503
+    /// with this reason until an operator redeploys or rolls back.
+    pub suspended: Option<String>,
 }
 
 /// What a path and method resolve to.
 #[derive(Debug)]
 pub enum Lookup {
     Found(Arc<ActiveFunction>),
+    /// The route belongs to a suspended version; the reason is given.
+    Suspended {
+        app: String,
+        reason: String,
+    },
     /// The path is served, but not for this method; the allowed methods are listed.
     MethodNotAllowed(Vec<String>),
     NotFound,
@@ -90,9 +98,13 @@ impl RouteTable {
 
     /// The most specific route wins: exact routes before prefixes, longer prefixes first.
     pub fn lookup(&self, path: &str, method: &str) -> Lookup {
-        let mut best: Option<(&Arc<ActiveFunction>, usize)> = None;
+        let mut best: Option<(&ActiveApp, &Arc<ActiveFunction>, usize)> = None;
         let mut allowed: Vec<String> = Vec::new();
-        for function in self.apps.values().flat_map(|app| app.functions.iter()) {
+        let functions = self
+            .apps
+            .values()
+            .flat_map(|app| app.functions.iter().map(move |f| (app.as_ref(), f)));
+        for (app, function) in functions {
             let Some(score) = specificity(&function.route, path) else {
                 continue;
             };
@@ -100,12 +112,16 @@ impl RouteTable {
                 allowed.extend(function.methods.iter().cloned());
                 continue;
             }
-            if best.is_none_or(|(_, best_score)| score > best_score) {
-                best = Some((function, score));
+            if best.is_none_or(|(_, _, best_score)| score > best_score) {
+                best = Some((app, function, score));
             }
         }
         match best {
-            Some((function, _)) => Lookup::Found(function.clone()),
+            Some((app, _, _)) if app.suspended.is_some() => Lookup::Suspended {
+                app: app.name.clone(),
+                reason: app.suspended.clone().unwrap_or_default(),
+            },
+            Some((_, function, _)) => Lookup::Found(function.clone()),
             None if !allowed.is_empty() => {
                 allowed.sort();
                 allowed.dedup();

@@ -142,6 +142,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         audit.clone(),
         config.limits,
         trust,
+        crate::platform::TrustSource {
+            policy_file: config.trust_policy_path(),
+            data_dir: config.data_dir.clone(),
+        },
         config.max_concurrency,
     ));
 

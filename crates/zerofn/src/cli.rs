@@ -151,6 +151,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         component: Option<PathBuf>,
     },
+    /// Re-read the trust policy of the running server; versions whose signer is no longer
+    /// trusted stop serving at once (503 with the reason).
+    TrustReload,
     /// Show what functions wrote to stdout and stderr.
     Logs {
         app: String,

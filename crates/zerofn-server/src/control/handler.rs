@@ -53,6 +53,15 @@ pub(crate) async fn handle(
         (Method::POST, ["v1", "deploy"]) => deploy(platform, &body).await,
         (Method::POST, ["v1", "apps", app, "rollback"]) => rollback(platform, app, &body).await,
         (Method::POST, ["v1", "invoke"]) => invoke(platform, &body).await,
+        (Method::POST, ["v1", "trust", "reload"]) => match platform.reload_trust().await {
+            Ok(outcome) => json(&outcome),
+            Err(error) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "trust-policy-invalid",
+                "Trust policy invalid",
+                format!("{error}; the previous policy stays in force"),
+            )),
+        },
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
         _ => Err(Problem::new(

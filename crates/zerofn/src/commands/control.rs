@@ -288,3 +288,21 @@ fn short(id: &str) -> &str {
     let end = (start + 12).min(id.len());
     id.get(start..end).unwrap_or(id)
 }
+
+pub async fn trust_reload(data_dir: &Path, json: bool) -> Result<(), Failure> {
+    let outcome: zerofn_server::TrustReload = client(data_dir)
+        .post("/v1/trust/reload", &serde_json::json!({}))
+        .await?;
+    let value = serde_json::to_value(&outcome).unwrap_or_default();
+    crate::output::print(json, &value, || {
+        let mut text = String::from("trust policy reloaded");
+        for (app, reason) in &outcome.suspended {
+            text.push_str(&format!("\n  suspended {app}: {reason}"));
+        }
+        for app in &outcome.resumed {
+            text.push_str(&format!("\n  resumed {app}"));
+        }
+        text
+    });
+    Ok(())
+}

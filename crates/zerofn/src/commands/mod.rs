@@ -66,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             key,
             component,
         } => signing::verify(&bundle, &key, component.as_deref(), json),
+        Command::TrustReload => control::trust_reload(&data_dir()?, json).await,
         Command::Logs {
             app,
             function,
