@@ -26,6 +26,8 @@ struct ServerSection {
     listen: Option<SocketAddr>,
     max_concurrency: Option<u32>,
     shutdown_grace_ms: Option<u64>,
+    /// The trust policy file, relative to the config file.
+    trust_policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +77,9 @@ impl ServerConfig {
             config.max_concurrency = cap;
             config.runtime.max_instances = config.runtime.max_instances.max(cap);
         }
+        if let Some(policy) = file.server.trust_policy {
+            config.trust_policy = Some(path.parent().unwrap_or(Path::new(".")).join(policy));
+        }
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }
@@ -107,7 +112,7 @@ mod tests {
     #[test]
     fn every_section_overrides_the_defaults() {
         let config = load(
-            "[server]\nlisten = \"127.0.0.1:9000\"\nmax_concurrency = 16\nshutdown_grace_ms = 500\n\
+            "[server]\nlisten = \"127.0.0.1:9000\"\nmax_concurrency = 16\nshutdown_grace_ms = 500\ntrust_policy = \"policy/trust.toml\"\n\
              [limits.ceiling]\ntimeout_ms = 10000\nmemory_mb = 1024\n\
              [limits.defaults]\ntimeout_ms = 20000\n\
              [guest_output]\nmax_bytes_per_invocation = 1024\n",
@@ -116,6 +121,7 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.max_concurrency, 16);
         assert_eq!(config.shutdown_grace, Duration::from_millis(500));
+        assert!(config.trust_policy_path().ends_with("policy/trust.toml"));
         assert_eq!(config.limits.ceilings.timeout_ms, 10_000);
         assert_eq!(
             config.limits.defaults.timeout_ms, 10_000,
