@@ -5,6 +5,8 @@
 //! [`AuditLog`]. Later guards (egress, secrets, policy) add event kinds here; they do not open
 //! their own logs.
 
+#![forbid(unsafe_code)]
+
 mod event;
 mod writer;
 

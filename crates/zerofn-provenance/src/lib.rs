@@ -4,6 +4,8 @@
 //! in-toto statement zerofn signs, whose subjects are the component's SHA-256 and the SHA-256 of
 //! the function's canonical configuration.
 
+#![forbid(unsafe_code)]
+
 mod artifacts;
 mod cargo_lock;
 mod error;

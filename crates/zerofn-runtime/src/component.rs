@@ -11,7 +11,19 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 /// A component ready to serve: instantiating it is a matter of microseconds.
 pub struct LoadedComponent {
     digest: String,
+    origin: ComponentOrigin,
     pub(crate) pre: ProxyPre<Sandbox>,
+}
+
+/// Where a loaded component's machine code came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentOrigin {
+    /// Compiled from the component's bytes.
+    Compiled,
+    /// Read from the authenticated on-disk cache.
+    Cache,
+    /// Compiled because the cache entry was not authentic; the entry was discarded.
+    Recompiled { rejected: String },
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -23,23 +35,34 @@ impl std::fmt::Debug for LoadedComponent {
 }
 
 impl LoadedComponent {
-    pub(crate) fn compile(
-        engine: &Engine,
+    pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    pub(crate) fn link(
         linker: &Linker<Sandbox>,
         digest: String,
-        bytes: &[u8],
+        component: &Component,
+        origin: ComponentOrigin,
     ) -> Result<Self, LoadError> {
-        let component =
-            Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let instance_pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = ProxyPre::new(instance_pre).map_err(|e| {
             LoadError::Link(format!(
                 "it does not export `wasi:http/incoming-handler` (is it a wasi:http component?): {e:#}"
             ))
         })?;
-        Ok(Self { digest, pre })
+        Ok(Self {
+            digest,
+            origin,
+            pre,
+        })
+    }
+
+    /// Where the machine code came from.
+    pub fn origin(&self) -> &ComponentOrigin {
+        &self.origin
     }
 
     /// The `sha256:` digest of the component's bytes.

@@ -3,7 +3,7 @@
 //! linker every component is checked against and a cache of compiled components by digest.
 
 use crate::LoadError;
-use crate::component::LoadedComponent;
+use crate::component::{ComponentOrigin, LoadedComponent};
 use crate::guest_output::OutputLimits;
 use crate::sandbox::Sandbox;
 use std::collections::HashMap;
@@ -28,6 +28,9 @@ pub struct RuntimeConfig {
     pub max_wasm_stack_bytes: usize,
     /// Caps on captured guest stdout/stderr.
     pub output: OutputLimits,
+    /// The authenticated on-disk cache of compiled code; `None` keeps compiled code in memory
+    /// only.
+    pub compile_cache: Option<crate::CompileCache>,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +41,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             max_wasm_stack_bytes: 512 << 10,
             output: OutputLimits::default(),
+            compile_cache: None,
         }
     }
 }
@@ -110,11 +114,33 @@ impl Runtime {
         if let Some(hit) = self.cache().get(&digest) {
             return Ok(hit.clone());
         }
-        let loaded = Arc::new(LoadedComponent::compile(
-            &self.inner.engine,
+        let engine = &self.inner.engine;
+        let (component, origin) = match &self.inner.config.compile_cache {
+            None => (
+                LoadedComponent::compile(engine, bytes)?,
+                ComponentOrigin::Compiled,
+            ),
+            Some(cache) => match cache.get(engine, &digest) {
+                crate::compile_cache::Lookup::Hit(component) => (component, ComponentOrigin::Cache),
+                miss => {
+                    let component = LoadedComponent::compile(engine, bytes)?;
+                    cache.put(&digest, &component);
+                    let origin = match miss {
+                        crate::compile_cache::Lookup::Rejected(rejected) => {
+                            tracing::error!(%digest, %rejected, "compiled-code cache entry discarded");
+                            ComponentOrigin::Recompiled { rejected }
+                        }
+                        _ => ComponentOrigin::Compiled,
+                    };
+                    (component, origin)
+                }
+            },
+        };
+        let loaded = Arc::new(LoadedComponent::link(
             &self.inner.linker,
             digest.clone(),
-            bytes,
+            &component,
+            origin,
         )?);
         self.cache().insert(digest, loaded.clone());
         Ok(loaded)

@@ -13,6 +13,7 @@
 //!   and an invocation id; it hands back a response or a typed failure and records the
 //!   invocation's start and end through the audit log.
 
+mod compile_cache;
 mod component;
 mod engine;
 mod error;
@@ -21,7 +22,8 @@ mod invocation;
 mod limits;
 mod sandbox;
 
-pub use component::LoadedComponent;
+pub use compile_cache::{CompileCache, load_or_create_key};
+pub use component::{ComponentOrigin, LoadedComponent};
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits};

@@ -7,6 +7,8 @@
 //! - Function traffic and the control plane never share a listener.
 //! - Every refusal is a problem-details response and an audit event.
 
+#![forbid(unsafe_code)]
+
 mod config;
 pub mod control;
 mod error;
@@ -24,4 +26,4 @@ pub use platform::{
     DeployBundle, DeployReport, FunctionSummary, Platform, TrustReload, TrustSource,
 };
 pub use routes::{ActiveApp, ActiveFunction};
-pub use server::{RunningServer, ServerConfig, ServerError, start};
+pub use server::{COMPILED_DIR, NODE_SECRET_FILE, RunningServer, ServerConfig, ServerError, start};

@@ -285,6 +285,18 @@ impl Platform {
                     function: function.name.clone(),
                     error: error.to_string(),
                 })?;
+            if let zerofn_runtime::ComponentOrigin::Recompiled { rejected } = component.origin() {
+                self.audit
+                    .record(
+                        AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
+                            .reason("compiled-cache-mismatch")
+                            .function(version.app.as_str(), function.name.as_str())
+                            .version(version_id)
+                            .detail("digest", component.digest().to_string())
+                            .detail("error", rejected.clone()),
+                    )
+                    .await;
+            }
             let limits = &function.limits;
             active.push(Arc::new(ActiveFunction {
                 app: version.app.as_str().into(),

@@ -91,7 +91,14 @@ pub enum ServerError {
     Audit(std::io::Error),
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
+    NodeSecret(std::io::Error),
 }
+
+/// The node's secret (32 bytes, mode 0600) that authenticates the compiled-code cache.
+pub const NODE_SECRET_FILE: &str = "node.secret";
+/// Where compiled components are cached.
+pub const COMPILED_DIR: &str = "compiled";
 
 /// A started platform. Dropping it does not stop it; call [`RunningServer::shutdown`].
 pub struct RunningServer {
@@ -135,7 +142,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
     let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
-    let runtime = Runtime::new(config.runtime.clone(), audit.clone())?;
+    let mut runtime_config = config.runtime.clone();
+    if runtime_config.compile_cache.is_none() {
+        let key = zerofn_runtime::load_or_create_key(&config.data_dir.join(NODE_SECRET_FILE))
+            .map_err(ServerError::NodeSecret)?;
+        runtime_config.compile_cache = Some(zerofn_runtime::CompileCache::new(
+            config.data_dir.join(COMPILED_DIR),
+            key,
+        ));
+    }
+    let runtime = Runtime::new(runtime_config, audit.clone())?;
     let platform = Arc::new(Platform::new(
         runtime,
         store,

@@ -385,3 +385,55 @@ async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(refused.len(), 5, "every control refusal is recorded");
     assert_eq!(server.get("/hello").await.status, 200);
 }
+
+fn active_origin(server: &TestServer) -> zerofn_runtime::ComponentOrigin {
+    let routes = server.server().platform().routes();
+    let app = routes.app("greet").unwrap();
+    app.functions[0].component.origin().clone()
+}
+
+#[tokio::test]
+async fn compiled_code_is_cached_and_a_tampered_entry_is_recompiled_not_loaded() {
+    let server = TestServer::start().await;
+    server.deploy(HELLO_MANIFEST, &[("hello", HELLO)]).await;
+    assert_eq!(
+        active_origin(&server),
+        zerofn_runtime::ComponentOrigin::Compiled
+    );
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert_eq!(
+        active_origin(&server),
+        zerofn_runtime::ComponentOrigin::Cache
+    );
+    let dir = server.stop().await;
+
+    let compiled = dir.path().join(zerofn_server::COMPILED_DIR);
+    let entry = std::fs::read_dir(&compiled)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&entry, bytes).unwrap();
+
+    let server = TestServer::start_in(dir, |_| {}).await;
+    assert!(server.server().restore_failures.is_empty());
+    assert!(matches!(
+        active_origin(&server),
+        zerofn_runtime::ComponentOrigin::Recompiled { .. }
+    ));
+    let events = server.events("integrity.failure").await;
+    assert_eq!(events[0].event["reason"], "compiled-cache-mismatch");
+    assert_eq!(server.get("/hello").await.text(), "Hello from zerofn!\n");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = server.dir.path().join(zerofn_server::NODE_SECRET_FILE);
+        let mode = std::fs::metadata(secret).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -7,6 +7,8 @@
 //! encryption come from the RustCrypto crates (`p256`, `ed25519-dalek`, `pkcs8`); this crate only
 //! arranges bytes in the standard formats and checks them on the way back in.
 
+#![forbid(unsafe_code)]
+
 mod bundle;
 mod dsse;
 mod error;

@@ -6,6 +6,8 @@
 //! mid-deploy leaves the previous version serving. Everything else in zerofn treats this crate as
 //! the only place state lives.
 
+#![forbid(unsafe_code)]
+
 mod audit;
 mod error;
 mod schema;

@@ -10,4 +10,6 @@
 //! nothing from the outer build (flags, wrappers, target directory) leaks into them, so a
 //! test runs the same bytes under `cargo test`, `cargo clippy` or a coverage run.
 
+#![forbid(unsafe_code)]
+
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));

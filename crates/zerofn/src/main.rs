@@ -1,6 +1,8 @@
 //! `zerofn`: the command-line interface and the server, in one binary. This file parses the
 //! command line and dispatches; the work lives in the libraries.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod commands;
 mod exit;
