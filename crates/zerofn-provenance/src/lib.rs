@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod advisories;
 mod artifacts;
 mod cargo_lock;
 mod error;
@@ -16,6 +17,7 @@ mod sbom;
 mod source;
 mod statement;
 
+pub use advisories::{AdvisoryDatabase, Finding, Severity};
 pub use artifacts::{sign_function, write_build_artifacts};
 pub use cargo_lock::{LockedPackage, read_cargo_lock};
 pub use error::ProvenanceError;

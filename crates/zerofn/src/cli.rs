@@ -151,6 +151,17 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         component: Option<PathBuf>,
     },
+    /// Check each function's SBOM against an OSV advisory database.
+    Deps {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// The advisory database: a directory of OSV JSON files (e.g. RustSec's OSV export).
+        #[arg(long, env = "ZEROFN_ADVISORY_DB", value_name = "DIR")]
+        db: PathBuf,
+        /// Exit 3 when a finding is at least this severe (unknown, low, medium, high, critical).
+        #[arg(long, default_value = "unknown")]
+        fail_on: String,
+    },
     /// Re-read the trust policy of the running server; versions whose signer is no longer
     /// trusted stop serving at once (503 with the reason).
     TrustReload,

@@ -360,3 +360,56 @@ fn keygen_build_sign_and_verify_a_prebuilt_app() {
     assert_eq!(untrusted.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&untrusted.stderr).contains(keys["key_id"].as_str().unwrap()));
 }
+
+#[test]
+fn deps_flags_an_advisory_in_the_sbom_and_fails_at_the_chosen_severity() {
+    let root = tempfile::tempdir().unwrap();
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/advisories");
+    let build = zerofn(root.path(), &["build", app.to_str().unwrap()]);
+    assert!(build.status.success(), "{build:?}");
+    let clean = zerofn(
+        root.path(),
+        &["deps", app.to_str().unwrap(), "--db", db.to_str().unwrap()],
+    );
+    assert!(clean.status.success(), "{clean:?}");
+
+    let sbom_path = app.join(".zerofn/hello/sbom.cdx.json");
+    let mut sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
+    sbom["components"] = serde_json::json!([{"type": "library", "name": "smallvec",
+        "version": "1.6.0", "purl": "pkg:cargo/smallvec@1.6.0"}]);
+    std::fs::write(&sbom_path, sbom.to_string()).unwrap();
+
+    let flagged = zerofn(
+        root.path(),
+        &[
+            "deps",
+            app.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(flagged.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&flagged.stdout).unwrap();
+    let finding = &report["findings"][0];
+    assert_eq!(finding["advisory"], "ZEROFN-TEST-0001");
+    assert_eq!(finding["package"], "smallvec");
+    assert_eq!(finding["severity"], "high");
+    assert_eq!(finding["fixed"], "1.6.1");
+    assert_eq!(finding["function"], "hello");
+
+    let tolerated = zerofn(
+        root.path(),
+        &[
+            "deps",
+            app.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--fail-on",
+            "critical",
+        ],
+    );
+    assert!(tolerated.status.success(), "{tolerated:?}");
+}

@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             key,
             component,
         } => signing::verify(&bundle, &key, component.as_deref(), json),
+        Command::Deps {
+            app_dir,
+            db,
+            fail_on,
+        } => signing::deps(&app_dir, &db, &fail_on, json),
         Command::TrustReload => control::trust_reload(&data_dir()?, json).await,
         Command::Logs {
             app,

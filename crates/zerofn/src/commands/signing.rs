@@ -170,6 +170,86 @@ pub fn verify(
     Ok(())
 }
 
+/// `zerofn deps`: every function's SBOM against the advisory database.
+pub fn deps(app_dir: &Path, db: &Path, fail_on: &str, json: bool) -> Result<(), Failure> {
+    let threshold: zerofn_provenance::Severity = fail_on
+        .parse()
+        .map_err(|e: String| Failure::new(Code::Refused, e))?;
+    let manifest = load_manifest(app_dir)?;
+    let database = zerofn_provenance::AdvisoryDatabase::load(db)
+        .map_err(|e| Failure::new(Code::Failure, format!("advisory database: {e}")))?;
+    let mut report = Vec::new();
+    for function in manifest.functions() {
+        let paths = zerofn_provenance::ArtifactPaths::new(manifest.dir(), &function.name);
+        let text = std::fs::read_to_string(&paths.sbom).map_err(|e| {
+            Failure::new(
+                Code::Refused,
+                format!("{}: {e} (run `zerofn build` first)", paths.sbom.display()),
+            )
+        })?;
+        let sbom: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Failure::new(Code::Refused, format!("{}: {e}", paths.sbom.display())))?;
+        for finding in database.check_sbom(&sbom) {
+            report.push((function.name.clone(), finding));
+        }
+    }
+    let blocking = report
+        .iter()
+        .filter(|(_, f)| f.severity >= threshold)
+        .count();
+    let value = serde_json::json!({
+        "advisories_checked": database.len(),
+        "findings": report.iter().map(|(function, f)| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            v["function"] = serde_json::Value::from(function.as_str());
+            v
+        }).collect::<Vec<_>>(),
+        "blocking": blocking,
+    });
+    // With --json a blocking result is printed once, as the failure's document.
+    let print_json = json && blocking == 0;
+    if print_json || !json {
+        print_findings(json, &value, &report, database.len());
+    }
+    if blocking > 0 {
+        return Err(Failure::new(
+            Code::Refused,
+            format!("{blocking} finding(s) at or above `{fail_on}`"),
+        )
+        .with_json(value));
+    }
+    Ok(())
+}
+
+fn print_findings(
+    json: bool,
+    value: &serde_json::Value,
+    report: &[(String, zerofn_provenance::Finding)],
+    checked: usize,
+) {
+    crate::output::print(json, value, || {
+        if report.is_empty() {
+            return format!("no known advisories ({checked} checked)");
+        }
+        let mut text = String::new();
+        for (function, f) in report {
+            text.push_str(&format!(
+                "{:<9} {} {}@{} in `{function}`: {}{}\n",
+                format!("{:?}", f.severity).to_lowercase(),
+                f.advisory,
+                f.package,
+                f.version,
+                f.summary,
+                f.fixed
+                    .as_ref()
+                    .map(|v| format!(" (fixed in {v})"))
+                    .unwrap_or_default()
+            ));
+        }
+        text.trim_end().to_string()
+    });
+}
+
 /// Reads a private key, asking for its passphrase only if it is encrypted.
 pub fn load_private_key(path: &Path, passphrase: &PassphraseArgs) -> Result<PrivateKey, Failure> {
     let pem = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
