@@ -154,23 +154,11 @@ pub fn ensure_dev_key(data_dir: &Path) -> Result<zerofn_signing::PrivateKey, Tru
     zerofn_store::create_private_dir(data_dir).map_err(|e| error(e.to_string()))?;
     let key = zerofn_signing::PrivateKey::generate(zerofn_signing::Algorithm::EcdsaP256)
         .map_err(|e| error(e.to_string()))?;
-    let pem = key.to_pem(None).map_err(|e| error(e.to_string()))?;
-    write_private(&private, pem.as_bytes()).map_err(|e| error(e.to_string()))?;
+    key.write_pem_file(&private, None)
+        .map_err(|e| error(e.to_string()))?;
     std::fs::write(data_dir.join(DEV_PUBLIC_KEY_FILE), key.public().to_pem())
         .map_err(|e| error(e.to_string()))?;
     Ok(key)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

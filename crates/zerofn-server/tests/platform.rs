@@ -5,23 +5,11 @@
 
 mod common;
 
-use common::{TestServer, hostile_manifest, request};
+use common::{HELLO_MANIFEST, TestServer, hostile_manifest, request};
 use std::time::Duration;
 use zerofn_server::control::{ControlClient, InvokeRequest, InvokeResponse};
 use zerofn_server::{DeployError, DeployReport};
 use zerofn_test_artifacts::{HELLO, HOSTILE};
-
-const HELLO_MANIFEST: &str = r#"[app]
-name = "greet"
-version = "1.0.0"
-
-[functions.hello]
-component = "hello.wasm"
-trigger = { http = { route = "/hello", methods = ["GET"] } }
-
-[functions.hello.auth]
-public = true
-"#;
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_refused_with_problem_details() {

@@ -7,22 +7,10 @@
 
 mod common;
 
-use common::{TestServer, sign};
+use common::{HELLO_MANIFEST as MANIFEST, TestServer, sign};
 use std::collections::BTreeMap;
 use zerofn_signing::{Algorithm, PrivateKey};
 use zerofn_test_artifacts::HELLO;
-
-const MANIFEST: &str = r#"[app]
-name = "greet"
-version = "1.0.0"
-
-[functions.hello]
-component = "hello.wasm"
-trigger = { http = { route = "/hello", methods = ["GET"] } }
-
-[functions.hello.auth]
-public = true
-"#;
 
 fn components() -> BTreeMap<String, Vec<u8>> {
     [("hello".to_string(), std::fs::read(HELLO).unwrap())].into()

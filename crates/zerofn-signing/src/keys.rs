@@ -125,6 +125,26 @@ impl PrivateKey {
         }
     }
 
+    /// Writes the key as PKCS#8 PEM to a new file (mode 0600 on Unix; never overwrites).
+    pub fn write_pem_file(
+        &self,
+        path: &std::path::Path,
+        passphrase: Option<&[u8]>,
+    ) -> std::io::Result<()> {
+        use std::io::Write;
+        let pem = self
+            .to_pem(passphrase)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(path)?.write_all(pem.as_bytes())
+    }
+
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
         match self {

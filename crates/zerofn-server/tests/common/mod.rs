@@ -113,6 +113,19 @@ impl TestServer {
     }
 }
 
+/// An app `greet` with one public function `hello` on `GET /hello`.
+pub const HELLO_MANIFEST: &str = r#"[app]
+name = "greet"
+version = "1.0.0"
+
+[functions.hello]
+component = "hello.wasm"
+trigger = { http = { route = "/hello", methods = ["GET"] } }
+
+[functions.hello.auth]
+public = true
+"#;
+
 /// The path deploys report diagnostics against.
 pub const MANIFEST_PATH: &str = "test/zerofn.toml";
 

@@ -38,10 +38,8 @@ pub fn keygen(
         Some(read_passphrase(passphrase, true)?)
     };
     let key = PrivateKey::generate(algorithm).map_err(signing_failure)?;
-    let pem = key
-        .to_pem(secret.as_ref().map(|s| s.as_slice()))
-        .map_err(signing_failure)?;
-    write_private(&private_path, pem.as_bytes())?;
+    key.write_pem_file(&private_path, secret.as_ref().map(|s| s.as_slice()))
+        .map_err(|e| io(&private_path, e))?;
     std::fs::write(&public_path, key.public().to_pem()).map_err(|e| io(&public_path, e))?;
     let key_id = key.public().key_id();
     crate::output::print(
@@ -292,19 +290,6 @@ fn read_passphrase(args: &PassphraseArgs, confirm: bool) -> Result<Secret, Failu
         }
     }
     Ok(Zeroizing::new(first.into_bytes()))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| io(path, e))?;
-    file.write_all(bytes).map_err(|e| io(path, e))
 }
 
 fn signing_failure(error: SigningError) -> Failure {
