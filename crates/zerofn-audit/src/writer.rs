@@ -154,9 +154,7 @@ fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
                 None
             };
         }
-        if let Err(error) = store.append(&events, &logs) {
-            tracing::error!(%error, events = events.len(), logs = logs.len(), "audit batch not stored");
-        }
+        store_batch(&store, &events, &logs);
         events.clear();
         logs.clear();
         for done in flushes.drain(..) {
@@ -164,3 +162,28 @@ fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
         }
     }
 }
+
+/// Writes audit events and guest output in separate transactions, so a guest that fills the
+/// disk with output cannot take audit events down with it; events are retried before they are
+/// reported lost.
+fn store_batch(store: &Store, events: &[zerofn_store::NewAuditRow], logs: &[LogRow]) {
+    if !events.is_empty() {
+        let mut attempt = 0;
+        while let Err(error) = store.append(events, &[]) {
+            attempt += 1;
+            if attempt == EVENT_WRITE_ATTEMPTS {
+                tracing::error!(%error, events = events.len(), "audit events not stored");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+        }
+    }
+    if !logs.is_empty()
+        && let Err(error) = store.append(&[], logs)
+    {
+        tracing::error!(%error, lines = logs.len(), "guest output not stored");
+    }
+}
+
+/// How often a batch of events is tried before it is reported lost.
+const EVENT_WRITE_ATTEMPTS: u32 = 5;

@@ -158,9 +158,9 @@ impl AdvisoryDatabase {
     }
 
     fn check_package(&self, name: &str, version: &str) -> Vec<Finding> {
-        let Ok(parsed) = semver::Version::parse(version) else {
-            return Vec::new();
-        };
+        // A version that is not semver can still be listed verbatim; ranges then cannot be
+        // evaluated and count as affecting it (fail closed).
+        let parsed = semver::Version::parse(version).ok();
         let mut findings = Vec::new();
         for advisory in &self.advisories {
             for affected in &advisory.affected {
@@ -172,7 +172,7 @@ impl AdvisoryDatabase {
                     .ranges
                     .iter()
                     .filter(|r| r.kind == "SEMVER" || r.kind == "ECOSYSTEM")
-                    .any(|r| affects(r, &parsed));
+                    .any(|r| parsed.as_ref().is_none_or(|v| affects(r, v)));
                 if listed || in_range {
                     findings.push(Finding {
                         package: name.to_string(),
@@ -181,7 +181,7 @@ impl AdvisoryDatabase {
                         aliases: advisory.aliases.clone(),
                         severity: severity(advisory, affected),
                         summary: advisory.summary.clone(),
-                        fixed: first_fixed(affected, &parsed),
+                        fixed: parsed.as_ref().and_then(|v| first_fixed(affected, v)),
                     });
                 }
             }
@@ -190,8 +190,9 @@ impl AdvisoryDatabase {
     }
 }
 
-/// OSV range semantics: sorted events; `introduced` opens, `fixed` closes (exclusive),
-/// `last_affected` closes (inclusive).
+/// OSV range semantics: events sorted by version; `introduced` opens, `fixed` closes
+/// (exclusive), `last_affected` closes (inclusive). An event whose version does not parse makes
+/// the range count as affecting (fail closed).
 fn affects(range: &Range, version: &semver::Version) -> bool {
     let parse = |v: &str| {
         if v == "0" {
@@ -200,22 +201,34 @@ fn affects(range: &Range, version: &semver::Version) -> bool {
             semver::Version::parse(v).ok()
         }
     };
-    let mut affected = false;
+    enum Edge {
+        Introduced,
+        Fixed,
+        LastAffected,
+    }
+    let mut events = Vec::new();
     for event in &range.events {
-        if let Some(introduced) = event.introduced.as_deref().and_then(parse)
-            && *version >= introduced
-        {
-            affected = true;
+        for (value, edge) in [
+            (&event.introduced, Edge::Introduced),
+            (&event.fixed, Edge::Fixed),
+            (&event.last_affected, Edge::LastAffected),
+        ] {
+            if let Some(value) = value {
+                let Some(parsed) = parse(value) else {
+                    return true;
+                };
+                events.push((parsed, edge));
+            }
         }
-        if let Some(fixed) = event.fixed.as_deref().and_then(parse)
-            && *version >= fixed
-        {
-            affected = false;
-        }
-        if let Some(last) = event.last_affected.as_deref().and_then(parse)
-            && *version > last
-        {
-            affected = false;
+    }
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut affected = false;
+    for (at, edge) in events {
+        match edge {
+            Edge::Introduced if *version >= at => affected = true,
+            Edge::Fixed if *version >= at => affected = false,
+            Edge::LastAffected if *version > at => affected = false,
+            _ => {}
         }
     }
     affected
@@ -252,8 +265,10 @@ fn collect_json(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ProvenanceEr
         source,
     };
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.is_dir() {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        // Symbolic links are not followed: a link loop must not recurse forever.
+        if entry.file_type().map_err(io)?.is_dir() {
             collect_json(&path, files)?;
         } else if path.extension().is_some_and(|e| e == "json") {
             files.push(path);

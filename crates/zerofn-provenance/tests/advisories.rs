@@ -57,6 +57,29 @@ fn range_ends_and_listed_versions_follow_osv_semantics() {
 }
 
 #[test]
+fn events_are_evaluated_in_version_order_and_unparseable_ones_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.json"),
+        r#"{"id": "T-1", "affected": [{"package": {"ecosystem": "crates.io", "name": "x"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "2.0.0"}, {"fixed": "2.5.0"},
+                                                      {"introduced": "0"}, {"fixed": "1.0.0"}]}]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.json"),
+        r#"{"id": "T-2", "affected": [{"package": {"ecosystem": "crates.io", "name": "y"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "not-a-version"}]}]}]}"#,
+    )
+    .unwrap();
+    let db = AdvisoryDatabase::load(dir.path()).unwrap();
+    assert_eq!(db.check_sbom(&sbom(&[("x", "2.1.0")])).len(), 1);
+    assert_eq!(db.check_sbom(&sbom(&[("x", "0.5.0")])).len(), 1);
+    assert!(db.check_sbom(&sbom(&[("x", "1.5.0")])).is_empty());
+    assert_eq!(db.check_sbom(&sbom(&[("y", "1.0.0")])).len(), 1);
+}
+
+#[test]
 fn the_example_apps_real_sbom_is_clean_against_the_test_database() {
     let shop = Path::new(zerofn_test_artifacts::EXAMPLES_DIR).join("shop");
     let packages = zerofn_provenance::read_cargo_lock(&shop.join("Cargo.lock")).unwrap();

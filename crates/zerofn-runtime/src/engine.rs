@@ -48,9 +48,9 @@ impl Default for RuntimeConfig {
 
 /// Core instances, memories and tables one component may have. Rust components built for
 /// `wasm32-wasip2` use one of each; components from other toolchains use a handful.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
-const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
-const MAX_TABLES_PER_COMPONENT: u32 = 8;
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+const MAX_TABLES_PER_COMPONENT: u32 = 4;
 
 /// Bytes of each memory and table slot kept mapped between invocations (and zeroed).
 const KEEP_RESIDENT_BYTES: usize = 1 << 20;
@@ -167,10 +167,12 @@ fn engine_config(config: &RuntimeConfig) -> Result<Config, LoadError> {
         .map_err(|_| LoadError::Engine("max_memory_bytes does not fit this machine".into()))?;
     let instances = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
+    // Every sandbox can have its component's maximum of each resource at once, so one hungry
+    // component cannot exhaust the pool for the others (slots are address space, not memory).
     pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(4))
-        .total_memories(instances.saturating_mul(2))
-        .total_tables(instances.saturating_mul(2))
+        .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances.saturating_mul(MAX_MEMORIES_PER_COMPONENT))
+        .total_tables(instances.saturating_mul(MAX_TABLES_PER_COMPONENT))
         .total_stacks(instances)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)

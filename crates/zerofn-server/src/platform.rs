@@ -698,11 +698,17 @@ impl Platform {
         problem.into_response(invocation_id)
     }
 
-    /// Resolves a path and method to a function, or the refusal that explains why not.
-    pub fn route(&self, path: &str, method: &str) -> Result<Arc<ActiveFunction>, Problem> {
+    /// Resolves a path and method to a function, or the refusal that explains why not (with the
+    /// function concerned, when there is one, for the audit record).
+    pub fn route(
+        &self,
+        path: &str,
+        method: &str,
+    ) -> Result<Arc<ActiveFunction>, (Problem, Option<Arc<ActiveFunction>>)> {
         match self.routes().lookup(path, method) {
             Lookup::Found(function) => Ok(function),
-            Lookup::MethodNotAllowed(allowed) => Err(Problem::new(
+            Lookup::MethodNotAllowed(allowed) => Err((
+                Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
@@ -711,18 +717,29 @@ impl Platform {
                     allowed.join(", ")
                 ),
             )
-            .with("allow", allowed)),
-            Lookup::Suspended { app, reason } => Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "version-suspended",
-                "Version suspended",
-                format!("App `{app}` is suspended: {reason}. An operator must redeploy or roll back."),
+            .with("allow", allowed),
+                None,
             )),
-            Lookup::NotFound => Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "no-route",
-                "No such route",
-                format!("No deployed function serves {path}."),
+            Lookup::Suspended(function) => Err((
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "version-suspended",
+                    "Version suspended",
+                    format!(
+                        "App `{}` is suspended by its operator; retry later.",
+                        function.app
+                    ),
+                ),
+                Some(function),
+            )),
+            Lookup::NotFound => Err((
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "no-route",
+                    "No such route",
+                    format!("No deployed function serves {path}."),
+                ),
+                None,
             )),
         }
     }

@@ -50,11 +50,8 @@ pub struct ActiveApp {
 #[derive(Debug)]
 pub enum Lookup {
     Found(Arc<ActiveFunction>),
-    /// The route belongs to a suspended version; the reason is given.
-    Suspended {
-        app: String,
-        reason: String,
-    },
+    /// The route belongs to a suspended version (the reason is in the audit stream).
+    Suspended(Arc<ActiveFunction>),
     /// The path is served, but not for this method; the allowed methods are listed.
     MethodNotAllowed(Vec<String>),
     NotFound,
@@ -117,10 +114,9 @@ impl RouteTable {
             }
         }
         match best {
-            Some((app, _, _)) if app.suspended.is_some() => Lookup::Suspended {
-                app: app.name.clone(),
-                reason: app.suspended.clone().unwrap_or_default(),
-            },
+            Some((app, function, _)) if app.suspended.is_some() => {
+                Lookup::Suspended(function.clone())
+            }
             Some((_, function, _)) => Lookup::Found(function.clone()),
             None if !allowed.is_empty() => {
                 allowed.sort();

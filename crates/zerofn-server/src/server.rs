@@ -109,6 +109,8 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     /// Apps that could not be restored at start-up, with the reason.
     pub restore_failures: Vec<(String, crate::DeployError)>,
+    /// Held for the server's lifetime: no second server can open the same data directory.
+    _data_dir_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -138,6 +140,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     let control_socket = config.control_socket();
     refuse_live_server(&control_socket).await?;
+    zerofn_store::create_private_dir(&config.data_dir)?;
+    let data_dir_lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
     let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
     let control_listener = bind_control_socket(&control_socket)?;
@@ -208,6 +212,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         stop,
         tasks,
         restore_failures,
+        _data_dir_lock: data_dir_lock,
     })
 }
 
@@ -238,6 +243,32 @@ impl RunningServer {
             .record(AuditEvent::new(EventKind::ServerStop, Outcome::Success))
             .await;
         audit.flush().await;
+    }
+}
+
+/// The lock file that makes a data directory one server's.
+pub const LOCK_FILE: &str = "zerofn.lock";
+
+/// Takes the data directory's exclusive lock (released when the process exits, even by
+/// `kill -9`), so two servers starting at once cannot both write the same store.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    let path = data_dir.join(LOCK_FILE);
+    let error = |reason: String| ServerError::ControlSocket {
+        path: path.clone(),
+        reason,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| error(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(error(
+            "another zerofn server is serving this data directory".into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(error(e.to_string())),
     }
 }
 

@@ -36,9 +36,7 @@ pub(crate) fn verify_function(
         .verify(&policy.keys_for(app))
         .map_err(|error| match error {
             SigningError::UntrustedSigner { key_ids } => {
-                let revoked = key_ids
-                    .split(", ")
-                    .any(|id| policy.key(id).is_some_and(|k| k.revoked));
+                let revoked = key_ids.split(", ").any(|id| policy.is_revoked(id));
                 if revoked {
                     refuse("signer-revoked", format!("the signing key ({key_ids}) has been revoked in the trust policy; sign with a trusted key"))
                 } else {

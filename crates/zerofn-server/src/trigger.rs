@@ -70,6 +70,10 @@ async fn handle(
     let invocation_id = uuid::Uuid::now_v7().to_string();
     match platform.route(request.uri().path(), request.method().as_str()) {
         Ok(function) => platform.invoke(&function, invocation_id, request).await,
-        Err(problem) => platform.refuse(problem, &invocation_id, None).await,
+        Err((problem, function)) => {
+            platform
+                .refuse(problem, &invocation_id, function.as_deref())
+                .await
+        }
     }
 }

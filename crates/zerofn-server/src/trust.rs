@@ -88,6 +88,8 @@ impl TrustPolicy {
                 });
             }
         }
+        // The development key is trusted for every app of this data directory unless an entry
+        // of the policy revokes it (list `dev-signing.pub` with `revoked = true`).
         let dev = data_dir.join(DEV_PUBLIC_KEY_FILE);
         if dev.exists() {
             let pem = std::fs::read_to_string(&dev).map_err(|e| error(e.to_string()))?;
@@ -103,13 +105,22 @@ impl TrustPolicy {
         Ok(policy)
     }
 
-    /// The keys that may sign `app` now.
+    /// The keys that may sign `app` now. A key revoked by any entry is excluded from all of
+    /// them, the development key included.
     pub fn keys_for(&self, app: &str) -> Vec<PublicKey> {
         self.keys
             .iter()
-            .filter(|k| !k.revoked && k.apps.iter().any(|glob| glob_matches(glob, app)))
+            .filter(|k| !self.is_revoked(&k.key.key_id()))
+            .filter(|k| k.apps.iter().any(|glob| glob_matches(glob, app)))
             .map(|k| k.key.clone())
             .collect()
+    }
+
+    /// Whether any entry revokes the key with `key_id`.
+    pub fn is_revoked(&self, key_id: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.revoked && k.key.key_id() == key_id)
     }
 
     /// The entry of the key with `key_id`, trusted for any app or not.

@@ -161,8 +161,34 @@ async fn revoking_a_key_refuses_its_deploys_and_stops_what_it_signed() {
         stopped.json()["type"],
         "urn:zerofn:problem:version-suspended"
     );
-    assert!(stopped.text().contains("revoked"), "{}", stopped.text());
-    assert_eq!(server.events("version.suspended").await.len(), 1);
+    assert!(
+        !stopped.text().contains("trust policy"),
+        "internal reasons stay private"
+    );
+    let suspended = server.events("version.suspended").await;
+    assert_eq!(suspended.len(), 1);
+    assert!(
+        suspended[0].event["detail"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signer-revoked")
+    );
+    let refused = server.events("request.refused").await;
+    assert_eq!(refused[0].event["reason"], "version-suspended");
+    assert_eq!(refused[0].event["app"], "greet");
+
+    // The control plane's invoke honours the suspension too.
+    let client = zerofn_server::control::ControlClient::new(server.server().control_socket());
+    let invoked = client
+        .post::<_, serde_json::Value>(
+            "/v1/invoke",
+            &serde_json::json!({"app": "greet", "function": "hello", "method": "GET", "path": "/hello"}),
+        )
+        .await;
+    assert!(matches!(
+        invoked,
+        Err(zerofn_server::control::ControlError::Refused { status: 503, .. })
+    ));
 
     let error = server
         .deploy_bundle(MANIFEST, components(), signed)
@@ -196,4 +222,41 @@ async fn a_malformed_trust_policy_keeps_the_previous_one() {
         .deploy_bundle(MANIFEST, components(), signed)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn revoking_the_development_key_in_the_policy_revokes_it() {
+    let server = TestServer::start().await;
+    server.deploy(MANIFEST, &[("hello", HELLO)]).await;
+    std::fs::write(
+        server.dir.path().join("trust.toml"),
+        "[[keys]]\nname = \"dev\"\npublic_key = \"dev-signing.pub\"\napps = [\"*\"]\nrevoked = true\n",
+    )
+    .unwrap();
+    let outcome = server.server().platform().reload_trust().await.unwrap();
+    assert_eq!(outcome.suspended.len(), 1, "{outcome:?}");
+    assert_eq!(server.get("/hello").await.status, 503);
+}
+
+#[tokio::test]
+async fn a_redeploy_with_a_new_signature_replaces_the_stored_one() {
+    let release = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    let server = server_trusting(&release, "\"*\"", false).await;
+    server.deploy(MANIFEST, &[("hello", HELLO)]).await;
+    let resigned = sign(MANIFEST, &components(), &release);
+    let report = server
+        .deploy_bundle(MANIFEST, components(), resigned)
+        .await
+        .unwrap();
+    let stored = server
+        .server()
+        .platform()
+        .store()
+        .attestations("greet", &report.version_id)
+        .unwrap();
+    let bundle = zerofn_signing::Bundle::from_json(&stored[0].bundle).unwrap();
+    assert_eq!(
+        bundle.verification_material.public_key.hint,
+        release.public().key_id()
+    );
 }

@@ -121,8 +121,12 @@ impl Store {
         }
         for attestation in &version.attestations {
             tx.execute(
-                "INSERT OR IGNORE INTO attestations (app, version_id, function, bundle, sbom)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                // A redeploy of the same content with a new signature replaces the old one:
+                // the stored bundle is always the one this deploy verified.
+                "INSERT INTO attestations (app, version_id, function, bundle, sbom)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (app, version_id, function)
+                 DO UPDATE SET bundle = excluded.bundle, sbom = excluded.sbom",
                 params![
                     version.app,
                     version_id,

@@ -167,6 +167,20 @@ async fn rollback(platform: &Platform, app: &str, body: &[u8]) -> Result<Respons
 async fn invoke(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
     let request: InvokeRequest = parse_body(body)?;
     let routes = platform.routes();
+    if routes
+        .app(&request.app)
+        .is_some_and(|app| app.suspended.is_some())
+    {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "version-suspended",
+            "Version suspended",
+            format!(
+                "App `{}` is suspended (see `zerofn apps` and the audit stream); redeploy or roll back.",
+                request.app
+            ),
+        ));
+    }
     let function = routes
         .app(&request.app)
         .and_then(|app| app.functions.iter().find(|f| *f.name == *request.function))

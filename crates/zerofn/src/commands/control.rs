@@ -242,7 +242,7 @@ pub async fn logs(
                     row.function,
                     short(&row.invocation_id),
                     row.stream,
-                    row.line
+                    printable(&row.line)
                 );
             }
         }
@@ -305,4 +305,18 @@ pub async fn trust_reload(data_dir: &Path, json: bool) -> Result<(), Failure> {
         text
     });
     Ok(())
+}
+
+/// A guest-written line made safe for a terminal: control characters (escape sequences that
+/// could rewrite the screen or the title) are shown escaped.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
