@@ -12,6 +12,10 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use zerofn_audit::GuestOutputLine;
 
+/// The stream name of the platform's own notices in the log (dropped output), so a guest cannot
+/// forge one by printing the same text.
+pub const PLATFORM_STREAM: &str = "zerofn";
+
 /// Caps on guest output.
 #[derive(Debug, Clone, Copy)]
 pub struct OutputLimits {
@@ -143,7 +147,7 @@ impl CapturedOutput {
         let over_rate = captured.bytes.len() - granted;
         if captured.dropped > 0 {
             lines.push(tag(
-                stream,
+                PLATFORM_STREAM,
                 format!(
                     "[zerofn] {} bytes of output dropped: over the per-invocation cap",
                     captured.dropped
@@ -152,7 +156,7 @@ impl CapturedOutput {
         }
         if over_rate > 0 {
             lines.push(tag(
-                stream,
+                PLATFORM_STREAM,
                 format!(
                     "[zerofn] {over_rate} bytes of output dropped: over the function's rate limit"
                 ),

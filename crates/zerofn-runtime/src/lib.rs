@@ -26,7 +26,7 @@ pub use compile_cache::{CompileCache, load_or_create_key};
 pub use component::{ComponentOrigin, LoadedComponent};
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{FailureKind, InvocationFailure, LoadError};
-pub use guest_output::{OutputBudget, OutputLimits};
+pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use limits::InvocationLimits;
 

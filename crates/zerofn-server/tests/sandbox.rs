@@ -252,21 +252,18 @@ async fn guest_output_is_captured_tagged_and_capped() {
         })
         .unwrap();
     let stdout: Vec<_> = lines.iter().filter(|l| l.stream == "stdout").collect();
-    let kept: usize = stdout
-        .iter()
-        .filter(|l| !l.line.starts_with("[zerofn]"))
-        .map(|l| l.line.len())
-        .sum();
+    let kept: usize = stdout.iter().map(|l| l.line.len()).sum();
     assert!(kept <= 64 << 10, "kept {kept} bytes");
     assert!(kept > 0);
+    let notices: Vec<_> = lines
+        .iter()
+        .filter(|l| l.stream == zerofn_runtime::PLATFORM_STREAM)
+        .collect();
     assert!(
-        stdout
-            .last()
-            .unwrap()
-            .line
-            .contains("dropped: over the per-invocation cap"),
-        "{:?}",
-        stdout.last()
+        notices
+            .iter()
+            .any(|l| l.line.contains("dropped: over the per-invocation cap")),
+        "{notices:?}"
     );
     assert!(lines.iter().any(|l| l.stream == "stderr"));
     assert!(
@@ -381,4 +378,28 @@ async fn a_chunked_request_body_over_the_cap_fails_in_the_guest_and_is_recorded(
     let hits = server.events("limit.hit").await;
     assert_eq!(hits.len(), 1, "{answer}");
     assert_eq!(hits[0].event["reason"], "request-body-too-large");
+}
+
+#[tokio::test]
+async fn the_control_planes_invoke_reports_a_cut_off_body_instead_of_returning_it() {
+    let server = TestServer::start().await;
+    let limits = "timeout_ms = 2000, max_response_body_bytes = 100000";
+    server
+        .deploy(&hostile_manifest("evil", limits), &[("hostile", HOSTILE)])
+        .await;
+    let client = zerofn_server::control::ControlClient::new(server.server().control_socket());
+    let result = client
+        .post::<_, serde_json::Value>(
+            "/v1/invoke",
+            &serde_json::json!({"app": "evil", "function": "hostile", "method": "GET",
+                "path": "/big?bytes=500000"}),
+        )
+        .await;
+    match result {
+        Err(zerofn_server::control::ControlError::Refused { status, problem }) => {
+            assert_eq!(status, 502);
+            assert_eq!(problem["type"], "urn:zerofn:problem:response-incomplete");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -235,7 +235,19 @@ async fn invoke(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
         .collect()
         .await
         .map(|b| b.to_bytes())
-        .unwrap_or_default();
+        .map_err(|_| {
+            // A body cut off (at its cap, or by the deadline) is not a response to hand back
+            // as if it were whole.
+            Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "response-incomplete",
+                "Response incomplete",
+                format!(
+                    "The function's response body did not complete (size cap or deadline); see invocation {invocation_id} in the audit stream."
+                ),
+            )
+            .with("invocation_id", invocation_id.clone())
+        })?;
     json(&InvokeResponse {
         invocation_id,
         status,
