@@ -18,6 +18,16 @@ struct ConfigFile {
     limits: LimitPolicyConfig,
     #[serde(default)]
     guest_output: GuestOutputSection,
+    advisories: Option<AdvisoriesSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvisoriesSection {
+    /// Directory of OSV advisories, relative to the config file.
+    db: PathBuf,
+    /// `unknown`, `low`, `medium`, `high` or `critical`.
+    block_at: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +89,16 @@ impl ServerConfig {
         }
         if let Some(policy) = file.server.trust_policy {
             config.trust_policy = Some(path.parent().unwrap_or(Path::new(".")).join(policy));
+        }
+        if let Some(advisories) = file.advisories {
+            let block_at = advisories
+                .block_at
+                .parse()
+                .map_err(|e: String| invalid(format!("`advisories.block_at`: {e}")))?;
+            config.advisories = Some(crate::AdvisoryConfig {
+                db: path.parent().unwrap_or(Path::new(".")).join(advisories.db),
+                block_at,
+            });
         }
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);

@@ -25,9 +25,9 @@ pub enum DeployError {
         other_app: String,
         other_function: String,
     },
-    /// A function's signature or provenance does not admit it.
+    /// A function's signature, provenance or dependencies do not admit it.
     #[error("function `{function}` refused ({rule}): {reason}")]
-    Signature {
+    Admission {
         function: String,
         rule: &'static str,
         reason: String,
@@ -52,7 +52,7 @@ impl DeployError {
             Self::UnexpectedComponent(_) => "unexpected-component",
             Self::Component { .. } => "component-invalid",
             Self::RouteConflict { .. } => "route-conflict",
-            Self::Signature { rule, .. } => rule,
+            Self::Admission { rule, .. } => rule,
             Self::NothingToRollBackTo(_) => "nothing-to-roll-back-to",
             Self::Store(zerofn_store::StoreError::UnknownApp(_)) => "unknown-app",
             Self::Store(zerofn_store::StoreError::UnknownVersion { .. }) => "unknown-version",
@@ -70,7 +70,7 @@ impl DeployError {
                 http::StatusCode::NOT_FOUND
             }
             Self::Store(_) | Self::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Signature { .. } => http::StatusCode::FORBIDDEN,
+            Self::Admission { .. } => http::StatusCode::FORBIDDEN,
             Self::RouteConflict { .. } | Self::NothingToRollBackTo(_) => http::StatusCode::CONFLICT,
             _ => http::StatusCode::UNPROCESSABLE_ENTITY,
         }

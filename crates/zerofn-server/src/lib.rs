@@ -16,7 +16,7 @@ mod platform;
 pub mod problem;
 mod routes;
 mod server;
-mod signatures;
+pub mod signatures;
 mod trigger;
 pub mod trust;
 
@@ -26,4 +26,6 @@ pub use platform::{
     DeployBundle, DeployReport, FunctionSummary, Platform, TrustReload, TrustSource,
 };
 pub use routes::{ActiveApp, ActiveFunction};
-pub use server::{COMPILED_DIR, NODE_SECRET_FILE, RunningServer, ServerConfig, ServerError, start};
+pub use server::{
+    AdvisoryConfig, COMPILED_DIR, NODE_SECRET_FILE, RunningServer, ServerConfig, ServerError, start,
+};

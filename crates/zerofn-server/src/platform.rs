@@ -62,6 +62,7 @@ pub struct Platform {
     policy: LimitPolicy,
     trust: RwLock<Arc<TrustPolicy>>,
     trust_source: TrustSource,
+    advisory_gate: Option<crate::signatures::AdvisoryGate>,
     routes: RwLock<Arc<RouteTable>>,
     global_permits: Arc<Semaphore>,
     /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
@@ -93,25 +94,34 @@ pub struct TrustReload {
 /// Seconds a client is asked to wait after a 429 or 503.
 const RETRY_AFTER_SECS: u32 = 1;
 
+/// The policies a platform enforces, fixed when it starts (the trust policy can be reloaded).
+#[derive(Debug)]
+pub struct PlatformPolicies {
+    pub limits: LimitPolicy,
+    pub trust: TrustPolicy,
+    pub trust_source: TrustSource,
+    pub advisory_gate: Option<crate::signatures::AdvisoryGate>,
+    /// Invocations in flight across all functions.
+    pub max_concurrency: u32,
+}
+
 impl Platform {
     pub fn new(
         runtime: Runtime,
         store: Store,
         audit: AuditLog,
-        policy: LimitPolicy,
-        trust: TrustPolicy,
-        trust_source: TrustSource,
-        max_concurrency: u32,
+        policies: PlatformPolicies,
     ) -> Self {
         Self {
             runtime,
             store,
             audit,
-            policy,
-            trust: RwLock::new(Arc::new(trust)),
-            trust_source,
+            policy: policies.limits,
+            trust: RwLock::new(Arc::new(policies.trust)),
+            trust_source: policies.trust_source,
+            advisory_gate: policies.advisory_gate,
             routes: RwLock::new(Arc::new(RouteTable::default())),
-            global_permits: Arc::new(Semaphore::new(max_concurrency as usize)),
+            global_permits: Arc::new(Semaphore::new(policies.max_concurrency as usize)),
             changes: tokio::sync::Mutex::new(()),
         }
     }
@@ -219,6 +229,11 @@ impl Platform {
                 &hex_sha256(bytes),
                 attestation,
             )?;
+            // Dependencies are judged at deploy time only: a new advisory does not take a
+            // running version down (that is the monitoring loop's decision), it blocks the next.
+            if let Some(gate) = &self.advisory_gate {
+                crate::signatures::check_advisories(gate, &function.name, attestation)?;
+            }
             signers.insert(function.name.clone(), signer);
             components.push((function.name.clone(), bytes.clone()));
         }

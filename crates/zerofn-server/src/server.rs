@@ -32,6 +32,17 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The trust policy file [default: `DATA_DIR/trust.toml`].
     pub trust_policy: Option<PathBuf>,
+    /// Refuse deploys whose SBOMs name packages with advisories at or above a severity.
+    pub advisories: Option<AdvisoryConfig>,
+}
+
+/// The deploy-time dependency gate's settings.
+#[derive(Debug, Clone)]
+pub struct AdvisoryConfig {
+    /// A directory of OSV advisories (see `zerofn deps`).
+    pub db: PathBuf,
+    /// The least severe finding that refuses a deploy.
+    pub block_at: zerofn_provenance::Severity,
 }
 
 impl ServerConfig {
@@ -46,6 +57,7 @@ impl ServerConfig {
             runtime,
             shutdown_grace: Duration::from_secs(30),
             trust_policy: None,
+            advisories: None,
         }
     }
 
@@ -91,6 +103,8 @@ pub enum ServerError {
     Audit(std::io::Error),
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    #[error("cannot load the advisory database: {0}")]
+    Advisories(zerofn_provenance::ProvenanceError),
     #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
     NodeSecret(std::io::Error),
 }
@@ -144,6 +158,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let data_dir_lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
     let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
+    let advisory_gate = match &config.advisories {
+        Some(advisories) => Some(crate::signatures::AdvisoryGate {
+            database: zerofn_provenance::AdvisoryDatabase::load(&advisories.db)
+                .map_err(ServerError::Advisories)?,
+            block_at: advisories.block_at,
+        }),
+        None => None,
+    };
     let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let mut runtime_config = config.runtime.clone();
@@ -160,13 +182,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         runtime,
         store,
         audit.clone(),
-        config.limits,
-        trust,
-        crate::platform::TrustSource {
-            policy_file: config.trust_policy_path(),
-            data_dir: config.data_dir.clone(),
+        crate::platform::PlatformPolicies {
+            limits: config.limits,
+            trust,
+            trust_source: crate::platform::TrustSource {
+                policy_file: config.trust_policy_path(),
+                data_dir: config.data_dir.clone(),
+            },
+            advisory_gate,
+            max_concurrency: config.max_concurrency,
         },
-        config.max_concurrency,
     ));
 
     let http_listener =

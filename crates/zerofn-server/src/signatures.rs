@@ -18,7 +18,7 @@ pub(crate) fn verify_function(
     component_sha256: &str,
     attestation: Option<&Attestation>,
 ) -> Result<String, DeployError> {
-    let refuse = |rule: &'static str, reason: String| DeployError::Signature {
+    let refuse = |rule: &'static str, reason: String| DeployError::Admission {
         function: function.name.clone(),
         rule,
         reason,
@@ -101,4 +101,60 @@ pub(crate) fn verify_function(
         ));
     }
     Ok(verified.key_id)
+}
+
+/// Refuses a function whose SBOM names a package with an advisory at or above `block_at`.
+pub(crate) fn check_advisories(
+    gate: &AdvisoryGate,
+    function: &str,
+    attestation: Option<&Attestation>,
+) -> Result<(), DeployError> {
+    let sbom: serde_json::Value = attestation
+        .and_then(|a| serde_json::from_str(&a.sbom).ok())
+        .unwrap_or_default();
+    let blocking: Vec<String> = gate
+        .database
+        .check_sbom(&sbom)
+        .into_iter()
+        .filter(|f| f.severity >= gate.block_at)
+        .map(|f| {
+            format!(
+                "{}@{}: {} ({:?}){}",
+                f.package,
+                f.version,
+                f.advisory,
+                f.severity,
+                f.fixed
+                    .map(|v| format!(", fixed in {v}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    Err(DeployError::Admission {
+        function: function.to_string(),
+        rule: "blocking-advisory",
+        reason: format!(
+            "its dependencies have advisories at or above `{:?}`: {}; upgrade them (see `zerofn deps`) and build, sign and deploy again",
+            gate.block_at,
+            blocking.join("; ")
+        ),
+    })
+}
+
+/// The deploy-time dependency gate: an advisory database and the severity that blocks.
+pub struct AdvisoryGate {
+    pub database: zerofn_provenance::AdvisoryDatabase,
+    pub block_at: zerofn_provenance::Severity,
+}
+
+impl std::fmt::Debug for AdvisoryGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdvisoryGate")
+            .field("advisories", &self.database.len())
+            .field("block_at", &self.block_at)
+            .finish()
+    }
 }

@@ -260,3 +260,38 @@ async fn a_redeploy_with_a_new_signature_replaces_the_stored_one() {
         release.public().key_id()
     );
 }
+
+#[tokio::test]
+async fn a_dependency_with_a_blocking_advisory_is_refused_at_deploy() {
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/advisories");
+    let server = TestServer::start_with(|config| {
+        config.advisories = Some(zerofn_server::AdvisoryConfig {
+            db,
+            block_at: zerofn_provenance::Severity::High,
+        });
+    })
+    .await;
+    let with_packages = |packages: serde_json::Value| {
+        let mut signed = sign(MANIFEST, &components(), &server.key);
+        signed[0].sbom = serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6",
+            "components": packages})
+        .to_string();
+        signed
+    };
+    let flagged = with_packages(serde_json::json!([{"name": "smallvec", "version": "1.6.0",
+        "purl": "pkg:cargo/smallvec@1.6.0"}]));
+    let error = server
+        .deploy_bundle(MANIFEST, components(), flagged)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "blocking-advisory");
+    assert!(error.to_string().contains("ZEROFN-TEST-0001"), "{error}");
+    assert!(error.to_string().contains("fixed in 1.6.1"), "{error}");
+
+    let below_threshold = with_packages(serde_json::json!([{"name": "wasip2", "version": "2.0.0",
+        "purl": "pkg:cargo/wasip2@2.0.0"}]));
+    server
+        .deploy_bundle(MANIFEST, components(), below_threshold)
+        .await
+        .unwrap();
+}
