@@ -55,6 +55,15 @@ impl Manifest {
         self.functions.values()
     }
 
+    /// Where `[functions.<name>]` is written, for findings about the function as a whole.
+    pub fn function_location(&self, name: &str) -> Option<crate::Location> {
+        let function = self.function(name)?;
+        Some(crate::Location::new(
+            &self.source,
+            function.spans.name.clone(),
+        ))
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&Function> {
         self.functions.get(name)

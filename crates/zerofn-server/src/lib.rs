@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 mod config;
 pub mod control;
 mod error;

@@ -151,6 +151,18 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         component: Option<PathBuf>,
     },
+    /// Run deploy admission without deploying (for CI): every refusal and warning, with rule,
+    /// location and fix, against the data directory's trust policy and the platform config.
+    Admit {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// Platform config file (ceilings, trust policy, advisory gate).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// `text`, `json` or `sarif` (SARIF 2.1.0).
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
     /// Check each function's SBOM against an OSV advisory database.
     Deps {
         #[arg(default_value = ".")]

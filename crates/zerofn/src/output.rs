@@ -25,7 +25,8 @@ pub fn print(json_mode: bool, json: &serde_json::Value, text: impl FnOnce() -> S
 /// Prints a failure: JSON on stdout with `--json` (so scripts read one stream), and always a
 /// sentence on stderr.
 pub fn failure(failure: &Failure, json_mode: bool) {
-    if json_mode {
+    // A command that already printed its own report leaves `json` null.
+    if json_mode && !failure.json.is_null() {
         println!(
             "{}",
             serde_json::to_string_pretty(&failure.json).unwrap_or_default()

@@ -413,3 +413,86 @@ fn deps_flags_an_advisory_in_the_sbom_and_fails_at_the_chosen_severity() {
     );
     assert!(tolerated.status.success(), "{tolerated:?}");
 }
+
+#[test]
+fn admit_reports_every_finding_with_its_location_in_json_and_sarif() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let prefix = root.path().join("release");
+    let keygen = zerofn(
+        &data,
+        &[
+            "keygen",
+            "--output",
+            prefix.to_str().unwrap(),
+            "--no-passphrase",
+        ],
+    );
+    assert!(keygen.status.success(), "{keygen:?}");
+    std::fs::copy(root.path().join("release.pub"), data.join("release.pub")).unwrap();
+    std::fs::write(
+        data.join("trust.toml"),
+        "[[keys]]\nname = \"release\"\npublic_key = \"release.pub\"\napps = [\"hello\"]\n",
+    )
+    .unwrap();
+    assert!(
+        zerofn(&data, &["build", app.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let key = root.path().join("release.key");
+    assert!(
+        zerofn(
+            &data,
+            &[
+                "sign",
+                app.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+
+    let ok = zerofn(&data, &["admit", app.to_str().unwrap(), "--format", "json"]);
+    assert!(ok.status.success(), "{ok:?}");
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["admitted"], true);
+
+    // Widen the grants after signing: refused, pointing at the function, with the new grant's
+    // warning as well.
+    let widened = MANIFEST.replace(
+        "[functions.hello.auth]",
+        "[functions.hello.grants]\negress = [\"https://evil.example.com\"]\n\n[functions.hello.auth]",
+    );
+    std::fs::write(app.join("zerofn.toml"), widened).unwrap();
+    let refused = zerofn(
+        &data,
+        &["admit", app.to_str().unwrap(), "--format", "sarif"],
+    );
+    assert_eq!(refused.status.code(), Some(3));
+    let sarif: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let error = results.iter().find(|r| r["level"] == "error").unwrap();
+    assert_eq!(error["ruleId"], "config-not-signed");
+    let region = &error["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"], 5, "[functions.hello] is on line 5");
+    assert!(
+        results
+            .iter()
+            .any(|r| r["ruleId"] == "grant-not-available" && r["level"] == "warning")
+    );
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    assert!(rules.iter().any(|r| r["id"] == "config-not-signed"));
+
+    let text = zerofn(&data, &["admit", app.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("error[config-not-signed]"), "{stdout}");
+    assert!(stdout.contains("zerofn.toml:5:12"), "{stdout}");
+}

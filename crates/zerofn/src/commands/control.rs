@@ -320,3 +320,87 @@ fn printable(line: &str) -> String {
         })
         .collect()
 }
+
+/// `zerofn admit`: the deploy checks, all of them, without deploying.
+pub fn admit(
+    app_dir: &Path,
+    config: Option<&Path>,
+    format: &str,
+    data_dir: PathBuf,
+) -> Result<(), Failure> {
+    if !["text", "json", "sarif"].contains(&format) {
+        return Err(Failure::new(
+            Code::Refused,
+            format!("unknown format `{format}`: use text, json or sarif"),
+        ));
+    }
+    let config = match config {
+        Some(path) => zerofn_server::ServerConfig::from_file(path, data_dir)
+            .map_err(|e| Failure::new(Code::Refused, e.to_string()))?,
+        None => zerofn_server::ServerConfig::new(data_dir),
+    };
+    let trust =
+        zerofn_server::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)
+            .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+    let gate = match &config.advisories {
+        Some(advisories) => Some(zerofn_server::signatures::AdvisoryGate {
+            database: zerofn_provenance::AdvisoryDatabase::load(&advisories.db)
+                .map_err(|e| Failure::new(Code::Refused, e.to_string()))?,
+            block_at: advisories.block_at,
+        }),
+        None => None,
+    };
+    let bundle = build::bundle(app_dir, false, true)?;
+    let findings = zerofn_server::admission::admit(
+        &bundle,
+        &zerofn_server::admission::AdmissionPolicies {
+            limits: &config.limits,
+            trust: &trust,
+            advisories: gate.as_ref(),
+        },
+    );
+    let errors = findings.iter().filter(|f| f.level == "error").count();
+    match format {
+        "sarif" => println!(
+            "{}",
+            serde_json::to_string_pretty(&zerofn_server::admission::sarif(&findings))
+                .unwrap_or_default()
+        ),
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"admitted": errors == 0, "findings": findings})
+            )
+            .unwrap_or_default()
+        ),
+        _ => {
+            for f in &findings {
+                let at = match (f.line, f.column) {
+                    (Some(line), Some(column)) => format!("{}:{line}:{column}", f.file),
+                    _ => f.file.clone(),
+                };
+                println!("{}[{}]: {}\n  --> {at}", f.level, f.rule, f.message);
+                if let Some(help) = &f.help {
+                    println!("  = help: {help}");
+                }
+            }
+            println!(
+                "{}",
+                if errors == 0 {
+                    "admitted".to_string()
+                } else {
+                    format!("refused: {errors} error(s)")
+                }
+            );
+        }
+    }
+    if errors > 0 {
+        // The report is already on stdout, in the format asked for.
+        return Err(Failure::new(
+            Code::Refused,
+            format!("admission refused: {errors} error(s)"),
+        )
+        .with_json(serde_json::Value::Null));
+    }
+    Ok(())
+}

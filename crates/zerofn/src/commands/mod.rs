@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             key,
             component,
         } => signing::verify(&bundle, &key, component.as_deref(), json),
+        Command::Admit {
+            app_dir,
+            config,
+            format,
+        } => control::admit(&app_dir, config.as_deref(), &format, data_dir()?),
         Command::Deps {
             app_dir,
             db,
