@@ -177,6 +177,47 @@ impl Manifest {
                 ),
             );
         }
+        // Admission rule: every egress destination is named exactly. A `*.` grant reaches any
+        // host an attacker can register under the domain.
+        if let Some(span) = &function.spans.egress
+            && let Some(wildcard) = function.grants.egress.iter().find(|e| e.any_subdomain)
+        {
+            findings.push(
+                Diagnostic::error(
+                    "wildcard-egress",
+                    &self.path,
+                    format!(
+                        "function `{name}` may reach any subdomain through `{}`",
+                        wildcard.as_written
+                    ),
+                )
+                .at(&self.source, span.clone(), "wildcard destination")
+                .help("name each host the function calls, e.g. `https://assets.cdn.example.com`"),
+            );
+        }
+        // Admission rule: what a write route accepts is declared. Input validation arrives with
+        // the guards issue; until then this is a warning, not a refusal.
+        let writes = function
+            .methods
+            .iter()
+            .any(|m| matches!(m.as_str(), "POST" | "PUT" | "PATCH"));
+        if writes
+            && function
+                .input
+                .as_ref()
+                .and_then(|i| i.schema.as_ref())
+                .is_none()
+        {
+            findings.push(
+                Diagnostic::warning(
+                    "input-schema-missing",
+                    &self.path,
+                    format!("function `{name}` accepts writes without an input schema"),
+                )
+                .at(&self.source, function.spans.name.clone(), "no `input.schema`")
+                .help("declare `input = { schema = \"schemas/<name>.json\" }` so hostile bodies are refused before the function runs"),
+            );
+        }
         let grants = [
             ("egress", &function.spans.egress),
             ("secrets", &function.spans.secrets),

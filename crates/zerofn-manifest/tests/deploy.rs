@@ -149,7 +149,16 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
     assert!(inventory.grants.is_empty());
     assert_eq!(inventory.auth, Some(Auth::Public));
 
+    // The example grants a `*.` egress destination, which admission refuses.
     let policy = LimitPolicy::default();
+    let refused = manifest.check_deployable(&policy).unwrap_err();
+    assert!(refused.iter().any(|d| d.code == "wildcard-egress"));
+    let exact = EXAMPLE.replace(
+        "https://*.cdn.example.com",
+        "https://assets.cdn.example.com",
+    );
+    std::fs::write(&path, &exact).unwrap();
+    let manifest = zerofn_manifest::load(&path).unwrap();
     let deployable = manifest.check_deployable(&policy).unwrap();
     assert_eq!(deployable.functions.len(), 2);
     let checkout = &deployable.functions[0];
@@ -167,6 +176,7 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
         "full-example",
         &deployable.warnings,
         &[
+            (w, "input-schema-missing", 5, 12),
             (w, "grant-not-available", 12, 10),
             (w, "grant-not-available", 13, 11),
             (w, "grant-not-available", 14, 6),
@@ -326,4 +336,16 @@ fn color_rendering_adds_styles_only_when_asked() {
     let err = zerofn_manifest::parse(Path::new("zerofn.toml"), "[app]\n").unwrap_err();
     assert!(err.render(true).contains('\x1b'));
     assert!(!err.render(false).contains('\x1b'));
+}
+
+#[test]
+fn wildcard_egress_is_refused_at_the_grant() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
+                trigger = { http = { route = \"/a\" } }\nauth = { public = true }\n\
+                grants = { egress = [\"https://*.example.com\"] }\n";
+    let err = deploy("wildcard-egress", text, &[], &LimitPolicy::default()).unwrap_err();
+    let wildcard = err.iter().find(|d| d.code == "wildcard-egress").unwrap();
+    assert!(wildcard.is_error());
+    assert_eq!(wildcard.location.as_ref().unwrap().line, 9);
+    assert!(wildcard.help.as_ref().unwrap().contains("name each host"));
 }
