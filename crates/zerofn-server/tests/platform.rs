@@ -90,8 +90,14 @@ async fn limits_above_the_operators_ceiling_are_refused() {
         panic!("expected diagnostics")
     };
     let json = diagnostics.to_json();
-    assert_eq!(json[0]["code"], "limit-above-ceiling");
-    assert!(json[0]["message"].as_str().unwrap().contains("1000"));
+    let ceiling = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "limit-above-ceiling")
+        .unwrap();
+    assert_eq!(ceiling["severity"], "error");
+    assert!(ceiling["message"].as_str().unwrap().contains("1000"));
 }
 
 #[tokio::test]
