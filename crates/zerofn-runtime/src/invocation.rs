@@ -195,7 +195,6 @@ impl Runtime {
             // invocation.
             drop(store);
             drop(lease);
-            finish(&audit, &task_identity, started, &status, &result).await;
             let tag = |stream, line| GuestOutputLine {
                 app: task_identity.app.to_string(),
                 function: task_identity.function.to_string(),
@@ -205,9 +204,12 @@ impl Runtime {
             };
             let mut lines = stdout.into_lines("stdout", &budget, tag);
             lines.extend(stderr.into_lines("stderr", &budget, tag));
+            // The output is queued before the end is recorded: once `invocation.end` is in the
+            // stream, so is everything the invocation wrote.
             if !lines.is_empty() {
                 audit.guest_output(lines).await;
             }
+            finish(&audit, &task_identity, started, &status, &result).await;
             result
         });
 

@@ -28,16 +28,24 @@ fn invocation_id(reply: &common::Reply) -> String {
         .to_string()
 }
 
+/// The end event of `invocation`, waiting for it: it is recorded when the sandbox is gone,
+/// which can be just after the response was sent.
 async fn end_event(server: &TestServer, invocation: &str) -> serde_json::Value {
-    let events = server
-        .audit(AuditQuery {
-            invocation_id: Some(invocation.into()),
-            kind: Some("invocation.end".into()),
-            ..Default::default()
-        })
-        .await;
-    assert_eq!(events.len(), 1, "one end event for {invocation}");
-    events[0].event.clone()
+    for _ in 0..100 {
+        let events = server
+            .audit(AuditQuery {
+                invocation_id: Some(invocation.into()),
+                kind: Some("invocation.end".into()),
+                ..Default::default()
+            })
+            .await;
+        if let Some(event) = events.first() {
+            assert_eq!(events.len(), 1, "one end event for {invocation}");
+            return event.event.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no end event for {invocation}");
 }
 
 #[tokio::test]
@@ -241,8 +249,9 @@ async fn guest_output_is_captured_tagged_and_capped() {
     let reply = server.get("/print?bytes=300000").await;
     assert_eq!(reply.status, 200);
     let id = invocation_id(&reply);
+    // The sandbox's output is recorded when it is gone, which can be just after the response.
+    end_event(&server, &id).await;
     let platform = server.server().platform();
-    platform.audit().flush().await;
     let lines = platform
         .store()
         .logs(&zerofn_store::LogQuery {
