@@ -109,9 +109,16 @@ pub(crate) fn check_advisories(
     function: &str,
     attestation: Option<&Attestation>,
 ) -> Result<(), DeployError> {
+    // Without a readable SBOM nothing can be checked: refuse rather than pass (the gate must
+    // not depend on the signature check having run first).
     let sbom: serde_json::Value = attestation
         .and_then(|a| serde_json::from_str(&a.sbom).ok())
-        .unwrap_or_default();
+        .filter(|sbom: &serde_json::Value| sbom["bomFormat"] == "CycloneDX")
+        .ok_or_else(|| DeployError::Admission {
+            function: function.to_string(),
+            rule: "sbom-missing",
+            reason: "no readable CycloneDX SBOM to check for advisories; run `zerofn build`".into(),
+        })?;
     let blocking: Vec<String> = gate
         .database
         .check_sbom(&sbom)
