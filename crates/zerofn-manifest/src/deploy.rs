@@ -79,7 +79,8 @@ impl Manifest {
                                 d.at(&self.source, span, format!("ceiling is {}", e.ceiling))
                             }
                             None => d,
-                        };
+                        }
+                        .field(format!("functions.{}.limits.{}", function.name, e.field));
                         findings.push(d.help(format!(
                             "lower it to at most {}, or ask the operator to raise the ceiling \
                              `limits.ceiling.{}` in the platform config",
@@ -133,11 +134,12 @@ impl Manifest {
                     &self.path,
                     format!("function `{name}` does not say who may call it"),
                 )
-                .at(
+                .at_key(
                     &self.source,
                     function.spans.name.clone(),
                     "no `auth` for this function",
                 )
+                .field(format!("functions.{name}.auth"))
                 .help(format!(
                     "zerofn never makes a route public by default; to serve it to anyone, add\n\
                      [functions.{name}.auth]\npublic = true"
@@ -157,6 +159,7 @@ impl Manifest {
                     ),
                 )
                 .at_key(&self.source, span.clone(), "not enforced yet")
+                .field(format!("functions.{name}.auth"))
                 .help(
                     "refusing to deploy rather than serve the route without the authentication it asks for; \
                      use `public = true` for now and authenticate inside the function",
@@ -171,6 +174,7 @@ impl Manifest {
                     format!("function `{name}` declares `input` checks, which this version of zerofn cannot enforce yet"),
                 )
                 .at_key(&self.source, span.clone(), "not enforced yet")
+                .field(format!("functions.{name}.input"))
                 .help(
                     "refusing to deploy rather than pass unchecked input to the function; \
                      remove `input` and validate requests inside the function for now",
@@ -179,20 +183,23 @@ impl Manifest {
         }
         // Admission rule: every egress destination is named exactly. A `*.` grant reaches any
         // host an attacker can register under the domain.
-        if let Some(span) = &function.spans.egress
-            && let Some(wildcard) = function.grants.egress.iter().find(|e| e.any_subdomain)
-        {
+        for (index, rule) in function.grants.egress.iter().enumerate() {
+            if !rule.any_subdomain {
+                continue;
+            }
+            let field = format!("functions.{name}.grants.egress[{index}]");
+            let d = Diagnostic::error(
+                "wildcard-egress",
+                &self.path,
+                format!(
+                    "function `{name}` may reach any subdomain through `{}`",
+                    rule.as_written
+                ),
+            );
             findings.push(
-                Diagnostic::error(
-                    "wildcard-egress",
-                    &self.path,
-                    format!(
-                        "function `{name}` may reach any subdomain through `{}`",
-                        wildcard.as_written
-                    ),
-                )
-                .at(&self.source, span.clone(), "wildcard destination")
-                .help("name each host the function calls, e.g. `https://assets.cdn.example.com`"),
+                self.at_field(d, &field, "wildcard destination").help(
+                    "name each host the function calls, e.g. `https://assets.cdn.example.com`",
+                ),
             );
         }
         // Admission rule: what a write route accepts is declared. Input validation arrives with
@@ -214,7 +221,8 @@ impl Manifest {
                     &self.path,
                     format!("function `{name}` accepts writes without an input schema"),
                 )
-                .at(&self.source, function.spans.name.clone(), "no `input.schema`")
+                .at_key(&self.source, function.spans.name.clone(), "no `input.schema`")
+                .field(format!("functions.{name}.input.schema"))
                 .help("declare `input = { schema = \"schemas/<name>.json\" }` so hostile bodies are refused before the function runs"),
             );
         }
@@ -233,9 +241,19 @@ impl Manifest {
                         format!("`{kind}` grants of function `{name}` are accepted but not provided by this version of zerofn"),
                     )
                     .at_key(&self.source, span.clone(), "not provided yet")
+                    .field(format!("functions.{name}.grants.{kind}"))
                     .help("the function deploys, but these calls are refused at run time (deny by default)"),
                 );
             }
+        }
+    }
+
+    /// Points `diagnostic` at the field `path`, with the value written there.
+    fn at_field(&self, diagnostic: Diagnostic, path: &str, label: &str) -> Diagnostic {
+        let diagnostic = diagnostic.field(path);
+        match self.locate(path) {
+            Some(found) => diagnostic.at(&self.source, found.location.span, label),
+            None => diagnostic,
         }
     }
 

@@ -100,6 +100,8 @@ pub struct Diagnostic {
     pub location: Option<Location>,
     /// The offending value exactly as written, when there is one.
     pub value: Option<String>,
+    /// The field concerned as a path, e.g. `functions.checkout.grants.egress[0]`.
+    pub field: Option<String>,
     /// Short text drawn under the span.
     pub label: String,
     /// How to fix it.
@@ -118,6 +120,7 @@ impl Diagnostic {
             file: file.to_path_buf(),
             location: None,
             value: None,
+            field: None,
             label: String::new(),
             help: None,
             related: Vec::new(),
@@ -152,6 +155,12 @@ impl Diagnostic {
         self
     }
 
+    /// Names the field concerned (`functions.checkout.grants.egress[0]`).
+    pub fn field(mut self, path: impl Into<String>) -> Diagnostic {
+        self.field = Some(path.into());
+        self
+    }
+
     /// Sets the help line.
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
@@ -173,7 +182,7 @@ impl Diagnostic {
     }
 
     /// This diagnostic as a JSON object:
-    /// `{"severity","code","message","file","line","column","value","help"}`.
+    /// `{"severity","code","message","file","line","column","field","value","help"}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "severity": self.severity.as_str(),
@@ -182,6 +191,7 @@ impl Diagnostic {
             "file": self.file.display().to_string(),
             "line": self.location.as_ref().map(|l| l.line),
             "column": self.location.as_ref().map(|l| l.column),
+            "field": self.field,
             "value": self.value,
             "help": self.help,
         })

@@ -16,6 +16,7 @@ mod canonical;
 mod deploy;
 mod diagnostic;
 mod limits;
+mod locate;
 mod model;
 mod raw;
 mod route;
@@ -29,6 +30,7 @@ pub use limits::{
     LimitExceeded, LimitPolicy, LimitPolicyConfig, LimitPolicyError, LimitsConfig, LimitsSpec,
     ResolvedLimits,
 };
+pub use locate::Located;
 pub use model::{
     ApiKeyAuth, Auth, BuildSpec, EgressRule, Function, Grants, InputSpec, JwtAuth, KvAccess,
     Manifest, MtlsAuth,

@@ -64,6 +64,17 @@ impl Manifest {
         ))
     }
 
+    /// Where the field at `path` (`functions.checkout.grants.egress[0]`) is written, and its
+    /// text; `None` when the manifest has no such field.
+    pub fn locate(&self, path: &str) -> Option<crate::Located> {
+        crate::locate::locate(&self.source, path)
+    }
+
+    /// The manifest as written, as a JSON document (for operator policies).
+    pub fn to_json(&self) -> serde_json::Value {
+        crate::locate::to_json(&self.source)
+    }
+
     /// The function called `name`.
     pub fn function(&self, name: &str) -> Option<&Function> {
         self.functions.get(name)

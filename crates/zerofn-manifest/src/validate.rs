@@ -66,6 +66,13 @@ impl<'a> Checker<'a> {
         self.diagnostics.push(d);
     }
 
+    /// Names the field of the diagnostic just reported.
+    fn last_at_field(&mut self, field: String) {
+        if let Some(last) = self.diagnostics.pop() {
+            self.diagnostics.push(last.field(field));
+        }
+    }
+
     pub(crate) fn finish(self) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         diagnostics.add_source(self.file, self.src);
@@ -494,7 +501,8 @@ impl<'a> Checker<'a> {
         if let Some(invoke) = raw.invoke {
             spans.invoke = non_empty_span(&invoke);
             let mut seen = BTreeMap::new();
-            for target in invoke.into_inner() {
+            for (index, target) in invoke.into_inner().into_iter().enumerate() {
+                let field = format!("functions.{name}.grants.invoke[{index}]");
                 let text = target.get_ref();
                 if text == name {
                     self.error(
@@ -504,6 +512,7 @@ impl<'a> Checker<'a> {
                         "this is the function itself",
                         "remove it; a function calls its own code directly".into(),
                     );
+                    self.last_at_field(field);
                 } else if !names.contains(text) {
                     let others: Vec<&str> = names
                         .iter()
@@ -524,6 +533,7 @@ impl<'a> Checker<'a> {
                         "no such function in this manifest",
                         help,
                     );
+                    self.last_at_field(field);
                 } else if self.first_time(&mut seen, text.clone(), &target, "function") {
                     grants.invoke.push(target.into_inner());
                 }

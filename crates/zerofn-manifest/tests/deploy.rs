@@ -303,7 +303,7 @@ fn json_has_the_documented_shape() {
     let first = json.as_object().unwrap();
     let keys: Vec<&str> = first.keys().map(String::as_str).collect();
     let mut expected = [
-        "severity", "code", "message", "file", "line", "column", "value", "help",
+        "severity", "code", "message", "file", "line", "column", "field", "value", "help",
     ];
     expected.sort_unstable();
     let mut keys = keys;
@@ -339,13 +339,30 @@ fn color_rendering_adds_styles_only_when_asked() {
 }
 
 #[test]
-fn wildcard_egress_is_refused_at_the_grant() {
+fn wildcard_egress_is_refused_at_the_offending_element() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
                 trigger = { http = { route = \"/a\" } }\nauth = { public = true }\n\
-                grants = { egress = [\"https://*.example.com\"] }\n";
+                [functions.a.grants]\negress = [\n  \"https://api.example.com\",\n  \"https://*.example.com\",\n]\n";
     let err = deploy("wildcard-egress", text, &[], &LimitPolicy::default()).unwrap_err();
-    let wildcard = err.iter().find(|d| d.code == "wildcard-egress").unwrap();
+    let wildcards: Vec<_> = err.iter().filter(|d| d.code == "wildcard-egress").collect();
+    assert_eq!(wildcards.len(), 1, "{err}");
+    let wildcard = wildcards[0];
     assert!(wildcard.is_error());
-    assert_eq!(wildcard.location.as_ref().unwrap().line, 9);
+    assert_eq!(
+        wildcard.field.as_deref(),
+        Some("functions.a.grants.egress[1]")
+    );
+    let location = wildcard.location.as_ref().unwrap();
+    assert_eq!((location.line, location.column), (12, 3));
+    assert_eq!(wildcard.value.as_deref(), Some("\"https://*.example.com\""));
     assert!(wildcard.help.as_ref().unwrap().contains("name each host"));
+    let json = err.to_json();
+    let json = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "wildcard-egress")
+        .unwrap();
+    assert_eq!(json["field"], "functions.a.grants.egress[1]");
+    assert_eq!(json["line"], 12);
 }
