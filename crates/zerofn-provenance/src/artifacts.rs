@@ -60,7 +60,7 @@ pub fn write_build_artifacts(
     Ok(paths)
 }
 
-/// Signs `function`'s statement (component, canonical configuration, recorded provenance) with
+/// Signs `function`'s statement (component, canonical configuration, SBOM, recorded provenance) with
 /// `key` and writes the Sigstore bundle.
 pub fn sign_function(
     manifest: &Manifest,
@@ -76,7 +76,8 @@ pub fn sign_function(
                 reason: e.to_string(),
             }
         })?;
-    let statement = crate::function_statement(manifest, function, &component, provenance);
+    let sbom = read(&paths.sbom)?;
+    let statement = crate::function_statement(manifest, function, &component, &sbom, provenance);
     let bundle = Bundle::sign(&statement, key).map_err(|e| ProvenanceError::Malformed {
         path: paths.provenance.clone(),
         reason: e.to_string(),

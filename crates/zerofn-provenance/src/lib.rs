@@ -26,7 +26,9 @@ pub use producers::{Producer, producers};
 pub use provenance::{BUILD_TYPE, BUILDER_ID, BuildRecord, provenance};
 pub use sbom::sbom;
 pub use source::source_digest;
-pub use statement::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SLSA_PROVENANCE_V1, function_statement};
+pub use statement::{
+    COMPONENT_SUFFIX, CONFIG_SUFFIX, SBOM_SUFFIX, SLSA_PROVENANCE_V1, function_statement,
+};
 
 /// RFC 3339 UTC timestamp with seconds, as SLSA and CycloneDX write them.
 pub fn rfc3339(time: std::time::SystemTime) -> String {

@@ -119,7 +119,8 @@ fn the_statement_covers_the_component_and_the_configuration() {
         predicate["buildDefinition"]["resolvedDependencies"][0]["digest"]["sha256"],
         record.source_digest
     );
-    let statement = function_statement(&manifest, function, &component, predicate);
+    let sbom = br#"{"bomFormat":"CycloneDX"}"#;
+    let statement = function_statement(&manifest, function, &component, sbom, predicate);
     assert_eq!(statement.predicate_type, SLSA_PROVENANCE_V1);
     assert_eq!(statement.subject[0].name, "shop/checkout.wasm");
     assert_eq!(statement.subject[1].name, "shop/checkout.config.json");
@@ -127,4 +128,11 @@ fn the_statement_covers_the_component_and_the_configuration() {
         statement.subject[1].sha256_hex(),
         Some(manifest.config_digest(function).as_str())
     );
+    assert_eq!(statement.subject[2].name, "shop/checkout.sbom.cdx.json");
+    assert_eq!(statement.subject[2].digest["sha256"], sha256_hex(sbom));
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

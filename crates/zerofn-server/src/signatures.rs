@@ -1,12 +1,12 @@
 //! Admission of signed functions: each function's Sigstore bundle must verify against a key the
-//! trust policy trusts for the app, and its statement must name both the component's digest and
-//! the digest of the function's canonical configuration. Checked at deploy and again at every
-//! load from the store, so a revoked key stops what it signed.
+//! trust policy trusts for the app, and its statement must name the component's digest, the
+//! digest of the function's canonical configuration and the digest of its SBOM. Checked at
+//! deploy and again at every load from the store, so a revoked key stops what it signed.
 
 use crate::DeployError;
 use crate::trust::TrustPolicy;
 use zerofn_manifest::{Function, Manifest};
-use zerofn_provenance::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SLSA_PROVENANCE_V1};
+use zerofn_provenance::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SBOM_SUFFIX, SLSA_PROVENANCE_V1};
 use zerofn_signing::{Bundle, SigningError, Subject};
 use zerofn_store::Attestation;
 
@@ -98,6 +98,13 @@ pub(crate) fn verify_function(
         return Err(refuse(
             "sbom-missing",
             "no CycloneDX SBOM was sent; run `zerofn build`".into(),
+        ));
+    }
+    let sbom_subject = Subject::sha256(format!("{base}{SBOM_SUFFIX}"), attestation.sbom.as_bytes());
+    if !statement.subject.contains(&sbom_subject) {
+        return Err(refuse(
+            "sbom-not-signed",
+            "the SBOM sent is not the one that was signed: dependencies are only judged from a signed SBOM; run `zerofn build` and `zerofn sign` again".into(),
         ));
     }
     Ok(verified.key_id)

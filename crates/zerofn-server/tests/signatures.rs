@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{HELLO_MANIFEST as MANIFEST, TestServer, sign};
+use common::{HELLO_MANIFEST as MANIFEST, TestServer, sign, sign_with_sbom};
 use std::collections::BTreeMap;
 use zerofn_signing::{Algorithm, PrivateKey};
 use zerofn_test_artifacts::HELLO;
@@ -272,11 +272,9 @@ async fn a_dependency_with_a_blocking_advisory_is_refused_at_deploy() {
     })
     .await;
     let with_packages = |packages: serde_json::Value| {
-        let mut signed = sign(MANIFEST, &components(), &server.key);
-        signed[0].sbom = serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6",
-            "components": packages})
-        .to_string();
-        signed
+        let sbom = serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6",
+            "components": packages});
+        sign_with_sbom(MANIFEST, &components(), &server.key, &sbom.to_string())
     };
     let flagged = with_packages(serde_json::json!([{"name": "smallvec", "version": "1.6.0",
         "purl": "pkg:cargo/smallvec@1.6.0"}]));

@@ -137,6 +137,21 @@ pub fn sign(
     components: &BTreeMap<String, Vec<u8>>,
     key: &zerofn_signing::PrivateKey,
 ) -> Vec<zerofn_store::Attestation> {
+    sign_with_sbom(
+        manifest,
+        components,
+        key,
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.6"}"#,
+    )
+}
+
+/// [`sign`], with `sbom` as every function's signed SBOM.
+pub fn sign_with_sbom(
+    manifest: &str,
+    components: &BTreeMap<String, Vec<u8>>,
+    key: &zerofn_signing::PrivateKey,
+    sbom: &str,
+) -> Vec<zerofn_store::Attestation> {
     let Ok(parsed) = zerofn_manifest::parse(std::path::Path::new(MANIFEST_PATH), manifest) else {
         return Vec::new();
     };
@@ -148,13 +163,14 @@ pub fn sign(
                 &parsed,
                 function,
                 bytes,
+                sbom.as_bytes(),
                 serde_json::json!({"buildDefinition": {"buildType": zerofn_provenance::BUILD_TYPE}}),
             );
             let bundle = zerofn_signing::Bundle::sign(&statement, key).unwrap();
             Some(zerofn_store::Attestation {
                 function: function.name.clone(),
                 bundle: bundle.to_json(),
-                sbom: r#"{"bomFormat":"CycloneDX","specVersion":"1.6"}"#.into(),
+                sbom: sbom.to_string(),
             })
         })
         .collect()

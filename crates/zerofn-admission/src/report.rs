@@ -1,0 +1,116 @@
+//! Findings for people (text) and for code-scanning dashboards (SARIF 2.1.0).
+
+use crate::{Finding, rule};
+use serde_json::{Value, json};
+
+/// The findings as text, one block per finding, then the verdict:
+///
+/// ```text
+/// error[wildcard-egress]: function `checkout` may reach any subdomain through `https://*.example.com`
+///   --> shop/zerofn.toml:12:3
+///   = field: functions.checkout.grants.egress[1] = "https://*.example.com"
+///   = help: name each host the function calls
+/// ```
+pub fn render_text(findings: &[Finding]) -> String {
+    let mut text = String::new();
+    for f in findings {
+        text.push_str(&format!(
+            "{}[{}]: {}\n  --> {}\n",
+            f.level.as_str(),
+            f.rule,
+            f.message,
+            f.position()
+        ));
+        match (&f.field, &f.value) {
+            (Some(field), Some(value)) => text.push_str(&format!("  = field: {field} = {value}\n")),
+            (Some(field), None) => text.push_str(&format!("  = field: {field}\n")),
+            (None, Some(value)) => text.push_str(&format!("  = value: {value}\n")),
+            (None, None) => {}
+        }
+        if let Some(help) = &f.help {
+            text.push_str(&format!("  = help: {help}\n"));
+        }
+    }
+    let errors = findings.iter().filter(|f| f.is_error()).count();
+    if errors == 0 {
+        text.push_str("admitted");
+    } else {
+        text.push_str(&format!("refused: {errors} error(s)"));
+    }
+    text
+}
+
+/// The findings as a SARIF 2.1.0 log. Each result carries the physical location (file, line,
+/// column) and, as a logical location, the manifest field path.
+pub fn sarif(findings: &[Finding]) -> Value {
+    let mut ids: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rules: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let mut descriptor = json!({
+                "id": id,
+                "shortDescription": {"text": id.replace(['-', '.'], " ")},
+            });
+            if let (Some(rule), Value::Object(map)) = (rule(id), &mut descriptor) {
+                map.insert("fullDescription".into(), json!({"text": rule.rationale}));
+                map.insert("help".into(), json!({"text": rule.fix}));
+                map.insert(
+                    "defaultConfiguration".into(),
+                    json!({"level": rule.level.as_str()}),
+                );
+            }
+            descriptor
+        })
+        .collect();
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let mut region = serde_json::Map::new();
+            if let Some(line) = f.line {
+                region.insert("startLine".into(), line.into());
+            }
+            if let Some(column) = f.column {
+                region.insert("startColumn".into(), column.into());
+            }
+            if let Some(value) = &f.value {
+                region.insert("snippet".into(), json!({"text": value}));
+            }
+            let mut location = json!({"physicalLocation": {
+                "artifactLocation": {"uri": f.file},
+                "region": region,
+            }});
+            if let (Some(field), Value::Object(map)) = (&f.field, &mut location) {
+                map.insert(
+                    "logicalLocations".into(),
+                    json!([{"fullyQualifiedName": field, "kind": "member"}]),
+                );
+            }
+            let text = match &f.help {
+                Some(help) => format!("{} (help: {help})", f.message),
+                None => f.message.clone(),
+            };
+            json!({
+                "ruleId": f.rule,
+                "ruleIndex": ids.iter().position(|id| *id == f.rule),
+                "level": f.level.as_str(),
+                "message": {"text": text},
+                "locations": [location],
+            })
+        })
+        .collect();
+    json!({
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "zerofn",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://zerofn.dev/docs/supply-chain",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}

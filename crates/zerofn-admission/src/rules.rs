@@ -1,0 +1,167 @@
+//! The built-in rules: what each protects against and how to satisfy it. Rule ids are stable;
+//! they appear in refusals, in the audit stream, in SARIF and in the refusal counters.
+
+use crate::Level;
+use serde::Serialize;
+
+/// A built-in admission rule: what it protects against and how to satisfy it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rule {
+    pub id: &'static str,
+    pub level: Level,
+    pub rationale: &'static str,
+    pub fix: &'static str,
+}
+
+/// The built-in rules that admission applies beyond the manifest's syntax.
+pub const RULES: &[Rule] = &[
+    Rule {
+        id: "manifest-invalid",
+        level: Level::Error,
+        rationale: "A manifest that does not parse grants nothing and is not guessed at.",
+        fix: "Fix each diagnostic where it points (`zerofn admit APP_DIR` lists them all).",
+    },
+    Rule {
+        id: "unenforceable-auth",
+        level: Level::Error,
+        rationale: "Serving a route without the authentication it asks for is worse than not serving it.",
+        fix: "Use `public = true` until the authentication method is supported.",
+    },
+    Rule {
+        id: "unenforceable-input",
+        level: Level::Error,
+        rationale: "Input checks that cannot be enforced must not look as if they were.",
+        fix: "Remove `input` until input validation is supported.",
+    },
+    Rule {
+        id: "unknown-invoke-target",
+        level: Level::Error,
+        rationale: "A grant that names something undefined grants whatever takes that name later.",
+        fix: "Name a function of this app, or remove the grant.",
+    },
+    Rule {
+        id: "self-invoke",
+        level: Level::Error,
+        rationale: "A function granted itself feeds unbounded recursion.",
+        fix: "Remove the function's own name from `invoke`.",
+    },
+    Rule {
+        id: "grant-not-available",
+        level: Level::Warning,
+        rationale: "A grant this release cannot provide is refused at run time (deny by default).",
+        fix: "Keep the grant if the function can live without it until the capability lands.",
+    },
+    Rule {
+        id: "missing-auth",
+        level: Level::Error,
+        rationale: "A route nobody declared public must not become public by omission.",
+        fix: "Add `[functions.<name>.auth]` with `public = true`, or an authentication method.",
+    },
+    Rule {
+        id: "wildcard-egress",
+        level: Level::Error,
+        rationale: "A `*.` destination reaches any host an attacker can register under the domain.",
+        fix: "Name each host the function calls.",
+    },
+    Rule {
+        id: "input-schema-missing",
+        level: Level::Warning,
+        rationale: "A write route without a schema hands hostile bodies to code.",
+        fix: "Declare `input.schema` (enforced once input validation lands).",
+    },
+    Rule {
+        id: "limit-above-ceiling",
+        level: Level::Error,
+        rationale: "No manifest may grant itself more than the operator allows.",
+        fix: "Lower the limit, or ask the operator to raise the ceiling.",
+    },
+    Rule {
+        id: "unsigned",
+        level: Level::Error,
+        rationale: "Only signed code runs.",
+        fix: "`zerofn build`, then `zerofn sign --key KEY`.",
+    },
+    Rule {
+        id: "signer-not-trusted",
+        level: Level::Error,
+        rationale: "A signature only counts from a key trusted for this app.",
+        fix: "Sign with a trusted key, or add the key to the trust policy for this app.",
+    },
+    Rule {
+        id: "signer-revoked",
+        level: Level::Error,
+        rationale: "A revoked key signs nothing.",
+        fix: "Sign again with a key that is not revoked.",
+    },
+    Rule {
+        id: "bad-signature",
+        level: Level::Error,
+        rationale: "An altered bundle proves nothing.",
+        fix: "Sign again; never edit bundles.",
+    },
+    Rule {
+        id: "malformed-bundle",
+        level: Level::Error,
+        rationale: "Only standard Sigstore bundles with in-toto statements are verified.",
+        fix: "Produce the bundle with `zerofn sign`.",
+    },
+    Rule {
+        id: "provenance-missing",
+        level: Level::Error,
+        rationale: "Code without provenance cannot be traced to its build.",
+        fix: "Run `zerofn build` before `zerofn sign`.",
+    },
+    Rule {
+        id: "component-not-signed",
+        level: Level::Error,
+        rationale: "The component changed after it was signed.",
+        fix: "Sign the component you deploy.",
+    },
+    Rule {
+        id: "config-not-signed",
+        level: Level::Error,
+        rationale: "Permissions changed after signing are as dangerous as code changed after signing.",
+        fix: "Review the configuration change and sign again.",
+    },
+    Rule {
+        id: "sbom-missing",
+        level: Level::Error,
+        rationale: "Without an SBOM, dependencies cannot be checked.",
+        fix: "Run `zerofn build`.",
+    },
+    Rule {
+        id: "sbom-not-signed",
+        level: Level::Error,
+        rationale: "Dependencies are only judged from the SBOM that was signed, not one sent alongside.",
+        fix: "`zerofn build`, then `zerofn sign` again.",
+    },
+    Rule {
+        id: "missing-component",
+        level: Level::Error,
+        rationale: "A version is deployed whole or not at all.",
+        fix: "`zerofn build` every function, then deploy again.",
+    },
+    Rule {
+        id: "unexpected-component",
+        level: Level::Error,
+        rationale: "Code the manifest does not declare is not deployed.",
+        fix: "Declare the function in the manifest, or stop sending its component.",
+    },
+    Rule {
+        id: "policy-error",
+        level: Level::Error,
+        rationale: "An operator policy that fails to evaluate must not pass anything by accident.",
+        fix: "Fix the policy (the message says where), then deploy again.",
+    },
+    Rule {
+        id: "blocking-advisory",
+        level: Level::Error,
+        rationale: "Known-vulnerable dependencies do not ship.",
+        fix: "Upgrade the package to a fixed version (`zerofn deps`).",
+    },
+];
+
+/// The built-in rule with `id`, if it is one.
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
+}
