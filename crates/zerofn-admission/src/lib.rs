@@ -19,5 +19,5 @@ mod rules;
 
 pub use finding::{Finding, Level};
 pub use rego::{OperatorPolicy, PolicyError};
-pub use report::{render_text, sarif};
+pub use report::{render_findings, render_text, sarif};
 pub use rules::{RULES, Rule, rule};

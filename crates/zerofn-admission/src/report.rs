@@ -12,6 +12,18 @@ use serde_json::{Value, json};
 ///   = help: name each host the function calls
 /// ```
 pub fn render_text(findings: &[Finding]) -> String {
+    let mut text = render_findings(findings);
+    let errors = findings.iter().filter(|f| f.is_error()).count();
+    if errors == 0 {
+        text.push_str("admitted");
+    } else {
+        text.push_str(&format!("refused: {errors} error(s)"));
+    }
+    text
+}
+
+/// The findings as text, without the verdict (e.g. a deploy's warnings).
+pub fn render_findings(findings: &[Finding]) -> String {
     let mut text = String::new();
     for f in findings {
         text.push_str(&format!(
@@ -30,12 +42,6 @@ pub fn render_text(findings: &[Finding]) -> String {
         if let Some(help) = &f.help {
             text.push_str(&format!("  = help: {help}\n"));
         }
-    }
-    let errors = findings.iter().filter(|f| f.is_error()).count();
-    if errors == 0 {
-        text.push_str("admitted");
-    } else {
-        text.push_str(&format!("refused: {errors} error(s)"));
     }
     text
 }

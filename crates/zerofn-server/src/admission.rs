@@ -1,261 +1,214 @@
-//! Admission as a report: every reason a bundle would be refused, not only the first, with the
-//! rule, the manifest location and the fix, as text, JSON or SARIF 2.1.0. `zerofn admit` runs it
-//! without deploying (for CI); deploy itself stops at the first refusal.
+//! Admission of a deploy bundle: every reason it would be refused, not only the first. The
+//! manifest checks, the signature and provenance checks, the advisory gate and the operator's
+//! Rego policies each contribute findings, located at the manifest field they concern. Deploy
+//! and `zerofn admit` run exactly this; deploy goes ahead only when no finding is an error.
 
 use crate::DeployBundle;
-use crate::signatures::{AdvisoryGate, check_advisories, verify_function};
+use crate::signatures::{AdvisoryGate, VerifiedFunction, check_advisories, verify_function};
 use crate::trust::TrustPolicy;
-use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
-use zerofn_manifest::LimitPolicy;
-
-/// One reason (or warning) admission found.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub rule: String,
-    /// `error` refuses; `warning` does not.
-    pub level: &'static str,
-    pub message: String,
-    pub file: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// The manifest field concerned, e.g. `functions.checkout`.
-    pub field: Option<String>,
-    pub help: Option<String>,
-}
+use zerofn_admission::{Finding, Level, OperatorPolicy};
+use zerofn_manifest::{Deployable, LimitPolicy, Manifest};
 
 /// What admission checks against.
 pub struct AdmissionPolicies<'a> {
     pub limits: &'a LimitPolicy,
     pub trust: &'a TrustPolicy,
     pub advisories: Option<&'a AdvisoryGate>,
+    pub operator: Option<&'a OperatorPolicy>,
 }
 
-/// Every finding for `bundle`, errors first.
-pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Vec<Finding> {
+/// The outcome of admission: every finding, errors first, and what was admitted if nothing
+/// refused.
+pub struct Admission {
+    pub findings: Vec<Finding>,
+    pub(crate) admitted: Option<Admitted>,
+}
+
+/// A bundle that passed: its parsed manifest, the resolved settings of every function, and the
+/// key that signed each.
+pub(crate) struct Admitted {
+    pub manifest: Manifest,
+    pub deployable: Deployable,
+    pub signers: BTreeMap<String, String>,
+}
+
+impl Admission {
+    /// Whether the bundle may be deployed.
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.is_some()
+    }
+
+    /// How many findings refuse the bundle.
+    pub fn errors(&self) -> usize {
+        self.findings.iter().filter(|f| f.is_error()).count()
+    }
+}
+
+/// Runs every admission check over `bundle`.
+pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admission {
     let path = Path::new(&bundle.manifest_path);
     let manifest = match zerofn_manifest::parse(path, &bundle.manifest) {
         Ok(manifest) => manifest,
-        Err(diagnostics) => return from_diagnostics(&diagnostics),
+        Err(diagnostics) => {
+            return Admission {
+                findings: from_diagnostics(&diagnostics),
+                admitted: None,
+            };
+        }
     };
-    let mut findings = match manifest.check_deployable(policies.limits) {
-        Ok(deployable) => from_diagnostics(&deployable.warnings),
-        Err(diagnostics) => from_diagnostics(&diagnostics),
+    let (mut findings, deployable) = match manifest.check_deployable(policies.limits) {
+        Ok(deployable) => (from_diagnostics(&deployable.warnings), Some(deployable)),
+        Err(diagnostics) => (from_diagnostics(&diagnostics), None),
     };
+    for unexpected in bundle
+        .components
+        .keys()
+        .filter(|name| manifest.function(name).is_none())
+    {
+        findings.push(
+            Finding::new(
+                "unexpected-component",
+                Level::Error,
+                crate::DeployError::UnexpectedComponent(unexpected.clone()).to_string(),
+            )
+            .in_file(&bundle.manifest_path),
+        );
+    }
+    let mut verified = BTreeMap::new();
+    let mut digests = BTreeMap::new();
     for function in manifest.functions() {
-        let location = manifest.function_location(&function.name);
-        let mut refuse = |error: crate::DeployError| {
-            findings.push(Finding {
-                rule: error.code().to_string(),
-                level: "error",
-                message: error.to_string(),
-                file: bundle.manifest_path.clone(),
-                line: location.as_ref().map(|l| l.line),
-                column: location.as_ref().map(|l| l.column),
-                field: Some(format!("functions.{}", function.name)),
-                help: rule(error.code()).map(|r| r.fix.to_string()),
-            });
-        };
+        let refuse = |error: crate::DeployError| function_finding(&manifest, &function.name, error);
         let Some(bytes) = bundle.components.get(&function.name) else {
-            refuse(crate::DeployError::MissingComponent(function.name.clone()));
+            findings.push(refuse(crate::DeployError::MissingComponent(
+                function.name.clone(),
+            )));
             continue;
         };
         let digest = zerofn_store::content_digest(bytes);
+        let sha256 = digest.trim_start_matches("sha256:").to_string();
         let attestation = bundle
             .attestations
             .iter()
             .find(|a| a.function == function.name);
-        if let Err(error) = verify_function(
-            policies.trust,
-            &manifest,
-            function,
-            digest.trim_start_matches("sha256:"),
-            attestation,
-        ) {
-            refuse(error);
+        match verify_function(policies.trust, &manifest, function, &sha256, attestation) {
+            Ok(function_verified) => {
+                verified.insert(function.name.clone(), function_verified);
+            }
+            Err(error) => findings.push(refuse(error)),
         }
+        // Dependencies are judged at deploy time only: a new advisory does not take a running
+        // version down (that is the monitoring loop's decision), it blocks the next deploy.
         if let Some(gate) = policies.advisories
             && let Err(error) = check_advisories(gate, &function.name, attestation)
         {
-            refuse(error);
+            findings.push(refuse(error));
         }
+        digests.insert(function.name.clone(), sha256);
     }
-    findings.sort_by_key(|f| f.level != "error");
-    findings
+    if let Some(operator) = policies.operator {
+        let input = policy_input(bundle, &manifest, &digests, &verified);
+        findings.extend(
+            operator
+                .evaluate(&input)
+                .into_iter()
+                .map(|finding| locate(&manifest, finding)),
+        );
+    }
+    findings.sort_by_key(|f| f.level);
+    let admitted = match deployable {
+        Some(deployable) if !findings.iter().any(Finding::is_error) => Some(Admitted {
+            manifest,
+            deployable,
+            signers: verified
+                .into_iter()
+                .map(|(name, v)| (name, v.key_id))
+                .collect(),
+        }),
+        _ => None,
+    };
+    Admission { findings, admitted }
 }
 
-fn from_diagnostics(diagnostics: &zerofn_manifest::Diagnostics) -> Vec<Finding> {
+/// The one JSON document operator policies see: the manifest as written, and per function
+/// its component digest, the verified signer, the signed provenance and the signed SBOM
+/// (`null` where the signature did not verify: policies only ever see signed claims).
+pub fn policy_input(
+    bundle: &DeployBundle,
+    manifest: &Manifest,
+    digests: &BTreeMap<String, String>,
+    verified: &BTreeMap<String, VerifiedFunction>,
+) -> serde_json::Value {
+    let functions: serde_json::Map<String, serde_json::Value> = manifest
+        .functions()
+        .map(|function| {
+            let verified = verified.get(&function.name);
+            (
+                function.name.clone(),
+                serde_json::json!({
+                    "component": {"sha256": digests.get(&function.name)},
+                    "signer": verified.map(|v| serde_json::json!({"key_id": v.key_id})),
+                    "provenance": verified.map(|v| &v.provenance),
+                    "sbom": verified.map(|v| &v.sbom),
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "manifest_file": bundle.manifest_path,
+        "app": {"name": manifest.app_name(), "version": manifest.app_version()},
+        "manifest": manifest.to_json(),
+        "functions": functions,
+    })
+}
+
+/// A refusal about one function, pointed at its `[functions.<name>]` table.
+fn function_finding(manifest: &Manifest, function: &str, error: crate::DeployError) -> Finding {
+    let rule = error.code().to_string();
+    let message = error.to_string();
+    let help = zerofn_admission::rule(&rule).map(|r| r.fix);
+    let mut finding = Finding::new(rule, Level::Error, message)
+        .in_file(manifest.path().display().to_string())
+        .field(format!("functions.{function}"));
+    if let Some(location) = manifest.function_location(function) {
+        finding = finding.at(location.line, location.column);
+    }
+    if let Some(help) = help {
+        finding = finding.help(help);
+    }
+    finding
+}
+
+/// Fills in the file, line, column and written value of a finding that names a field.
+fn locate(manifest: &Manifest, finding: Finding) -> Finding {
+    let mut finding = finding.in_file(manifest.path().display().to_string());
+    if let Some(found) = finding.field.as_deref().and_then(|f| manifest.locate(f)) {
+        finding = finding
+            .at(found.location.line, found.location.column)
+            .value(found.written);
+    }
+    finding
+}
+
+/// Manifest diagnostics as findings.
+pub fn from_diagnostics(diagnostics: &zerofn_manifest::Diagnostics) -> Vec<Finding> {
     diagnostics
         .iter()
         .map(|d| Finding {
             rule: d.code.to_string(),
-            level: if d.is_error() { "error" } else { "warning" },
+            level: if d.is_error() {
+                Level::Error
+            } else {
+                Level::Warning
+            },
             message: d.message.clone(),
             file: d.file.display().to_string(),
             line: d.location.as_ref().map(|l| l.line),
             column: d.location.as_ref().map(|l| l.column),
-            field: None,
+            field: d.field.clone(),
+            value: d.value.clone(),
             help: d.help.clone(),
         })
         .collect()
-}
-
-/// A built-in admission rule: what it protects against and how to satisfy it.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Rule {
-    pub id: &'static str,
-    /// `error` refuses a deploy; `warning` does not.
-    pub level: &'static str,
-    pub rationale: &'static str,
-    pub fix: &'static str,
-}
-
-/// The built-in rules that admission applies beyond the manifest's syntax.
-pub const RULES: &[Rule] = &[
-    Rule {
-        id: "missing-auth",
-        level: "error",
-        rationale: "A route nobody declared public must not become public by omission.",
-        fix: "Add `[functions.<name>.auth]` with `public = true`, or an authentication method.",
-    },
-    Rule {
-        id: "wildcard-egress",
-        level: "error",
-        rationale: "A `*.` destination reaches any host an attacker can register under the domain.",
-        fix: "Name each host the function calls.",
-    },
-    Rule {
-        id: "input-schema-missing",
-        level: "warning",
-        rationale: "A write route without a schema hands hostile bodies to code.",
-        fix: "Declare `input.schema` (enforced once input validation lands).",
-    },
-    Rule {
-        id: "limit-above-ceiling",
-        level: "error",
-        rationale: "No manifest may grant itself more than the operator allows.",
-        fix: "Lower the limit, or ask the operator to raise the ceiling.",
-    },
-    Rule {
-        id: "unsigned",
-        level: "error",
-        rationale: "Only signed code runs.",
-        fix: "`zerofn build`, then `zerofn sign --key KEY`.",
-    },
-    Rule {
-        id: "signer-not-trusted",
-        level: "error",
-        rationale: "A signature only counts from a key trusted for this app.",
-        fix: "Sign with a trusted key, or add the key to the trust policy for this app.",
-    },
-    Rule {
-        id: "signer-revoked",
-        level: "error",
-        rationale: "A revoked key signs nothing.",
-        fix: "Sign again with a key that is not revoked.",
-    },
-    Rule {
-        id: "bad-signature",
-        level: "error",
-        rationale: "An altered bundle proves nothing.",
-        fix: "Sign again; never edit bundles.",
-    },
-    Rule {
-        id: "malformed-bundle",
-        level: "error",
-        rationale: "Only standard Sigstore bundles with in-toto statements are verified.",
-        fix: "Produce the bundle with `zerofn sign`.",
-    },
-    Rule {
-        id: "provenance-missing",
-        level: "error",
-        rationale: "Code without provenance cannot be traced to its build.",
-        fix: "Run `zerofn build` before `zerofn sign`.",
-    },
-    Rule {
-        id: "component-not-signed",
-        level: "error",
-        rationale: "The component changed after it was signed.",
-        fix: "Sign the component you deploy.",
-    },
-    Rule {
-        id: "config-not-signed",
-        level: "error",
-        rationale: "Permissions changed after signing are as dangerous as code changed after signing.",
-        fix: "Review the configuration change and sign again.",
-    },
-    Rule {
-        id: "sbom-missing",
-        level: "error",
-        rationale: "Without an SBOM, dependencies cannot be checked.",
-        fix: "Run `zerofn build`.",
-    },
-    Rule {
-        id: "blocking-advisory",
-        level: "error",
-        rationale: "Known-vulnerable dependencies do not ship.",
-        fix: "Upgrade the package to a fixed version (`zerofn deps`).",
-    },
-];
-
-/// The built-in rule with `id`, if it is one.
-pub fn rule(id: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.id == id)
-}
-
-/// The findings as a SARIF 2.1.0 log, for code-scanning dashboards.
-pub fn sarif(findings: &[Finding]) -> serde_json::Value {
-    let mut rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
-    rules.sort_unstable();
-    rules.dedup();
-    let results: Vec<serde_json::Value> = findings
-        .iter()
-        .map(|f| {
-            let mut region = serde_json::Map::new();
-            if let Some(line) = f.line {
-                region.insert("startLine".into(), line.into());
-            }
-            if let Some(column) = f.column {
-                region.insert("startColumn".into(), column.into());
-            }
-            let text = match &f.help {
-                Some(help) => format!("{} (help: {help})", f.message),
-                None => f.message.clone(),
-            };
-            serde_json::json!({
-                "ruleId": f.rule,
-                "level": f.level,
-                "message": {"text": text},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": f.file},
-                    "region": region,
-                }}],
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "version": "2.1.0",
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "zerofn",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://zerofn.dev/docs/supply-chain",
-                "rules": rules.iter().map(|id| match rule(id) {
-                    Some(rule) => serde_json::json!({
-                        "id": id,
-                        "shortDescription": {"text": id.replace('-', " ")},
-                        "fullDescription": {"text": rule.rationale},
-                        "help": {"text": rule.fix},
-                        "defaultConfiguration": {"level": rule.level},
-                    }),
-                    None => serde_json::json!({
-                        "id": id,
-                        "shortDescription": {"text": id.replace('-', " ")},
-                    }),
-                }).collect::<Vec<_>>(),
-            }},
-            "results": results,
-        }],
-    })
 }

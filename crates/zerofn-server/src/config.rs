@@ -1,5 +1,6 @@
 //! The operator's platform config file (`zerofn.config.toml`): listener, global concurrency,
-//! limit defaults and ceilings, guest output caps. Every key is optional; unknown keys are
+//! limit defaults and ceilings, guest output caps, trust policy, advisory gate and admission
+//! policies. Every key is optional; unknown keys are
 //! errors, so a typo never silently leaves a ceiling at its default.
 
 use crate::ServerConfig;
@@ -19,6 +20,16 @@ struct ConfigFile {
     #[serde(default)]
     guest_output: GuestOutputSection,
     advisories: Option<AdvisoriesSection>,
+    #[serde(default)]
+    admission: AdmissionSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdmissionSection {
+    /// Rego files or directories of them, relative to the config file.
+    #[serde(default)]
+    policies: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +111,12 @@ impl ServerConfig {
                 block_at,
             });
         }
+        config.admission_policies = file
+            .admission
+            .policies
+            .iter()
+            .map(|p| path.parent().unwrap_or(Path::new(".")).join(p))
+            .collect();
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }

@@ -3,7 +3,11 @@
 /// A refused deploy or rollback.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// The manifest has errors (located diagnostics).
+    /// Admission refused the bundle: every finding, errors first, each with its rule and the
+    /// manifest field it concerns.
+    #[error("admission refused the deploy:\n{}", zerofn_admission::render_text(.0))]
+    Refused(Vec<zerofn_admission::Finding>),
+    /// A stored manifest no longer passes (located diagnostics).
     #[error("the manifest was refused:\n{}", .0.render(false))]
     Manifest(zerofn_manifest::Diagnostics),
     /// A function's component is not in the bundle.
@@ -44,9 +48,14 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    /// The stable code of the rule that refused the deploy.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of the rule that refused the deploy (for an admission refusal, the
+    /// first error's rule).
+    pub fn code(&self) -> &str {
         match self {
+            Self::Refused(findings) => findings
+                .iter()
+                .find(|f| f.is_error())
+                .map_or("admission-refused", |f| f.rule.as_str()),
             Self::Manifest(_) => "manifest-invalid",
             Self::MissingComponent(_) => "missing-component",
             Self::UnexpectedComponent(_) => "unexpected-component",
@@ -70,21 +79,32 @@ impl DeployError {
                 http::StatusCode::NOT_FOUND
             }
             Self::Store(_) | Self::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Admission { .. } => http::StatusCode::FORBIDDEN,
+            Self::Admission { .. } | Self::Refused(_) => http::StatusCode::FORBIDDEN,
             Self::RouteConflict { .. } | Self::NothingToRollBackTo(_) => http::StatusCode::CONFLICT,
             _ => http::StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
-    /// The refusal for machines: the code, the message and, for manifest errors, every
-    /// diagnostic with file, line and column.
+    /// The refusal for machines: the code, the message and, for admission refusals, every
+    /// finding (for stored manifests, every diagnostic) with file, line, column and field.
     pub fn to_json(&self) -> serde_json::Value {
         let mut value = serde_json::json!({
             "code": self.code(),
             "message": self.to_string(),
         });
-        if let (Self::Manifest(diagnostics), serde_json::Value::Object(map)) = (self, &mut value) {
-            map.insert("diagnostics".into(), diagnostics.to_json());
+        if let serde_json::Value::Object(map) = &mut value {
+            match self {
+                Self::Manifest(diagnostics) => {
+                    map.insert("diagnostics".into(), diagnostics.to_json());
+                }
+                Self::Refused(findings) => {
+                    map.insert(
+                        "findings".into(),
+                        serde_json::to_value(findings).unwrap_or_default(),
+                    );
+                }
+                _ => {}
+            }
         }
         value
     }

@@ -63,6 +63,7 @@ pub struct Platform {
     trust: RwLock<Arc<TrustPolicy>>,
     trust_source: TrustSource,
     advisory_gate: Option<crate::signatures::AdvisoryGate>,
+    operator_policy: Option<zerofn_admission::OperatorPolicy>,
     routes: RwLock<Arc<RouteTable>>,
     global_permits: Arc<Semaphore>,
     /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
@@ -101,6 +102,8 @@ pub struct PlatformPolicies {
     pub trust: TrustPolicy,
     pub trust_source: TrustSource,
     pub advisory_gate: Option<crate::signatures::AdvisoryGate>,
+    /// The operator's Rego admission rules.
+    pub operator_policy: Option<zerofn_admission::OperatorPolicy>,
     /// Invocations in flight across all functions.
     pub max_concurrency: u32,
 }
@@ -120,6 +123,7 @@ impl Platform {
             trust: RwLock::new(Arc::new(policies.trust)),
             trust_source: policies.trust_source,
             advisory_gate: policies.advisory_gate,
+            operator_policy: policies.operator_policy,
             routes: RwLock::new(Arc::new(RouteTable::default())),
             global_permits: Arc::new(Semaphore::new(policies.max_concurrency as usize)),
             changes: tokio::sync::Mutex::new(()),
@@ -195,48 +199,33 @@ impl Platform {
     }
 
     async fn deploy_locked(&self, bundle: &DeployBundle) -> Result<DeployReport, DeployError> {
-        let manifest = zerofn_manifest::parse(Path::new(&bundle.manifest_path), &bundle.manifest)
+        // A manifest that does not parse is malformed input (422), not a policy decision.
+        zerofn_manifest::parse(Path::new(&bundle.manifest_path), &bundle.manifest)
             .map_err(DeployError::Manifest)?;
-        let deployable = manifest
-            .check_deployable(&self.policy)
-            .map_err(DeployError::Manifest)?;
-        if let Some(unknown) = bundle
-            .components
-            .keys()
-            .find(|name| manifest.function(name).is_none())
-        {
-            return Err(DeployError::UnexpectedComponent(unknown.clone()));
-        }
-        let mut components = Vec::new();
-        let mut signers = BTreeMap::new();
         let trust = self.trust();
-        for function in &deployable.functions {
-            let bytes = bundle
-                .components
-                .get(&function.name)
-                .ok_or_else(|| DeployError::MissingComponent(function.name.clone()))?;
-            let attestation = bundle
-                .attestations
-                .iter()
-                .find(|a| a.function == function.name);
-            let declared = manifest
-                .function(&function.name)
-                .ok_or_else(|| DeployError::MissingComponent(function.name.clone()))?;
-            let signer = crate::signatures::verify_function(
-                &trust,
-                &manifest,
-                declared,
-                &hex_sha256(bytes),
-                attestation,
-            )?;
-            // Dependencies are judged at deploy time only: a new advisory does not take a
-            // running version down (that is the monitoring loop's decision), it blocks the next.
-            if let Some(gate) = &self.advisory_gate {
-                crate::signatures::check_advisories(gate, &function.name, attestation)?;
-            }
-            signers.insert(function.name.clone(), signer);
-            components.push((function.name.clone(), bytes.clone()));
-        }
+        let admission = crate::admission::admit(
+            bundle,
+            &crate::admission::AdmissionPolicies {
+                limits: &self.policy,
+                trust: &trust,
+                advisories: self.advisory_gate.as_ref(),
+                operator: self.operator_policy.as_ref(),
+            },
+        );
+        let Some(admitted) = admission.admitted else {
+            return Err(DeployError::Refused(admission.findings));
+        };
+        let warnings = admission.findings;
+        let manifest = &admitted.manifest;
+        let components = admitted
+            .deployable
+            .functions
+            .iter()
+            .filter_map(|f| {
+                let bytes = bundle.components.get(&f.name)?;
+                Some((f.name.clone(), bytes.clone()))
+            })
+            .collect();
         let version = NewVersion {
             app: manifest.app_name().to_string(),
             app_version: manifest.app_version().to_string(),
@@ -245,19 +234,23 @@ impl Platform {
             attestations: bundle
                 .attestations
                 .iter()
-                .filter(|a| signers.contains_key(&a.function))
+                .filter(|a| admitted.signers.contains_key(&a.function))
                 .cloned()
                 .collect(),
         };
         let app = self
-            .activate_candidate(&version.version_id(), &version, &deployable.functions)
+            .activate_candidate(
+                &version.version_id(),
+                &version,
+                &admitted.deployable.functions,
+            )
             .await?;
         let store = self.store.clone();
         let record = tokio::task::spawn_blocking(move || store.deploy(&version, "deploy"))
             .await
             .map_err(|e| DeployError::Internal(e.to_string()))??;
-        let mut report = report(&record, &app, &deployable.warnings);
-        report.signers = signers;
+        let mut report = report(&record, &app, &warnings);
+        report.signers = admitted.signers;
         self.install(app);
         Ok(report)
     }
@@ -382,7 +375,11 @@ impl Platform {
         let record = self.store.version(app, &target)?;
         let (active, warnings) = self.load_version(&record).await?;
         let record = self.store.activate(app, &target, "rollback")?;
-        let report = report(&record, &active, &warnings);
+        let report = report(
+            &record,
+            &active,
+            &crate::admission::from_diagnostics(&warnings),
+        );
         self.install(active);
         self.audit
             .record(
@@ -701,7 +698,7 @@ impl Platform {
         function: Option<&ActiveFunction>,
     ) -> hyper::Response<ResponseBody> {
         let mut event = AuditEvent::new(EventKind::RequestRefused, Outcome::Denied)
-            .reason(problem.code)
+            .reason(problem.code.clone())
             .invocation(invocation_id)
             .detail("status", problem.status.as_u16());
         if let Some(function) = function {
@@ -799,21 +796,15 @@ fn failure_problem(kind: FailureKind) -> Problem {
 fn report(
     record: &VersionRecord,
     app: &ActiveApp,
-    warnings: &zerofn_manifest::Diagnostics,
+    warnings: &[zerofn_admission::Finding],
 ) -> DeployReport {
     DeployReport {
         app: record.app.clone(),
         app_version: record.app_version.clone(),
         version_id: record.version_id.clone(),
         functions: app.functions.iter().map(|f| f.summary()).collect(),
-        warnings: warnings.to_json(),
-        warnings_text: warnings.render(false),
+        warnings: serde_json::to_value(warnings).unwrap_or_default(),
+        warnings_text: zerofn_admission::render_findings(warnings),
         signers: BTreeMap::new(),
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    zerofn_store::content_digest(bytes)
-        .trim_start_matches("sha256:")
-        .to_string()
 }

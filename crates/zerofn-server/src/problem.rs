@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use zerofn_runtime::ResponseBody;
 
 /// The header that carries the invocation id on every response, success or refusal.
@@ -14,8 +15,8 @@ pub const INVOCATION_ID_HEADER: &str = "x-zerofn-invocation-id";
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
-    /// Stable kebab-case rule id, also the last segment of the `type` URI.
-    pub code: &'static str,
+    /// Stable rule id, also the last segment of the `type` URI.
+    pub code: Cow<'static, str>,
     pub title: &'static str,
     pub detail: String,
     pub extra: serde_json::Map<String, Value>,
@@ -28,13 +29,13 @@ pub struct Problem {
 impl Problem {
     pub fn new(
         status: StatusCode,
-        code: &'static str,
+        code: impl Into<Cow<'static, str>>,
         title: &'static str,
         detail: String,
     ) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             title,
             detail,
             extra: serde_json::Map::new(),

@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub trust_policy: Option<PathBuf>,
     /// Refuse deploys whose SBOMs name packages with advisories at or above a severity.
     pub advisories: Option<AdvisoryConfig>,
+    /// The operator's admission rules: Rego files or directories of them.
+    pub admission_policies: Vec<PathBuf>,
 }
 
 /// The deploy-time dependency gate's settings.
@@ -58,6 +60,7 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             trust_policy: None,
             advisories: None,
+            admission_policies: Vec::new(),
         }
     }
 
@@ -66,6 +69,28 @@ impl ServerConfig {
         self.trust_policy
             .clone()
             .unwrap_or_else(|| self.data_dir.join(crate::trust::TRUST_FILE))
+    }
+
+    /// The operator's admission policies, loaded and compiled; `None` when there are none.
+    pub fn operator_policy(
+        &self,
+    ) -> Result<Option<zerofn_admission::OperatorPolicy>, zerofn_admission::PolicyError> {
+        if self.admission_policies.is_empty() {
+            return Ok(None);
+        }
+        zerofn_admission::OperatorPolicy::load(&self.admission_policies).map(Some)
+    }
+
+    /// The deploy-time advisory gate, loaded; `None` when none is configured.
+    pub fn advisory_gate(&self) -> Result<Option<crate::signatures::AdvisoryGate>, ServerError> {
+        let Some(advisories) = &self.advisories else {
+            return Ok(None);
+        };
+        Ok(Some(crate::signatures::AdvisoryGate {
+            database: zerofn_provenance::AdvisoryDatabase::load(&advisories.db)
+                .map_err(ServerError::Advisories)?,
+            block_at: advisories.block_at,
+        }))
     }
 
     /// The control plane's socket inside the data directory.
@@ -105,6 +130,8 @@ pub enum ServerError {
     Trust(#[from] crate::trust::TrustError),
     #[error("cannot load the advisory database: {0}")]
     Advisories(zerofn_provenance::ProvenanceError),
+    #[error("cannot load the admission policies: {0}")]
+    Policy(#[from] zerofn_admission::PolicyError),
     #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
     NodeSecret(std::io::Error),
 }
@@ -158,14 +185,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let data_dir_lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
     let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
-    let advisory_gate = match &config.advisories {
-        Some(advisories) => Some(crate::signatures::AdvisoryGate {
-            database: zerofn_provenance::AdvisoryDatabase::load(&advisories.db)
-                .map_err(ServerError::Advisories)?,
-            block_at: advisories.block_at,
-        }),
-        None => None,
-    };
+    let advisory_gate = config.advisory_gate()?;
+    let operator_policy = config.operator_policy()?;
     let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let mut runtime_config = config.runtime.clone();
@@ -190,6 +211,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
                 data_dir: config.data_dir.clone(),
             },
             advisory_gate,
+            operator_policy,
             max_concurrency: config.max_concurrency,
         },
     ));

@@ -10,14 +10,25 @@ use zerofn_provenance::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SBOM_SUFFIX, SLSA_PROVE
 use zerofn_signing::{Bundle, SigningError, Subject};
 use zerofn_store::Attestation;
 
-/// Verifies `function`'s attestation; returns the signer's key id.
+/// What a verified attestation proves about a function.
+#[derive(Debug, Clone)]
+pub struct VerifiedFunction {
+    /// The key that signed it.
+    pub key_id: String,
+    /// The signed SLSA provenance predicate.
+    pub provenance: serde_json::Value,
+    /// The signed CycloneDX SBOM.
+    pub sbom: serde_json::Value,
+}
+
+/// Verifies `function`'s attestation.
 pub(crate) fn verify_function(
     policy: &TrustPolicy,
     manifest: &Manifest,
     function: &Function,
     component_sha256: &str,
     attestation: Option<&Attestation>,
-) -> Result<String, DeployError> {
+) -> Result<VerifiedFunction, DeployError> {
     let refuse = |rule: &'static str, reason: String| DeployError::Admission {
         function: function.name.clone(),
         rule,
@@ -107,7 +118,11 @@ pub(crate) fn verify_function(
             "the SBOM sent is not the one that was signed: dependencies are only judged from a signed SBOM; run `zerofn build` and `zerofn sign` again".into(),
         ));
     }
-    Ok(verified.key_id)
+    Ok(VerifiedFunction {
+        key_id: verified.key_id,
+        provenance: verified.statement.predicate,
+        sbom,
+    })
 }
 
 /// Refuses a function whose SBOM names a package with an advisory at or above `block_at`.

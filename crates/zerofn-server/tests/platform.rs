@@ -86,18 +86,21 @@ async fn limits_above_the_operators_ceiling_are_refused() {
         )
         .await
         .unwrap_err();
-    let DeployError::Manifest(diagnostics) = error else {
-        panic!("expected diagnostics")
+    assert_eq!(error.code(), "limit-above-ceiling");
+    let DeployError::Refused(findings) = error else {
+        panic!("expected admission findings")
     };
-    let json = diagnostics.to_json();
-    let ceiling = json
-        .as_array()
-        .unwrap()
+    let ceiling = findings
         .iter()
-        .find(|d| d["code"] == "limit-above-ceiling")
+        .find(|f| f.rule == "limit-above-ceiling")
         .unwrap();
-    assert_eq!(ceiling["severity"], "error");
-    assert!(ceiling["message"].as_str().unwrap().contains("1000"));
+    assert!(ceiling.is_error());
+    assert!(ceiling.message.contains("1000"));
+    assert_eq!(
+        ceiling.field.as_deref(),
+        Some("functions.hostile.limits.timeout_ms")
+    );
+    assert!(ceiling.line.is_some());
 }
 
 #[tokio::test]

@@ -156,12 +156,15 @@ pub enum Command {
     Admit {
         #[arg(default_value = ".")]
         app_dir: PathBuf,
-        /// Platform config file (ceilings, trust policy, advisory gate).
+        /// Platform config file (ceilings, trust policy, advisory gate, admission policies).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// `text`, `json` or `sarif` (SARIF 2.1.0).
-        #[arg(long, default_value = "text")]
-        format: String,
+        /// A Rego policy file or directory, in addition to the config's; repeatable.
+        #[arg(long, value_name = "PATH")]
+        policy: Vec<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Check each function's SBOM against an OSV advisory database.
     Deps {
@@ -191,4 +194,15 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+}
+
+/// How `zerofn admit` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// For people.
+    Text,
+    /// `{"admitted": bool, "findings": [...]}`.
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
 }

@@ -68,6 +68,14 @@ impl From<zerofn_server::control::ControlError> for Failure {
                 if let Some(diagnostics) = problem.get("diagnostics") {
                     message = format!("deploy refused\n{}", render_json_diagnostics(diagnostics));
                 }
+                if let Some(findings) = problem.get("findings").and_then(|f| {
+                    serde_json::from_value::<Vec<zerofn_admission::Finding>>(f.clone()).ok()
+                }) {
+                    message = format!(
+                        "deploy refused\n{}",
+                        zerofn_admission::render_text(&findings)
+                    );
+                }
                 Self::new(Code::Refused, message).with_json(problem.clone())
             }
             ControlError::Transport(_) => Self::new(Code::Failure, error.to_string()),

@@ -79,7 +79,7 @@ pub(crate) async fn handle(
                     .audit()
                     .record(
                         AuditEvent::new(EventKind::ControlRefused, Outcome::Denied)
-                            .reason(refusal.code)
+                            .reason(refusal.code.clone())
                             .detail("path", path.clone())
                             .detail("status", refusal.status.as_u16()),
                     )
@@ -93,9 +93,16 @@ pub(crate) async fn handle(
 impl From<crate::DeployError> for Problem {
     fn from(error: crate::DeployError) -> Self {
         let json = error.to_json();
-        let mut problem = Problem::new(error.status(), error.code(), "Refused", error.to_string());
-        if let Some(diagnostics) = json.get("diagnostics") {
-            problem = problem.with("diagnostics", diagnostics.clone());
+        let mut problem = Problem::new(
+            error.status(),
+            error.code().to_string(),
+            "Refused",
+            error.to_string(),
+        );
+        for member in ["diagnostics", "findings"] {
+            if let Some(value) = json.get(member) {
+                problem = problem.with(member, value.clone());
+            }
         }
         problem
     }

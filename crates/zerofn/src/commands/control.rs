@@ -325,80 +325,54 @@ fn printable(line: &str) -> String {
 pub fn admit(
     app_dir: &Path,
     config: Option<&Path>,
-    format: &str,
+    policies: &[PathBuf],
+    format: crate::cli::ReportFormat,
     data_dir: PathBuf,
 ) -> Result<(), Failure> {
-    if !["text", "json", "sarif"].contains(&format) {
-        return Err(Failure::new(
-            Code::Refused,
-            format!("unknown format `{format}`: use text, json or sarif"),
-        ));
-    }
-    let config = match config {
-        Some(path) => zerofn_server::ServerConfig::from_file(path, data_dir)
-            .map_err(|e| Failure::new(Code::Refused, e.to_string()))?,
+    use crate::cli::ReportFormat;
+    let refused = |e: &dyn std::fmt::Display| Failure::new(Code::Refused, e.to_string());
+    let mut config = match config {
+        Some(path) => {
+            zerofn_server::ServerConfig::from_file(path, data_dir).map_err(|e| refused(&e))?
+        }
         None => zerofn_server::ServerConfig::new(data_dir),
     };
+    config.admission_policies.extend(policies.iter().cloned());
     let trust =
         zerofn_server::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)
-            .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
-    let gate = match &config.advisories {
-        Some(advisories) => Some(zerofn_server::signatures::AdvisoryGate {
-            database: zerofn_provenance::AdvisoryDatabase::load(&advisories.db)
-                .map_err(|e| Failure::new(Code::Refused, e.to_string()))?,
-            block_at: advisories.block_at,
-        }),
-        None => None,
-    };
+            .map_err(|e| refused(&e))?;
+    let gate = config.advisory_gate().map_err(|e| refused(&e))?;
+    let operator = config.operator_policy().map_err(|e| refused(&e))?;
     let bundle = build::bundle(app_dir, false, true)?;
-    let findings = zerofn_server::admission::admit(
+    let admission = zerofn_server::admission::admit(
         &bundle,
         &zerofn_server::admission::AdmissionPolicies {
             limits: &config.limits,
             trust: &trust,
             advisories: gate.as_ref(),
+            operator: operator.as_ref(),
         },
     );
-    let errors = findings.iter().filter(|f| f.level == "error").count();
+    let findings = &admission.findings;
     match format {
-        "sarif" => println!(
+        ReportFormat::Sarif => println!(
             "{}",
-            serde_json::to_string_pretty(&zerofn_server::admission::sarif(&findings))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(&zerofn_admission::sarif(findings)).unwrap_or_default()
         ),
-        "json" => println!(
+        ReportFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"admitted": errors == 0, "findings": findings})
+                &serde_json::json!({"admitted": admission.is_admitted(), "findings": findings})
             )
             .unwrap_or_default()
         ),
-        _ => {
-            for f in &findings {
-                let at = match (f.line, f.column) {
-                    (Some(line), Some(column)) => format!("{}:{line}:{column}", f.file),
-                    _ => f.file.clone(),
-                };
-                println!("{}[{}]: {}\n  --> {at}", f.level, f.rule, f.message);
-                if let Some(help) = &f.help {
-                    println!("  = help: {help}");
-                }
-            }
-            println!(
-                "{}",
-                if errors == 0 {
-                    "admitted".to_string()
-                } else {
-                    format!("refused: {errors} error(s)")
-                }
-            );
-        }
+        ReportFormat::Text => println!("{}", zerofn_admission::render_text(findings)),
     }
-    if errors > 0 {
+    if !admission.is_admitted() {
         // The report is already on stdout, in the format asked for.
         return Err(Failure::new(
             Code::Refused,
-            format!("admission refused: {errors} error(s)"),
+            format!("admission refused: {} error(s)", admission.errors()),
         )
         .with_json(serde_json::Value::Null));
     }

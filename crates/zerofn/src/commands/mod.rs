@@ -69,8 +69,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Admit {
             app_dir,
             config,
+            policy,
             format,
-        } => control::admit(&app_dir, config.as_deref(), &format, data_dir()?),
+        } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
         Command::Deps {
             app_dir,
             db,
