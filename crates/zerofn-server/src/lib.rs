@@ -13,6 +13,7 @@ pub mod admission;
 mod config;
 pub mod control;
 mod error;
+pub mod metrics;
 mod platform;
 pub mod problem;
 mod routes;

@@ -68,6 +68,7 @@ pub struct Platform {
     global_permits: Arc<Semaphore>,
     /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
     changes: tokio::sync::Mutex<()>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Platform {
@@ -127,6 +128,7 @@ impl Platform {
             routes: RwLock::new(Arc::new(RouteTable::default())),
             global_permits: Arc::new(Semaphore::new(policies.max_concurrency as usize)),
             changes: tokio::sync::Mutex::new(()),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -136,6 +138,10 @@ impl Platform {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// The trust policy in force (a snapshot).
@@ -172,6 +178,17 @@ impl Platform {
     pub async fn deploy(&self, bundle: DeployBundle) -> Result<DeployReport, DeployError> {
         let _change = self.changes.lock().await;
         let result = self.deploy_locked(&bundle).await;
+        match &result {
+            Ok(_) => self.metrics.deploy_admitted(),
+            Err(DeployError::Refused(findings)) => self.metrics.deploy_refused(
+                findings
+                    .iter()
+                    .filter(|f| f.is_error())
+                    .map(|f| f.rule.as_str()),
+            ),
+            Err(error) if error.status().is_server_error() => self.metrics.deploy_failed(),
+            Err(error) => self.metrics.deploy_refused([error.code()]),
+        }
         match &result {
             Ok(report) => {
                 self.audit

@@ -86,6 +86,8 @@ pub enum Command {
     },
     /// List deployed apps and their active versions.
     Apps,
+    /// Print the running platform's metrics (OpenMetrics text: deploys, refusals by rule).
+    Metrics,
     /// List an app's versions, newest first.
     Versions { app: String },
     /// Make an earlier version of an app active again.

@@ -61,12 +61,30 @@ impl ControlClient {
         self.call(http::Method::POST, path, Bytes::from(body)).await
     }
 
+    /// A `GET` whose answer is text (the metrics exposition).
+    pub async fn get_text(&self, path: &str) -> Result<String, ControlError> {
+        let bytes = self.call_raw(http::Method::GET, path, Bytes::new()).await?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| ControlError::Transport(format!("unreadable answer: {e}")))
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: http::Method,
         path: &str,
         body: Bytes,
     ) -> Result<T, ControlError> {
+        let bytes = self.call_raw(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ControlError::Transport(format!("unreadable answer: {e}")))
+    }
+
+    async fn call_raw(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Bytes, ControlError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|_| ControlError::NotRunning {
@@ -100,7 +118,6 @@ impl ControlClient {
                 problem,
             });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ControlError::Transport(format!("unreadable answer: {e}")))
+        Ok(bytes)
     }
 }

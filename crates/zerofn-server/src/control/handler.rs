@@ -62,6 +62,7 @@ pub(crate) async fn handle(
                 format!("{error}; the previous policy stays in force"),
             )),
         },
+        (Method::GET, ["v1", "metrics"]) => Ok(metrics(platform)),
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
         _ => Err(Problem::new(
@@ -311,6 +312,18 @@ fn bad_request(detail: String) -> Problem {
         "Malformed request",
         detail,
     )
+}
+
+/// `GET /v1/metrics`: the OpenMetrics text exposition.
+fn metrics(platform: &Platform) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(platform.metrics().encode())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    response
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {

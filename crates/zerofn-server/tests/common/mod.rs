@@ -152,6 +152,23 @@ pub fn sign_with_sbom(
     key: &zerofn_signing::PrivateKey,
     sbom: &str,
 ) -> Vec<zerofn_store::Attestation> {
+    sign_with(
+        manifest,
+        components,
+        key,
+        sbom,
+        serde_json::json!({"buildDefinition": {"buildType": zerofn_provenance::BUILD_TYPE}}),
+    )
+}
+
+/// [`sign`], with `sbom` and `provenance` as every function's signed SBOM and predicate.
+pub fn sign_with(
+    manifest: &str,
+    components: &BTreeMap<String, Vec<u8>>,
+    key: &zerofn_signing::PrivateKey,
+    sbom: &str,
+    provenance: serde_json::Value,
+) -> Vec<zerofn_store::Attestation> {
     let Ok(parsed) = zerofn_manifest::parse(std::path::Path::new(MANIFEST_PATH), manifest) else {
         return Vec::new();
     };
@@ -164,7 +181,7 @@ pub fn sign_with_sbom(
                 function,
                 bytes,
                 sbom.as_bytes(),
-                serde_json::json!({"buildDefinition": {"buildType": zerofn_provenance::BUILD_TYPE}}),
+                provenance.clone(),
             );
             let bundle = zerofn_signing::Bundle::sign(&statement, key).unwrap();
             Some(zerofn_store::Attestation {

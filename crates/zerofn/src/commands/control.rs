@@ -83,6 +83,13 @@ pub async fn apps(data_dir: &Path, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `zerofn metrics`: the exposition as the server writes it (already machine-readable).
+pub async fn metrics(data_dir: &Path) -> Result<(), Failure> {
+    let text = client(data_dir).get_text("/v1/metrics").await?;
+    print!("{text}");
+    Ok(())
+}
+
 pub async fn versions(app: &str, data_dir: &Path, json: bool) -> Result<(), Failure> {
     let versions: Vec<VersionRecord> = client(data_dir)
         .get(&format!("/v1/apps/{app}/versions"))

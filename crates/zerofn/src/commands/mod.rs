@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             control::deploy(&app_dir, build, &data_dir()?, json).await
         }
         Command::Apps => control::apps(&data_dir()?, json).await,
+        Command::Metrics => control::metrics(&data_dir()?).await,
         Command::Versions { app } => control::versions(&app, &data_dir()?, json).await,
         Command::Rollback { app, to } => {
             control::rollback(&app, to.as_deref(), &data_dir()?, json).await
