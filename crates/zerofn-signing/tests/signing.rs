@@ -34,6 +34,61 @@ fn pae_matches_the_dsse_specification() {
     assert_eq!(pae("", b""), b"DSSEv1 0  0 ");
 }
 
+/// A published bundle: sigstore-conformance's managed-key in-toto case (see the SOURCE.md
+/// next to it), produced by another implementation and expected to verify.
+const CONFORMANCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/sigstore-conformance/intoto-canonical-log-entry"
+);
+
+#[test]
+fn a_published_sigstore_conformance_bundle_verifies() {
+    let key =
+        PublicKey::from_pem(&std::fs::read_to_string(format!("{CONFORMANCE}/key.pub")).unwrap())
+            .unwrap();
+    assert_eq!(key.algorithm(), Algorithm::EcdsaP256);
+    let text = std::fs::read_to_string(format!("{CONFORMANCE}/bundle.sigstore.json")).unwrap();
+    let bundle = Bundle::from_json(&text).unwrap();
+    // The hint is the same digest as zerofn's key id (SHA-256 of the DER SPKI), in base64.
+    assert_eq!(
+        hex::encode(
+            BASE64
+                .decode(&bundle.verification_material.public_key.hint)
+                .unwrap()
+        ),
+        key.key_id()
+    );
+    let verified = bundle.verify(std::slice::from_ref(&key)).unwrap();
+    assert_eq!(verified.key_id, key.key_id());
+    assert_eq!(
+        verified.statement.predicate_type,
+        "https://example.com/test"
+    );
+    assert_eq!(verified.statement.subject.len(), 1);
+    assert_eq!(verified.statement.subject[0].name, "a.txt");
+    assert_eq!(
+        verified.statement.subject[0].sha256_hex(),
+        Some("a0cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf")
+    );
+
+    // The same bundle with one payload byte changed, or checked against another key, fails.
+    let mut altered: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let payload = BASE64
+        .decode(altered["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let mut payload = payload;
+    let last = payload.len() - 2;
+    payload[last] ^= 1;
+    altered["dsseEnvelope"]["payload"] = BASE64.encode(&payload).into();
+    let altered = Bundle::from_json(&altered.to_string()).unwrap();
+    assert!(altered.verify(std::slice::from_ref(&key)).is_err());
+    let stranger = PrivateKey::generate(Algorithm::EcdsaP256).unwrap().public();
+    assert!(matches!(
+        bundle.verify(&[stranger]),
+        Err(SigningError::UntrustedSigner { .. })
+    ));
+}
+
 #[test]
 fn bundles_round_trip_with_both_algorithms() {
     for algorithm in ALGORITHMS {
