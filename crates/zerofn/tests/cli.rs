@@ -495,4 +495,93 @@ fn admit_reports_every_finding_with_its_location_in_json_and_sarif() {
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(stdout.contains("error[config-not-signed]"), "{stdout}");
     assert!(stdout.contains("zerofn.toml:5:12"), "{stdout}");
+    assert!(stdout.contains("= field: functions.hello"), "{stdout}");
+
+    // An operator's Rego rule, given on the command line as CI would: its message, its id and
+    // the exact element it names, in every format.
+    let policy = root.path().join("no-evil.rego");
+    std::fs::write(
+        &policy,
+        r#"package ci
+deny contains {"id": "no-evil-hosts", "msg": sprintf("%s is not an approved destination", [url]),
+               "field": sprintf("functions.%s.grants.egress[%d]", [name, i])} if {
+    some name, f in input.manifest.functions
+    some i, url in f.grants.egress
+    contains(url, "evil")
+}
+"#,
+    )
+    .unwrap();
+    let args = |format: &str| {
+        vec![
+            "admit".to_string(),
+            app.to_str().unwrap().to_string(),
+            "--policy".to_string(),
+            policy.to_str().unwrap().to_string(),
+            "--format".to_string(),
+            format.to_string(),
+        ]
+    };
+    let run = |format: &str| {
+        let args = args(format);
+        zerofn(&data, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let json = run("json");
+    assert_eq!(json.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let rego = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "no-evil-hosts")
+        .unwrap();
+    assert_eq!(rego["level"], "error");
+    assert_eq!(
+        rego["message"],
+        "https://evil.example.com is not an approved destination"
+    );
+    assert_eq!(rego["field"], "functions.hello.grants.egress[0]");
+    assert_eq!(
+        (rego["line"].as_u64(), rego["column"].as_u64()),
+        (Some(10), Some(11))
+    );
+    assert_eq!(rego["value"], "\"https://evil.example.com\"");
+    assert!(rego["file"].as_str().unwrap().ends_with("zerofn.toml"));
+
+    let sarif = run("sarif");
+    let sarif: serde_json::Value = serde_json::from_slice(&sarif.stdout).unwrap();
+    let result = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "no-evil-hosts")
+        .unwrap();
+    let location = &result["locations"][0];
+    assert_eq!(location["physicalLocation"]["region"]["startLine"], 10);
+    assert_eq!(
+        location["logicalLocations"][0]["fullyQualifiedName"],
+        "functions.hello.grants.egress[0]"
+    );
+
+    let broken = root.path().join("broken.rego");
+    std::fs::write(
+        &broken,
+        "package ci
+deny contains if {",
+    )
+    .unwrap();
+    let refused = zerofn(
+        &data,
+        &[
+            "admit",
+            app.to_str().unwrap(),
+            "--policy",
+            broken.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("broken.rego"),
+        "{refused:?}"
+    );
 }
