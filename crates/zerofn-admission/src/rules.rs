@@ -40,6 +40,12 @@ pub const RULES: &[Rule] = &[
         fix: "Name a function of this app, or remove the grant.",
     },
     Rule {
+        id: "grant-undefined",
+        level: Level::Error,
+        rationale: "A grant that names something undefined grants whatever takes that name later.",
+        fix: "Define the secret for the app first, or remove the grant.",
+    },
+    Rule {
         id: "self-invoke",
         level: Level::Error,
         rationale: "A function granted itself feeds unbounded recursion.",

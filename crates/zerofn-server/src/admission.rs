@@ -17,6 +17,25 @@ pub struct AdmissionPolicies<'a> {
     pub trust: &'a TrustPolicy,
     pub advisories: Option<&'a AdvisoryGate>,
     pub operator: Option<&'a OperatorPolicy>,
+    pub definitions: &'a dyn Definitions,
+}
+
+/// What a grant may name outside the manifest. (The app's own functions, which `invoke`
+/// names, are checked by the manifest itself: `unknown-invoke-target`.)
+pub trait Definitions: Send + Sync {
+    /// Whether a secret called `name` is defined for `app`.
+    fn has_secret(&self, app: &str, name: &str) -> bool;
+}
+
+/// The platform as it stands: there is no secret store yet (the secrets broker arrives with
+/// the runtime guards), so no secret is defined and every `secrets` grant is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSecretStore;
+
+impl Definitions for NoSecretStore {
+    fn has_secret(&self, _app: &str, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The outcome of admission: every finding, errors first, and what was admitted if nothing
@@ -76,6 +95,7 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
             .in_file(&bundle.manifest_path),
         );
     }
+    findings.extend(undefined_grants(&manifest, policies.definitions));
     let mut verified = BTreeMap::new();
     let mut digests = BTreeMap::new();
     for function in manifest.functions() {
@@ -129,6 +149,31 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
         _ => None,
     };
     Admission { findings, admitted }
+}
+
+/// `grant-undefined`: every granted secret must exist for the app.
+fn undefined_grants(manifest: &Manifest, definitions: &dyn Definitions) -> Vec<Finding> {
+    let app = manifest.app_name();
+    let mut findings = Vec::new();
+    for function in manifest.functions() {
+        for (index, secret) in function.grants.secrets.iter().enumerate() {
+            if definitions.has_secret(app, secret) {
+                continue;
+            }
+            let finding = Finding::new(
+                "grant-undefined",
+                Level::Error,
+                format!(
+                    "function `{}` is granted secret `{secret}`, which is not defined for app `{app}`",
+                    function.name
+                ),
+            )
+            .field(format!("functions.{}.grants.secrets[{index}]", function.name))
+            .help("a grant must name something that exists: define the secret for this app first, or remove the grant");
+            findings.push(locate(manifest, finding));
+        }
+    }
+    findings
 }
 
 /// The one JSON document operator policies see: the manifest as written, and per function

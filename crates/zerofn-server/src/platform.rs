@@ -227,6 +227,7 @@ impl Platform {
                 trust: &trust,
                 advisories: self.advisory_gate.as_ref(),
                 operator: self.operator_policy.as_ref(),
+                definitions: &crate::admission::NoSecretStore,
             },
         );
         let Some(admitted) = admission.admitted else {

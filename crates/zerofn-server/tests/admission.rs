@@ -177,6 +177,32 @@ async fn an_sbom_swapped_after_signing_is_refused() {
 }
 
 #[tokio::test]
+async fn a_grant_naming_an_undefined_secret_is_refused_at_the_grant() {
+    let server = TestServer::start().await;
+    let manifest =
+        format!("{HELLO_MANIFEST}\n[functions.hello.grants]\nsecrets = [\"stripe_key\"]\n");
+    let error = server
+        .try_deploy(&manifest, &[("hello", HELLO)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "grant-undefined");
+    let DeployError::Refused(findings) = &error else {
+        panic!("expected findings, got {error:?}")
+    };
+    let finding = findings
+        .iter()
+        .find(|f| f.rule == "grant-undefined")
+        .unwrap();
+    assert!(finding.message.contains("`stripe_key`"), "{finding:?}");
+    assert_eq!(
+        finding.field.as_deref(),
+        Some("functions.hello.grants.secrets[0]")
+    );
+    assert_eq!(finding.line, Some(manifest.lines().count()));
+    assert_eq!(finding.value.as_deref(), Some("\"stripe_key\""));
+}
+
+#[tokio::test]
 async fn refusals_are_counted_by_rule_in_the_control_plane_metrics() {
     let server = TestServer::start().await;
     server

@@ -358,6 +358,7 @@ pub fn admit(
             trust: &trust,
             advisories: gate.as_ref(),
             operator: operator.as_ref(),
+            definitions: &zerofn_server::admission::NoSecretStore,
         },
     );
     let findings = &admission.findings;
