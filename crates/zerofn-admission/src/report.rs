@@ -83,16 +83,28 @@ pub fn sarif(findings: &[Finding]) -> Value {
             if let Some(value) = &f.value {
                 region.insert("snippet".into(), json!({"text": value}));
             }
-            let mut location = json!({"physicalLocation": {
-                "artifactLocation": {"uri": f.file},
-                "region": region,
-            }});
-            if let (Some(field), Value::Object(map)) = (&f.field, &mut location) {
-                map.insert(
+            // SARIF requires a region to say where it starts, and a location to say something.
+            let mut location = serde_json::Map::new();
+            if !f.file.is_empty() {
+                let mut physical = json!({"artifactLocation": {"uri": f.file}});
+                if region.contains_key("startLine")
+                    && let Value::Object(map) = &mut physical
+                {
+                    map.insert("region".into(), Value::Object(region));
+                }
+                location.insert("physicalLocation".into(), physical);
+            }
+            if let Some(field) = &f.field {
+                location.insert(
                     "logicalLocations".into(),
                     json!([{"fullyQualifiedName": field, "kind": "member"}]),
                 );
             }
+            let locations = if location.is_empty() {
+                Vec::new()
+            } else {
+                vec![Value::Object(location)]
+            };
             let text = match &f.help {
                 Some(help) => format!("{} (help: {help})", f.message),
                 None => f.message.clone(),
@@ -102,7 +114,7 @@ pub fn sarif(findings: &[Finding]) -> Value {
                 "ruleIndex": ids.iter().position(|id| *id == f.rule),
                 "level": f.level.as_str(),
                 "message": {"text": text},
-                "locations": [location],
+                "locations": locations,
             })
         })
         .collect();
