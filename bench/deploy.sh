@@ -60,7 +60,7 @@ for _ in $(seq 100); do "$zerofn" --data-dir "$data" apps >/dev/null 2>&1 && bre
 echo "zerofn deploy examples/shop (signed, advisory gate, Rego policy), $(nproc) cores, $(date -u +%F)"
 for round in $(seq "$ROUNDS"); do
   start=$(date +%s.%N)
-  "$zerofn" --data-dir "$data" deploy examples/shop >/dev/null
+  "$zerofn" --data-dir "$data" deploy examples/shop >/dev/null 2>&1
   end=$(date +%s.%N)
   label=$([ "$round" = 1 ] && echo "first (compiles)" || echo "again (cached)")
   printf "%-18s %6.3f s\n" "$label" "$(echo "$end - $start" | bc -l)"

@@ -45,8 +45,9 @@ impl Manifest {
 
     /// The canonical configuration as bytes: JSON with sorted keys and no whitespace.
     pub fn canonical_config_bytes(&self, function: &Function) -> Vec<u8> {
-        // serde_json's map keeps keys sorted, so equal configurations serialise identically.
-        self.canonical_config(function).to_string().into_bytes()
+        let mut out = String::new();
+        write_sorted(&self.canonical_config(function), &mut out);
+        out.into_bytes()
     }
 
     /// The lowercase hex SHA-256 of [`Manifest::canonical_config_bytes`].
@@ -78,5 +79,60 @@ impl Manifest {
             .unwrap_or(path)
             .to_string_lossy()
             .replace('\\', "/")
+    }
+}
+
+/// Writes `value` as JSON with object keys sorted (by their UTF-8 bytes) at every level and no
+/// whitespace. Sorting here, not trusting the map type, keeps the bytes (and so signatures)
+/// the same whichever way `serde_json` is built: with `preserve_order` (which another crate in
+/// the build may turn on) its maps keep insertion order.
+fn write_sorted(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                write_sorted(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sorted_at_every_level_whatever_the_insertion_order() {
+        let mut inner = serde_json::Map::new();
+        inner.insert("zeta".into(), json!(1));
+        inner.insert("alpha".into(), json!([{"b": true, "a": null}]));
+        let mut outer = serde_json::Map::new();
+        outer.insert("y".into(), Value::Object(inner));
+        outer.insert("x".into(), json!("q\"uote"));
+        let mut out = String::new();
+        write_sorted(&Value::Object(outer), &mut out);
+        assert_eq!(
+            out,
+            r#"{"x":"q\"uote","y":{"alpha":[{"a":null,"b":true}],"zeta":1}}"#
+        );
     }
 }

@@ -19,7 +19,9 @@ pub struct Problem {
     pub code: Cow<'static, str>,
     pub title: &'static str,
     pub detail: String,
-    pub extra: serde_json::Map<String, Value>,
+    /// Extension members, in insertion order (a list rather than a map keeps `Problem` small
+    /// whichever map type `serde_json` is built with).
+    pub extra: Vec<(String, Value)>,
     pub retry_after_secs: Option<u32>,
     /// Whether the refusal is already in the audit stream (so the adapter must not record it
     /// twice).
@@ -38,7 +40,7 @@ impl Problem {
             code: code.into(),
             title,
             detail,
-            extra: serde_json::Map::new(),
+            extra: Vec::new(),
             retry_after_secs: None,
             recorded: false,
         }
@@ -52,7 +54,8 @@ impl Problem {
 
     /// Adds a member to the problem object (RFC 9457 extension members).
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_string(), value.into());
+        self.extra.retain(|(k, _)| k != key);
+        self.extra.push((key.to_string(), value.into()));
         self
     }
 
@@ -70,7 +73,7 @@ impl Problem {
             "detail": self.detail,
         });
         if let Value::Object(map) = &mut body {
-            map.extend(self.extra.clone());
+            map.extend(self.extra.iter().cloned());
         }
         body
     }
