@@ -1,0 +1,112 @@
+//! The operator's guardrails: organisation-wide `forbid` policies in `.cedar` files. They win
+//! over any grant (in Cedar a matching `forbid` always beats a `permit`). A guardrail file may
+//! not `permit`: permissions come only from signed manifests.
+
+use crate::PolicyError;
+use cedar_policy::{Effect, Policy, PolicyId, PolicySet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Loaded guardrail policies, each with its id and the file it came from.
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    pub(crate) policies: Vec<(Policy, PathBuf)>,
+}
+
+impl Guardrails {
+    /// No guardrails.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Loads every `.cedar` file named in `paths` (a directory contributes its `.cedar` files,
+    /// recursively, in name order). A policy's id is its `@id("...")` annotation, else
+    /// `guardrail/<file name>/<index>`.
+    pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyError> {
+        let mut files = Vec::new();
+        for path in paths {
+            let found = cedar_files(path)?;
+            if found.is_empty() {
+                return Err(PolicyError::Empty(path.clone()));
+            }
+            files.extend(found);
+        }
+        let mut policies = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|source| PolicyError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let set = PolicySet::from_str(&text).map_err(|e| PolicyError::Invalid {
+                path: file.clone(),
+                reason: format!("{e:?}")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            })?;
+            if set.templates().next().is_some() {
+                return Err(PolicyError::Invalid {
+                    path: file.clone(),
+                    reason: "templates are not supported in guardrails".into(),
+                });
+            }
+            let stem = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Keep the order the file declares them in, for stable ids.
+            let mut in_file: Vec<&Policy> = set.policies().collect();
+            in_file.sort_by_key(|p| {
+                p.id()
+                    .to_string()
+                    .trim_start_matches("policy")
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
+            for (index, policy) in in_file.into_iter().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map_or_else(|| format!("guardrail/{stem}/{index}"), str::to_string);
+                if policy.effect() == Effect::Permit {
+                    return Err(PolicyError::PermitInGuardrails { path: file, id });
+                }
+                policies.push((policy.new_id(PolicyId::new(id)), file.clone()));
+            }
+        }
+        Ok(Guardrails { policies })
+    }
+
+    /// How many guardrail policies there are.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+fn cedar_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let io = |source| PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::metadata(path).map_err(io)?.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut files = Vec::new();
+    for entry in entries {
+        if entry.is_dir() {
+            files.extend(cedar_files(&entry)?);
+        } else if entry.extension().is_some_and(|ext| ext == "cedar") {
+            files.push(entry);
+        }
+    }
+    Ok(files)
+}

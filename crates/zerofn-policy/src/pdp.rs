@@ -1,0 +1,241 @@
+//! The decision point: grants and guardrails in one validated policy set, the functions as
+//! entities, and a decision per request that names the policies that made it.
+
+use crate::grants::{self, GrantPolicy};
+use crate::{AccessRequest, Capability, FunctionRef, Guardrails, PolicyError, SCHEMA};
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use zerofn_manifest::Grants;
+
+/// What the PDP decided, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The policies that decided: the permits that allowed, or the forbids that denied. Empty
+    /// for a default deny (nothing permitted it).
+    pub policies: Vec<String>,
+    /// Evaluation errors; any error denies.
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// One line for people and audit reasons.
+    pub fn explanation(&self) -> String {
+        match (
+            self.allowed,
+            self.policies.is_empty(),
+            self.errors.is_empty(),
+        ) {
+            (_, _, false) => format!(
+                "denied: a policy failed to evaluate ({})",
+                self.errors.join("; ")
+            ),
+            (true, _, _) => format!("allowed by {}", self.policies.join(", ")),
+            (false, true, _) => "denied: no grant permits it (default deny)".to_string(),
+            (false, false, _) => format!("denied by {}", self.policies.join(", ")),
+        }
+    }
+}
+
+/// The decision point for a set of functions and their grants.
+pub struct Pdp {
+    policies: PolicySet,
+    entities: Entities,
+    schema: Schema,
+    authorizer: Authorizer,
+    /// Each policy's text and, for guardrails, its file.
+    sources: BTreeMap<String, (String, Option<std::path::PathBuf>)>,
+}
+
+impl std::fmt::Debug for Pdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pdp")
+            .field("policies", &self.sources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pdp {
+    /// Compiles `functions`' grants, adds `guardrails`, and validates everything against the
+    /// schema in strict mode.
+    pub fn build<'a>(
+        guardrails: &Guardrails,
+        functions: impl IntoIterator<Item = (FunctionRef, &'a Grants)>,
+    ) -> Result<Self, PolicyError> {
+        let schema = schema()?;
+        let mut policies = PolicySet::new();
+        let mut sources = BTreeMap::new();
+        let mut entities = Vec::new();
+        let mut apps = HashSet::new();
+        for (policy, file) in &guardrails.policies {
+            sources.insert(
+                policy.id().to_string(),
+                (policy.to_string(), Some(file.clone())),
+            );
+            add(&mut policies, policy.clone())?;
+        }
+        for (function, grants) in functions {
+            let app = uid("App", &function.app)?;
+            apps.insert(function.app.clone());
+            entities.push(function_entity(&function, &app)?);
+            for secret in &grants.secrets {
+                entities.push(Entity::new_no_attrs(
+                    uid("Secret", &format!("{}/{secret}", function.app))?,
+                    HashSet::from([app.clone()]),
+                ));
+            }
+            for bucket in grants.kv.keys() {
+                entities.push(Entity::new_no_attrs(
+                    uid("Bucket", &format!("{}/{bucket}", function.app))?,
+                    HashSet::from([app.clone()]),
+                ));
+            }
+            for GrantPolicy { id, text } in grants::compile(&function, grants) {
+                let policy = Policy::parse(Some(PolicyId::new(&id)), &text)
+                    .map_err(|e| PolicyError::Schema(format!("{id}: {e}")))?;
+                add(&mut policies, policy)?;
+                sources.insert(id, (text, None));
+            }
+        }
+        for app in apps {
+            entities.push(Entity::new_no_attrs(uid("App", &app)?, HashSet::new()));
+        }
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !validation.validation_passed() {
+            let errors: Vec<String> = validation
+                .validation_errors()
+                .map(|e| format!("{}: {e}", e.policy_id()))
+                .collect();
+            return Err(PolicyError::Schema(errors.join("; ")));
+        }
+        // Buckets and secrets granted to several functions appear once.
+        let mut seen = HashSet::new();
+        entities.retain(|e| seen.insert(e.uid()));
+        let entities = Entities::from_entities(entities, Some(&schema))
+            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+        Ok(Pdp {
+            policies,
+            entities,
+            schema,
+            authorizer: Authorizer::new(),
+            sources,
+        })
+    }
+
+    /// Decides `request`. Default deny; an evaluation error denies.
+    pub fn decide(&self, request: &AccessRequest) -> Decision {
+        match self.cedar_request(request) {
+            Ok(cedar) => {
+                let response =
+                    self.authorizer
+                        .is_authorized(&cedar, &self.policies, &self.entities);
+                let errors: Vec<String> = response
+                    .diagnostics()
+                    .errors()
+                    .map(ToString::to_string)
+                    .collect();
+                let mut policies: Vec<String> = response
+                    .diagnostics()
+                    .reason()
+                    .map(ToString::to_string)
+                    .collect();
+                policies.sort();
+                Decision {
+                    allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+                    policies,
+                    errors,
+                }
+            }
+            Err(error) => Decision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: vec![error],
+            },
+        }
+    }
+
+    /// The text of policy `id` and, for a guardrail, the file it came from.
+    pub fn policy(&self, id: &str) -> Option<(&str, Option<&std::path::Path>)> {
+        self.sources
+            .get(id)
+            .map(|(text, file)| (text.as_str(), file.as_deref()))
+    }
+
+    /// Every policy id, sorted.
+    pub fn policy_ids(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    fn cedar_request(&self, request: &AccessRequest) -> Result<Request, String> {
+        let principal =
+            uid("Function", &request.principal.cedar_id()).map_err(|e| e.to_string())?;
+        let action_name = request.capability.action();
+        let action = uid("Action", action_name).map_err(|e| e.to_string())?;
+        let (kind, id) = request.capability.resource(&request.principal.app);
+        let resource = uid(kind, &id).map_err(|e| e.to_string())?;
+        let c = &request.context;
+        let mut context = serde_json::json!({
+            "invocation_id": c.invocation_id,
+            "caller_chain": c.caller_chain,
+            "depth": c.caller_chain.len(),
+            "time": c.time,
+            "risk": c.risk,
+        });
+        if let (Capability::Egress(d), serde_json::Value::Object(map)) =
+            (&request.capability, &mut context)
+        {
+            map.insert(
+                "destination".into(),
+                serde_json::json!({
+                    "scheme": d.scheme, "host": d.host, "port": d.port,
+                    "path": d.path, "method": d.method,
+                }),
+            );
+        }
+        let context = Context::from_json_value(context, Some((&self.schema, &action)))
+            .map_err(|e| e.to_string())?;
+        Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())
+    }
+}
+
+fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|e| PolicyError::Schema(e.to_string()))
+}
+
+fn add(policies: &mut PolicySet, policy: Policy) -> Result<(), PolicyError> {
+    let id = policy.id().to_string();
+    policies
+        .add(policy)
+        .map_err(|e| PolicyError::Schema(format!("{id}: {e}")))
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    let kind = EntityTypeName::from_str(kind).map_err(|e| PolicyError::Schema(e.to_string()))?;
+    Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
+}
+
+fn function_entity(function: &FunctionRef, app: &EntityUid) -> Result<Entity, PolicyError> {
+    let attrs = HashMap::from([
+        (
+            "app".to_string(),
+            RestrictedExpression::new_string(function.app.clone()),
+        ),
+        (
+            "name".to_string(),
+            RestrictedExpression::new_string(function.name.clone()),
+        ),
+    ]);
+    Entity::new(
+        uid("Function", &function.cedar_id())?,
+        attrs,
+        HashSet::from([app.clone()]),
+    )
+    .map_err(|e| PolicyError::Schema(e.to_string()))
+}

@@ -1,0 +1,99 @@
+//! What is asked of the PDP: who (a function), what (a capability on a resource), in which
+//! context (the invocation, its callers, time, risk).
+
+/// A function, by app and name. Its Cedar id is `Function::"<app>/<name>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FunctionRef {
+    pub app: String,
+    pub name: String,
+}
+
+impl FunctionRef {
+    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
+        FunctionRef {
+            app: app.into(),
+            name: name.into(),
+        }
+    }
+
+    /// `app/name`, the Cedar entity id.
+    pub fn cedar_id(&self) -> String {
+        format!("{}/{}", self.app, self.name)
+    }
+}
+
+impl std::fmt::Display for FunctionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
+/// A normalised outbound destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub method: String,
+}
+
+/// A capability use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    /// Call another function of the same app.
+    Invoke { callee: String },
+    /// Reach a destination over HTTP.
+    Egress(Destination),
+    /// Read a secret of the app.
+    SecretRead { name: String },
+    /// Read from a bucket of the app.
+    KvRead { bucket: String },
+    /// Write to a bucket of the app.
+    KvWrite { bucket: String },
+}
+
+impl Capability {
+    /// The Cedar action id.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Capability::Invoke { .. } => "invoke",
+            Capability::Egress(_) => "egress",
+            Capability::SecretRead { .. } => "secret.read",
+            Capability::KvRead { .. } => "kv.read",
+            Capability::KvWrite { .. } => "kv.write",
+        }
+    }
+
+    /// The resource's Cedar type and id, for a principal of `app`.
+    pub fn resource(&self, app: &str) -> (&'static str, String) {
+        match self {
+            Capability::Invoke { callee } => ("Function", format!("{app}/{callee}")),
+            Capability::Egress(destination) => ("Host", destination.host.clone()),
+            Capability::SecretRead { name } => ("Secret", format!("{app}/{name}")),
+            Capability::KvRead { bucket } | Capability::KvWrite { bucket } => {
+                ("Bucket", format!("{app}/{bucket}"))
+            }
+        }
+    }
+}
+
+/// The invocation a capability is used for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub invocation_id: String,
+    /// SPIFFE IDs of the callers, outermost first.
+    pub caller_chain: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub time: i64,
+    /// 0 to 100.
+    pub risk: i64,
+}
+
+/// One question for the PDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub principal: FunctionRef,
+    pub capability: Capability,
+    pub context: RequestContext,
+}
