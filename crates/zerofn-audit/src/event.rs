@@ -50,6 +50,10 @@ pub enum EventKind {
     /// A stored component failed its integrity check and was not loaded.
     #[serde(rename = "integrity.failure")]
     IntegrityFailure,
+    /// The policy decision point allowed or denied a capability use; carries the action, the
+    /// resource and the policies that decided.
+    #[serde(rename = "authz.decision")]
+    AuthzDecision,
     /// The server started serving.
     #[serde(rename = "server.start")]
     ServerStart,
@@ -75,6 +79,7 @@ impl EventKind {
             Self::RollbackRefused => "rollback.refused",
             Self::RestoreFailed => "restore.failed",
             Self::IntegrityFailure => "integrity.failure",
+            Self::AuthzDecision => "authz.decision",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",
         }

@@ -35,6 +35,8 @@ pub struct DeployableFunction {
     pub methods: Vec<HttpMethod>,
     /// Its limits, with the policy's defaults filled in.
     pub limits: ResolvedLimits,
+    /// What it may use, for the policy decision point.
+    pub grants: crate::Grants,
 }
 
 impl Manifest {
@@ -63,6 +65,7 @@ impl Manifest {
                     route: function.route.clone(),
                     methods: function.methods.clone(),
                     limits,
+                    grants: function.grants.clone(),
                 }),
                 Err(exceeded) => {
                     for e in exceeded {

@@ -4,10 +4,11 @@
 use crate::FunctionRef;
 use zerofn_manifest::{Grants, KvAccess};
 
-/// One generated policy: its id and its text.
+/// One generated policy: its id, the action it permits and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantPolicy {
     pub id: String,
+    pub action: String,
     pub text: String,
 }
 
@@ -23,6 +24,7 @@ pub fn compile(function: &FunctionRef, grants: &Grants) -> Vec<GrantPolicy> {
             .map(|c| format!("\nwhen {{ {c} }}"))
             .unwrap_or_default();
         policies.push(GrantPolicy {
+            action: action.to_string(),
             text: format!(
                 "@id({})\npermit(principal == {principal}, action == Action::{}, {resource}){condition};",
                 literal(&id),

@@ -4,9 +4,9 @@
 use crate::grants::{self, GrantPolicy};
 use crate::{AccessRequest, Capability, FunctionRef, Guardrails, PolicyError, SCHEMA};
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
-    Validator,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -43,10 +43,20 @@ impl Decision {
 }
 
 /// The decision point for a set of functions and their grants.
+///
+/// Cedar evaluates every policy of the set it is given, so one set for the whole platform
+/// would cost a decision time proportional to all grants of all apps. Each (function, action)
+/// gets its own slice instead: the function's grants for that action plus the guardrails whose
+/// action scope includes it. That is exactly the set of policies that can apply (every grant
+/// is `principal ==` one function and `action ==` one action), so the decision is the same as
+/// over the whole set, and the whole set is what is validated.
 pub struct Pdp {
-    policies: PolicySet,
+    /// Per action: the guardrails that apply to it (the slice of a principal with no grants).
+    guardrails_only: HashMap<&'static str, PolicySet>,
+    /// Per (function's Cedar id, action): its grants for the action plus those guardrails.
+    slices: HashMap<(String, &'static str), PolicySet>,
+    empty: PolicySet,
     entities: Entities,
-    schema: Schema,
     authorizer: Authorizer,
     /// Each policy's text and, for guardrails, its file.
     sources: BTreeMap<String, (String, Option<std::path::PathBuf>)>,
@@ -72,14 +82,25 @@ impl Pdp {
         let mut sources = BTreeMap::new();
         let mut entities = Vec::new();
         let mut apps = HashSet::new();
+        let mut guardrails_only: HashMap<&'static str, PolicySet> =
+            ACTIONS.iter().map(|a| (*a, PolicySet::new())).collect();
         for (policy, file) in &guardrails.policies {
             sources.insert(
                 policy.id().to_string(),
                 (policy.to_string(), Some(file.clone())),
             );
             add(&mut policies, policy.clone())?;
+            for action in ACTIONS {
+                if applies_to(policy, action)
+                    && let Some(set) = guardrails_only.get_mut(action)
+                {
+                    add(set, policy.clone())?;
+                }
+            }
         }
+        let mut slices = HashMap::new();
         for (function, grants) in functions {
+            let mut function_slices: HashMap<&'static str, PolicySet> = guardrails_only.clone();
             let app = uid("App", &function.app)?;
             apps.insert(function.app.clone());
             entities.push(function_entity(&function, &app)?);
@@ -95,11 +116,27 @@ impl Pdp {
                     HashSet::from([app.clone()]),
                 ));
             }
-            for GrantPolicy { id, text } in grants::compile(&function, grants) {
+            for GrantPolicy {
+                id,
+                action: grant_action,
+                text,
+            } in grants::compile(&function, grants)
+            {
                 let policy = Policy::parse(Some(PolicyId::new(&id)), &text)
                     .map_err(|e| PolicyError::Schema(format!("{id}: {e}")))?;
+                let action = ACTIONS
+                    .iter()
+                    .find(|a| **a == grant_action)
+                    .copied()
+                    .ok_or_else(|| PolicyError::Schema(format!("{id}: unknown action")))?;
+                if let Some(set) = function_slices.get_mut(action) {
+                    add(set, policy.clone())?;
+                }
                 add(&mut policies, policy)?;
                 sources.insert(id, (text, None));
+            }
+            for (action, set) in function_slices {
+                slices.insert((function.cedar_id(), action), set);
             }
         }
         for app in apps {
@@ -119,9 +156,10 @@ impl Pdp {
         let entities = Entities::from_entities(entities, Some(&schema))
             .map_err(|e| PolicyError::Schema(e.to_string()))?;
         Ok(Pdp {
-            policies,
+            guardrails_only,
+            slices,
+            empty: PolicySet::new(),
             entities,
-            schema,
             authorizer: Authorizer::new(),
             sources,
         })
@@ -133,7 +171,7 @@ impl Pdp {
             Ok(cedar) => {
                 let response =
                     self.authorizer
-                        .is_authorized(&cedar, &self.policies, &self.entities);
+                        .is_authorized(&cedar, self.slice(request), &self.entities);
                 let errors: Vec<String> = response
                     .diagnostics()
                     .errors()
@@ -171,6 +209,44 @@ impl Pdp {
         self.sources.keys().map(String::as_str)
     }
 
+    /// For the decision benchmark's baseline: Cedar alone deciding `request` `n` times with
+    /// the request built once; returns (p50, p99, max).
+    #[doc(hidden)]
+    pub fn bare_cedar_baseline(
+        &self,
+        request: &AccessRequest,
+        n: usize,
+    ) -> (
+        std::time::Duration,
+        std::time::Duration,
+        std::time::Duration,
+    ) {
+        let Ok(cedar) = self.cedar_request(request) else {
+            return Default::default();
+        };
+        let mut samples: Vec<std::time::Duration> = (0..n.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let response =
+                    self.authorizer
+                        .is_authorized(&cedar, self.slice(request), &self.entities);
+                std::hint::black_box(response);
+                start.elapsed()
+            })
+            .collect();
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+        (at(0.5), at(0.99), samples[samples.len() - 1])
+    }
+
+    fn slice(&self, request: &AccessRequest) -> &PolicySet {
+        let action = request.capability.action();
+        self.slices
+            .get(&(request.principal.cedar_id(), action))
+            .or_else(|| self.guardrails_only.get(action))
+            .unwrap_or(&self.empty)
+    }
+
     fn cedar_request(&self, request: &AccessRequest) -> Result<Request, String> {
         let principal =
             uid("Function", &request.principal.cedar_id()).map_err(|e| e.to_string())?;
@@ -179,27 +255,69 @@ impl Pdp {
         let (kind, id) = request.capability.resource(&request.principal.app);
         let resource = uid(kind, &id).map_err(|e| e.to_string())?;
         let c = &request.context;
-        let mut context = serde_json::json!({
-            "invocation_id": c.invocation_id,
-            "caller_chain": c.caller_chain,
-            "depth": c.caller_chain.len(),
-            "time": c.time,
-            "risk": c.risk,
-        });
-        if let (Capability::Egress(d), serde_json::Value::Object(map)) =
-            (&request.capability, &mut context)
-        {
-            map.insert(
-                "destination".into(),
-                serde_json::json!({
-                    "scheme": d.scheme, "host": d.host, "port": d.port,
-                    "path": d.path, "method": d.method,
-                }),
-            );
-        }
-        let context = Context::from_json_value(context, Some((&self.schema, &action)))
+        let mut pairs = vec![
+            (
+                "invocation_id".to_string(),
+                RestrictedExpression::new_string(c.invocation_id.clone()),
+            ),
+            (
+                "caller_chain".to_string(),
+                RestrictedExpression::new_set(
+                    c.caller_chain
+                        .iter()
+                        .map(|id| RestrictedExpression::new_string(id.clone())),
+                ),
+            ),
+            (
+                "depth".to_string(),
+                RestrictedExpression::new_long(c.caller_chain.len() as i64),
+            ),
+            ("time".to_string(), RestrictedExpression::new_long(c.time)),
+            ("risk".to_string(), RestrictedExpression::new_long(c.risk)),
+        ];
+        if let Capability::Egress(d) = &request.capability {
+            let destination = RestrictedExpression::new_record([
+                (
+                    "scheme".to_string(),
+                    RestrictedExpression::new_string(d.scheme.clone()),
+                ),
+                (
+                    "host".to_string(),
+                    RestrictedExpression::new_string(d.host.clone()),
+                ),
+                (
+                    "port".to_string(),
+                    RestrictedExpression::new_long(i64::from(d.port)),
+                ),
+                (
+                    "path".to_string(),
+                    RestrictedExpression::new_string(d.path.clone()),
+                ),
+                (
+                    "method".to_string(),
+                    RestrictedExpression::new_string(d.method.clone()),
+                ),
+            ])
             .map_err(|e| e.to_string())?;
+            pairs.push(("destination".to_string(), destination));
+        }
+        // Built by this function to the schema's shape (tests decide every action against the
+        // validated policies), so it is not re-validated on the hot path.
+        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())
+    }
+}
+
+/// Every action of the schema.
+const ACTIONS: [&str; 5] = ["invoke", "egress", "secret.read", "kv.read", "kv.write"];
+
+/// Whether `policy`'s action scope includes `action`.
+fn applies_to(policy: &Policy, action: &str) -> bool {
+    let named = |uid: &EntityUid| uid.id().unescaped() == action;
+    match policy.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(uid) => named(&uid),
+        ActionConstraint::In(uids) => uids.iter().any(named),
     }
 }
 

@@ -78,6 +78,7 @@ async fn run() {
                 limits,
                 output_budget: budget.clone(),
                 lease: Some(Box::new(lease)),
+                outbound: None,
             };
             let request = hyper::Request::get("http://localhost/hello")
                 .body(Empty::<Bytes>::new())

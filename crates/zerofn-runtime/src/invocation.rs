@@ -35,6 +35,8 @@ pub struct Invocation {
     /// Held until the sandbox is gone, then dropped: the platform's concurrency permits live
     /// here so that "in flight" means "a sandbox exists", not "a response is pending".
     pub lease: Option<Box<dyn Send>>,
+    /// Takes the sandbox's outbound requests it can answer; the rest are refused.
+    pub outbound: Option<Arc<dyn crate::Outbound>>,
 }
 
 impl std::fmt::Debug for Invocation {
@@ -95,6 +97,7 @@ impl Runtime {
                 limits.memory_bytes,
                 stdout.clone(),
                 stderr.clone(),
+                invocation.outbound,
             ),
         );
         store.limiter(|sandbox| &mut sandbox.limiter);

@@ -20,6 +20,7 @@ mod error;
 mod guest_output;
 mod invocation;
 mod limits;
+mod outbound;
 mod sandbox;
 
 pub use compile_cache::{CompileCache, load_or_create_key};
@@ -29,6 +30,7 @@ pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use limits::InvocationLimits;
+pub use outbound::{Outbound, OutboundBody, OutboundFuture, Routed};
 
 /// The error type of request and response body streams.
 pub use wasmtime_wasi_http::Error as BodyError;

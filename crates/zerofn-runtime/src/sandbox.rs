@@ -1,8 +1,10 @@
 //! The state of one sandbox (the `T` of its `Store`): a WASI context that grants nothing, the
-//! HTTP context, the memory limiter, and the hooks that refuse outbound requests.
+//! HTTP context, the memory limiter, and the hook that passes outbound requests to the
+//! platform's [`Outbound`] and refuses what it does not take.
 
 use crate::guest_output::CapturedOutput;
 use crate::limits::MemoryLimiter;
+use crate::outbound::Outbound;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -23,7 +25,7 @@ pub(crate) struct Sandbox {
     http: WasiHttpCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
-    outbound: DenyOutboundHttp,
+    outbound: OutboundHook,
 }
 
 impl Sandbox {
@@ -33,6 +35,7 @@ impl Sandbox {
         memory_bytes: u64,
         stdout: CapturedOutput,
         stderr: CapturedOutput,
+        outbound: Option<std::sync::Arc<dyn Outbound>>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         // No environment, arguments or preopened directories: the builder's defaults, relied
@@ -48,7 +51,11 @@ impl Sandbox {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
-            outbound: DenyOutboundHttp { identity, audit },
+            outbound: OutboundHook {
+                identity,
+                audit,
+                outbound,
+            },
         }
     }
 }
@@ -72,11 +79,12 @@ impl WasiHttpView for Sandbox {
     }
 }
 
-/// Refuses every outbound request before a connection exists, and records the refusal. The
-/// egress guard will replace this with an allow-list check.
-struct DenyOutboundHttp {
+/// Offers every outbound request to the platform's [`Outbound`]; refuses what it does not take
+/// before a connection exists, and records the refusal.
+struct OutboundHook {
     identity: Arc<SandboxIdentity>,
     audit: AuditLog,
+    outbound: Option<Arc<dyn Outbound>>,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -84,13 +92,28 @@ type SendResult = wasmtime_wasi_http::Result<(
     Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
 )>;
 
-impl WasiHttpHooks for DenyOutboundHttp {
+impl WasiHttpHooks for OutboundHook {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let request = match &self.outbound {
+            Some(outbound) => match outbound.route(request) {
+                crate::Routed::Answered(answer) => {
+                    return Box::new(async move {
+                        let response = answer.await?;
+                        // Nothing to drive after the response: the platform's future did it.
+                        let done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                            Box::new(async { Ok(()) });
+                        Ok((response, done))
+                    });
+                }
+                crate::Routed::Declined(request) => *request,
+            },
+            None => request,
+        };
         let identity = self.identity.clone();
         let audit = self.audit.clone();
         let destination = destination(request.uri());

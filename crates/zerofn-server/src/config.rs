@@ -22,6 +22,16 @@ struct ConfigFile {
     advisories: Option<AdvisoriesSection>,
     #[serde(default)]
     admission: AdmissionSection,
+    #[serde(default)]
+    policy: PolicySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySection {
+    /// Cedar guardrail files or directories, relative to the config file.
+    #[serde(default)]
+    guardrails: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +59,8 @@ struct ServerSection {
     shutdown_grace_ms: Option<u64>,
     /// The trust policy file, relative to the config file.
     trust_policy: Option<PathBuf>,
+    /// The SPIFFE trust domain of function identities.
+    trust_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +129,20 @@ impl ServerConfig {
             .iter()
             .map(|p| path.parent().unwrap_or(Path::new(".")).join(p))
             .collect();
+        config.guardrails = file
+            .policy
+            .guardrails
+            .iter()
+            .map(|p| path.parent().unwrap_or(Path::new(".")).join(p))
+            .collect();
+        if let Some(domain) = file.server.trust_domain {
+            if !crate::calls::is_trust_domain(&domain) {
+                return Err(invalid(format!(
+                    "`server.trust_domain` `{domain}` is not a SPIFFE trust domain: use lowercase letters, digits, `.`, `-` and `_`"
+                )));
+            }
+            config.trust_domain = domain;
+        }
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }

@@ -36,6 +36,9 @@ pub enum DeployError {
         rule: &'static str,
         reason: String,
     },
+    /// The grants do not compile into valid policies alongside the guardrails.
+    #[error("the grants cannot be turned into policies: {0}")]
+    Policy(String),
     /// Rollback was asked for but the app has only ever had one version.
     #[error("app `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
@@ -63,6 +66,7 @@ impl DeployError {
             Self::RouteConflict { .. } => "route-conflict",
             Self::Admission { rule, .. } => rule,
             Self::NothingToRollBackTo(_) => "nothing-to-roll-back-to",
+            Self::Policy(_) => "policy-invalid",
             Self::Store(zerofn_store::StoreError::UnknownApp(_)) => "unknown-app",
             Self::Store(zerofn_store::StoreError::UnknownVersion { .. }) => "unknown-version",
             Self::Store(zerofn_store::StoreError::Integrity { .. }) => "integrity-failure",

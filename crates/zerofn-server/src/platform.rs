@@ -69,6 +69,16 @@ pub struct Platform {
     /// Serialises deploys and rollbacks so two cannot interleave their table swaps.
     changes: tokio::sync::Mutex<()>,
     metrics: crate::metrics::Metrics,
+    /// The operator's forbid policies, part of every PDP built.
+    guardrails: zerofn_policy::Guardrails,
+    /// The decision point for the active versions' grants; replaced with the route table.
+    pdp: RwLock<Arc<zerofn_policy::Pdp>>,
+    /// Denies everything: stands in if a PDP cannot be built (it is checked at deploy).
+    deny_all: Arc<zerofn_policy::Pdp>,
+    /// The SPIFFE trust domain of the functions' identities.
+    trust_domain: String,
+    /// This platform, for the outbound handlers of its invocations.
+    me: std::sync::Weak<Platform>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -107,16 +117,22 @@ pub struct PlatformPolicies {
     pub operator_policy: Option<zerofn_admission::OperatorPolicy>,
     /// Invocations in flight across all functions.
     pub max_concurrency: u32,
+    /// The operator's Cedar guardrails.
+    pub guardrails: zerofn_policy::Guardrails,
+    /// The SPIFFE trust domain, e.g. `zerofn.local`.
+    pub trust_domain: String,
 }
 
 impl Platform {
+    /// The platform, with no app active. Fails if the guardrails do not validate.
     pub fn new(
         runtime: Runtime,
         store: Store,
         audit: AuditLog,
         policies: PlatformPolicies,
-    ) -> Self {
-        Self {
+    ) -> Result<Arc<Self>, zerofn_policy::PolicyError> {
+        let deny_all = Arc::new(zerofn_policy::Pdp::build(&policies.guardrails, [])?);
+        Ok(Arc::new_cyclic(|me| Self {
             runtime,
             store,
             audit,
@@ -129,7 +145,52 @@ impl Platform {
             global_permits: Arc::new(Semaphore::new(policies.max_concurrency as usize)),
             changes: tokio::sync::Mutex::new(()),
             metrics: crate::metrics::Metrics::default(),
-        }
+            guardrails: policies.guardrails,
+            pdp: RwLock::new(deny_all.clone()),
+            deny_all,
+            trust_domain: policies.trust_domain,
+            me: me.clone(),
+        }))
+    }
+
+    /// The decision point in force (a snapshot).
+    pub fn pdp(&self) -> Arc<zerofn_policy::Pdp> {
+        self.pdp
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The SPIFFE ID of `function` of `app`.
+    pub fn spiffe_id(&self, app: &str, function: &str) -> String {
+        crate::calls::spiffe_id(&self.trust_domain, app, function)
+    }
+
+    /// A decision point for `routes`' grants and the guardrails.
+    fn build_pdp(
+        &self,
+        routes: &RouteTable,
+    ) -> Result<zerofn_policy::Pdp, zerofn_policy::PolicyError> {
+        zerofn_policy::Pdp::build(
+            &self.guardrails,
+            routes
+                .apps()
+                .flat_map(|app| app.functions.iter())
+                .map(|f| {
+                    (
+                        zerofn_policy::FunctionRef::new(&*f.app, &*f.name),
+                        &f.grants,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Checks that `app`'s grants compile with everything else active (before it is stored).
+    fn check_policies(&self, app: &Arc<ActiveApp>) -> Result<(), DeployError> {
+        self.build_pdp(&self.routes().with_app(app.clone()))
+            .map(|_| ())
+            .map_err(|e| DeployError::Policy(e.to_string()))
     }
 
     pub fn store(&self) -> &Store {
@@ -165,7 +226,21 @@ impl Platform {
             .routes
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *routes = Arc::new(routes.with_app(app));
+        let next = routes.with_app(app);
+        // Checked at deploy; if it still fails, deny every capability rather than keep
+        // decisions for versions no longer active.
+        let pdp = match self.build_pdp(&next) {
+            Ok(pdp) => Arc::new(pdp),
+            Err(error) => {
+                tracing::error!(%error, "policy decision point rebuilt as deny-all");
+                self.deny_all.clone()
+            }
+        };
+        *self
+            .pdp
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = pdp;
+        *routes = Arc::new(next);
         let keep: Vec<&str> = routes
             .apps()
             .flat_map(|a| a.functions.iter().map(|f| f.component.digest()))
@@ -263,6 +338,7 @@ impl Platform {
                 &admitted.deployable.functions,
             )
             .await?;
+        self.check_policies(&app)?;
         let store = self.store.clone();
         let record = tokio::task::spawn_blocking(move || store.deploy(&version, "deploy"))
             .await
@@ -340,6 +416,7 @@ impl Platform {
                 max_concurrency: limits.max_concurrency,
                 permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
                 output_budget: OutputBudget::new(&self.runtime.config().output),
+                grants: function.grants.clone(),
             }));
         }
         Ok(Arc::new(ActiveApp {
@@ -619,6 +696,23 @@ impl Platform {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<zerofn_runtime::BodyError>,
     {
+        self.invoke_in_chain(function, invocation_id, request, Arc::from([]))
+            .await
+    }
+
+    /// [`Platform::invoke`] for a function called by the functions of `chain` (SPIFFE IDs,
+    /// outermost first).
+    async fn invoke_in_chain<B>(
+        &self,
+        function: &Arc<ActiveFunction>,
+        invocation_id: String,
+        request: hyper::Request<B>,
+        chain: Arc<[String]>,
+    ) -> hyper::Response<ResponseBody>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<zerofn_runtime::BodyError>,
+    {
         let lease = match self.acquire(function) {
             Ok(lease) => lease,
             Err(problem) => return self.refuse(problem, &invocation_id, Some(function)).await,
@@ -657,6 +751,13 @@ impl Platform {
             limits: function.limits,
             output_budget: function.output_budget.clone(),
             lease: Some(Box::new(lease)),
+            outbound: Some(Arc::new(crate::calls::CallerOutbound {
+                platform: self.me.clone(),
+                caller: function.clone(),
+                invocation_id: invocation_id.as_str().into(),
+                chain,
+                calls: std::sync::atomic::AtomicU32::new(0),
+            })),
         };
         match self
             .runtime
@@ -673,6 +774,134 @@ impl Platform {
             }
             Err(failure) => failure_problem(failure.kind).into_response(&invocation_id),
         }
+    }
+
+    /// One function calling another (see [`crate::calls`]): depth and fan-out caps, the PDP's
+    /// decision on `invoke`, then the callee in its own sandbox with the caller's verified
+    /// identity. Every refusal is a problem-details response the caller's code receives.
+    pub(crate) async fn call(
+        &self,
+        call: crate::calls::Call,
+        mut request: http::Request<ResponseBody>,
+    ) -> hyper::Response<ResponseBody> {
+        let caller = &call.caller;
+        let caller_id = self.spiffe_id(&caller.app, &caller.name);
+        let refuse = |problem: Problem| self.refuse(problem, &call.caller_invocation, Some(caller));
+        if call.chain.len() + 1 >= crate::calls::MAX_CALL_DEPTH {
+            return refuse(Problem::new(
+                StatusCode::LOOP_DETECTED,
+                "call-depth-exceeded",
+                "Call chain too deep",
+                format!(
+                    "Calls may go {} functions deep; this chain already has {}.",
+                    crate::calls::MAX_CALL_DEPTH,
+                    call.chain.len() + 1
+                ),
+            ))
+            .await;
+        }
+        if call.number > crate::calls::MAX_CALLS_PER_INVOCATION {
+            return refuse(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "call-fan-out-exceeded",
+                "Too many calls",
+                format!(
+                    "One invocation may call other functions at most {} times.",
+                    crate::calls::MAX_CALLS_PER_INVOCATION
+                ),
+            ))
+            .await;
+        }
+        if call.callee_app != *caller.app {
+            return refuse(Problem::new(
+                StatusCode::FORBIDDEN,
+                "cross-app-call",
+                "Call to another app",
+                format!(
+                    "Function `{}` of app `{}` may only call functions of its own app, not `{}` of `{}`.",
+                    caller.name, caller.app, call.callee, call.callee_app
+                ),
+            ))
+            .await;
+        }
+        let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
+            principal: zerofn_policy::FunctionRef::new(&*caller.app, &*caller.name),
+            capability: zerofn_policy::Capability::Invoke {
+                callee: call.callee.clone(),
+            },
+            context: zerofn_policy::RequestContext {
+                invocation_id: call.caller_invocation.to_string(),
+                caller_chain: call.chain.to_vec(),
+                time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+                risk: 0,
+            },
+        });
+        self.audit
+            .record(
+                AuditEvent::new(
+                    EventKind::AuthzDecision,
+                    if decision.allowed {
+                        Outcome::Success
+                    } else {
+                        Outcome::Denied
+                    },
+                )
+                .reason(decision.explanation())
+                .invocation(call.caller_invocation.clone())
+                .function(caller.app.clone(), caller.name.clone())
+                .version(caller.version_id.clone())
+                .detail("action", "invoke")
+                .detail("resource", self.spiffe_id(&call.callee_app, &call.callee))
+                .detail("policies", decision.policies.clone()),
+            )
+            .await;
+        if !decision.allowed {
+            let problem = Problem::new(
+                StatusCode::FORBIDDEN,
+                "invoke-denied",
+                "Call not permitted",
+                format!(
+                    "Function `{}` may not call `{}`: {}. To allow it, add `invoke = [\"{}\"]` under `[functions.{}.grants]` and sign again.",
+                    caller.name,
+                    call.callee,
+                    decision.explanation(),
+                    call.callee,
+                    caller.name
+                ),
+            )
+            .with("policies", decision.policies.clone())
+            .already_recorded();
+            return self
+                .refuse(problem, &call.caller_invocation, Some(caller))
+                .await;
+        }
+        let callee = match self.routes().app(&call.callee_app) {
+            Some(app) if app.suspended.is_none() => app
+                .functions
+                .iter()
+                .find(|f| *f.name == *call.callee)
+                .cloned(),
+            _ => None,
+        };
+        let Some(callee) = callee else {
+            return refuse(Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-function",
+                "No such function",
+                format!(
+                    "App `{}` serves no function `{}`.",
+                    call.callee_app, call.callee
+                ),
+            ))
+            .await;
+        };
+        let mut chain = call.chain.to_vec();
+        chain.push(caller_id.clone());
+        crate::calls::set_identity_headers(request.headers_mut(), &caller_id, &chain);
+        let invocation_id = uuid::Uuid::now_v7().to_string();
+        Box::pin(self.invoke_in_chain(&callee, invocation_id, request, Arc::from(chain))).await
     }
 
     /// Takes a global and a per-function permit, or says which cap is full.

@@ -20,6 +20,8 @@ pub struct ActiveFunction {
     pub max_concurrency: u32,
     pub permits: Arc<Semaphore>,
     pub output_budget: OutputBudget,
+    /// What the function may use; compiled into the PDP's permits.
+    pub grants: zerofn_manifest::Grants,
 }
 
 impl ActiveFunction {

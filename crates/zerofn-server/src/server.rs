@@ -36,7 +36,14 @@ pub struct ServerConfig {
     pub advisories: Option<AdvisoryConfig>,
     /// The operator's admission rules: Rego files or directories of them.
     pub admission_policies: Vec<PathBuf>,
+    /// The operator's Cedar guardrails (`forbid` policies): files or directories of them.
+    pub guardrails: Vec<PathBuf>,
+    /// The SPIFFE trust domain of function identities.
+    pub trust_domain: String,
 }
+
+/// The trust domain when the config names none.
+pub const DEFAULT_TRUST_DOMAIN: &str = "zerofn.local";
 
 /// The deploy-time dependency gate's settings.
 #[derive(Debug, Clone)]
@@ -61,6 +68,8 @@ impl ServerConfig {
             trust_policy: None,
             advisories: None,
             admission_policies: Vec::new(),
+            guardrails: Vec::new(),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
         }
     }
 
@@ -130,6 +139,8 @@ pub enum ServerError {
     Trust(#[from] crate::trust::TrustError),
     #[error("cannot load the advisory database: {0}")]
     Advisories(zerofn_provenance::ProvenanceError),
+    #[error("cannot load the guardrails: {0}")]
+    Guardrails(#[from] zerofn_policy::PolicyError),
     #[error("cannot load the admission policies: {0}")]
     Policy(#[from] zerofn_admission::PolicyError),
     #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
@@ -187,6 +198,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
     let advisory_gate = config.advisory_gate()?;
     let operator_policy = config.operator_policy()?;
+    let guardrails = zerofn_policy::Guardrails::load(&config.guardrails)?;
     let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let mut runtime_config = config.runtime.clone();
@@ -199,7 +211,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         ));
     }
     let runtime = Runtime::new(runtime_config, audit.clone())?;
-    let platform = Arc::new(Platform::new(
+    let platform = Platform::new(
         runtime,
         store,
         audit.clone(),
@@ -213,8 +225,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             advisory_gate,
             operator_policy,
             max_concurrency: config.max_concurrency,
+            guardrails,
+            trust_domain: config.trust_domain.clone(),
         },
-    ));
+    )?;
 
     let http_listener =
         TcpListener::bind(config.listen)

@@ -89,6 +89,24 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 respond_json(out, &json);
             }
             "/headers" => respond_json(out, &headers(&request)),
+            "/call" => match (query_text(query, "host"), query_text(query, "path")) {
+                (Some(host), Some(path)) => respond_json(out, &call(host, path)),
+                _ => respond_text(out, 400, "expected ?host=H&path=P"),
+            },
+            "/pingpong" => match (
+                query_text(query, "me"),
+                query_text(query, "peer"),
+                query_text(query, "app"),
+            ) {
+                (Some(me), Some(peer), Some(app)) => {
+                    // Calls the peer, which calls back, and so on: only the platform's
+                    // call-depth cap ends it.
+                    let host = format!("{peer}.{app}.fn.internal");
+                    let path = format!("/pingpong?me={peer}&peer={me}&app={app}");
+                    respond_json(out, &call(&host, &path));
+                }
+                _ => respond_text(out, 400, "expected ?me=A&peer=B&app=X"),
+            },
             _ => respond_text(out, 404, "no such route"),
         }
     }
@@ -376,6 +394,61 @@ fn outbound() -> String {
     }
 }
 
+/// `/call`: a GET to `http://HOST/PATH` (another function, through the platform), forging the
+/// identity headers only the platform may set. Answers `{"status": N, "body": "..."}` or
+/// `{"error": "..."}`.
+fn call(host: &str, path: &str) -> String {
+    let forged = Fields::from_list(&[
+        (
+            "x-zerofn-caller".to_owned(),
+            b"spiffe://evil.example/app/admin/fn/root".to_vec(),
+        ),
+        ("x-zerofn-caller-chain".to_owned(), b"forged".to_vec()),
+    ]);
+    let Ok(headers) = forged else {
+        return "{\"error\":\"headers\"}".to_owned();
+    };
+    let request = OutgoingRequest::new(headers);
+    // These setters reject only malformed values; a refusal shows in the answer below.
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(host));
+    let _ = request.set_path_with_query(Some(path));
+    let mut json = String::from("{");
+    match outgoing_handler::handle(request, None) {
+        Err(code) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &format!("{code:?}"));
+        }
+        Ok(response) => {
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(response))) => {
+                    let _ = write!(json, "\"status\":{},\"body\":", response.status());
+                    let body = response
+                        .consume()
+                        .ok()
+                        .and_then(|body| {
+                            let mut bytes = Vec::new();
+                            let mut stream = body.stream().ok()?;
+                            stream.read_to_end(&mut bytes).ok()?;
+                            drop(stream);
+                            Some(bytes)
+                        })
+                        .unwrap_or_default();
+                    push_json_string(&mut json, &String::from_utf8_lossy(&body));
+                }
+                Some(Ok(Err(code))) => {
+                    json.push_str("\"error\":");
+                    push_json_string(&mut json, &format!("{code:?}"));
+                }
+                _ => json.push_str("\"error\":\"no response\""),
+            }
+        }
+    }
+    json.push('}');
+    json
+}
+
 /// `/headers`: the request headers as a JSON object; repeated headers are joined with
 /// `", "`, and values that are not UTF-8 are converted lossily.
 fn headers(request: &IncomingRequest) -> String {
@@ -417,6 +490,19 @@ fn query_number(query: &str, name: &str) -> Option<u64> {
             None
         }
     })
+}
+
+/// The value of `name` in a query string, as written (no percent-decoding).
+fn query_text<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    // `path` takes the rest of the query, so a path may carry its own query string.
+    if let Some(start) = query.find(&format!("{name}=")) {
+        let value = &query[start + name.len() + 1..];
+        if name == "path" {
+            return Some(value);
+        }
+        return Some(value.split('&').next().unwrap_or(value));
+    }
+    None
 }
 
 /// The whole request body.

@@ -1,0 +1,176 @@
+//! Function-to-function calls. A function calls another of its app with ordinary outbound HTTP
+//! to `http://<function>.<app>.fn.internal/<path>`; the platform takes the request inside the
+//! process (it never reaches a network), asks the PDP whether the caller's grants allow
+//! `invoke` on the callee, and runs the callee in its own sandbox under its own limits. The
+//! callee learns who called from headers only the platform sets (`x-zerofn-caller`,
+//! `x-zerofn-caller-chain`): every `x-zerofn-*` header the caller wrote is removed first. Call
+//! chains are capped in depth and each invocation in fan-out, so recursion cannot exhaust the
+//! platform.
+
+use crate::platform::Platform;
+use crate::routes::ActiveFunction;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use zerofn_runtime::{Outbound, Routed};
+
+/// The reserved domain of internal calls.
+pub const INTERNAL_SUFFIX: &str = ".fn.internal";
+/// How many functions deep a call chain may go (the first function is depth 1).
+pub const MAX_CALL_DEPTH: usize = 8;
+/// How many calls one invocation may make.
+pub const MAX_CALLS_PER_INVOCATION: u32 = 32;
+/// The verified SPIFFE ID of the calling function.
+pub const CALLER_HEADER: &str = "x-zerofn-caller";
+/// The SPIFFE IDs of every function in the chain, outermost first, comma-separated.
+pub const CALLER_CHAIN_HEADER: &str = "x-zerofn-caller-chain";
+/// Headers with this prefix are the platform's: a caller's copies are removed.
+pub const RESERVED_HEADER_PREFIX: &str = "x-zerofn-";
+
+/// `spiffe://<trust domain>/app/<app>/fn/<function>`.
+pub fn spiffe_id(trust_domain: &str, app: &str, function: &str) -> String {
+    format!("spiffe://{trust_domain}/app/{app}/fn/{function}")
+}
+
+/// Whether `name` is a valid SPIFFE trust domain name (lowercase letters, digits, `.`, `-`, `_`).
+pub fn is_trust_domain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// The function and app an internal host names: `inventory.shop.fn.internal` →
+/// `("inventory", "shop")`. Case-insensitive, as hosts are; anything else is not internal.
+pub fn internal_target(host: &str) -> Option<(String, String)> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let rest = host.strip_suffix(INTERNAL_SUFFIX)?;
+    let (function, app) = rest.split_once('.')?;
+    (zerofn_manifest::is_dns_label(function) && zerofn_manifest::is_dns_label(app))
+        .then(|| (function.to_string(), app.to_string()))
+}
+
+/// One invocation's outbound side: takes its internal calls, leaves everything else to be
+/// refused (egress arrives with the runtime guards).
+pub(crate) struct CallerOutbound {
+    pub(crate) platform: Weak<Platform>,
+    pub(crate) caller: Arc<ActiveFunction>,
+    pub(crate) invocation_id: Arc<str>,
+    /// SPIFFE IDs of the functions that called this invocation, outermost first.
+    pub(crate) chain: Arc<[String]>,
+    pub(crate) calls: AtomicU32,
+}
+
+/// What the platform needs to decide and run one call.
+pub(crate) struct Call {
+    pub(crate) caller: Arc<ActiveFunction>,
+    pub(crate) caller_invocation: Arc<str>,
+    pub(crate) chain: Arc<[String]>,
+    pub(crate) callee_app: String,
+    pub(crate) callee: String,
+    /// 1 for the invocation's first call.
+    pub(crate) number: u32,
+}
+
+impl Outbound for CallerOutbound {
+    fn route(&self, request: http::Request<zerofn_runtime::OutboundBody>) -> Routed {
+        let Some((callee, callee_app)) = request.uri().host().and_then(internal_target) else {
+            return Routed::Declined(Box::new(request));
+        };
+        let Some(platform) = self.platform.upgrade() else {
+            return Routed::Declined(Box::new(request));
+        };
+        let call = Call {
+            caller: self.caller.clone(),
+            caller_invocation: self.invocation_id.clone(),
+            chain: self.chain.clone(),
+            callee_app,
+            callee,
+            number: self.calls.fetch_add(1, Ordering::Relaxed).saturating_add(1),
+        };
+        Routed::Answered(Box::pin(
+            async move { Ok(platform.call(call, request).await) },
+        ))
+    }
+}
+
+/// Removes every platform-reserved header the caller wrote, then sets the caller's identity.
+pub(crate) fn set_identity_headers(headers: &mut http::HeaderMap, caller: &str, chain: &[String]) {
+    let reserved: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(RESERVED_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in reserved {
+        headers.remove(&name);
+    }
+    if let Ok(value) = http::HeaderValue::from_str(caller) {
+        headers.insert(CALLER_HEADER, value);
+    }
+    if let Ok(value) = http::HeaderValue::from_str(&chain.join(", ")) {
+        headers.insert(CALLER_CHAIN_HEADER, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_hosts_name_a_function_and_an_app() {
+        assert_eq!(
+            internal_target("inventory.shop.fn.internal"),
+            Some(("inventory".into(), "shop".into()))
+        );
+        assert_eq!(
+            internal_target("Inventory.Shop.FN.internal."),
+            Some(("inventory".into(), "shop".into()))
+        );
+        for host in [
+            "shop.fn.internal",
+            "a.b.c.fn.internal",
+            "inventory.shop.fn.internal.evil.com",
+            "inventory.shop.fn.internalx",
+            "-x.shop.fn.internal",
+            "example.com",
+            "",
+        ] {
+            assert_eq!(internal_target(host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn caller_copies_of_identity_headers_are_replaced() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            CALLER_HEADER,
+            http::HeaderValue::from_static("spiffe://evil"),
+        );
+        headers.append("X-Zerofn-Caller", http::HeaderValue::from_static("again"));
+        headers.insert("x-zerofn-anything", http::HeaderValue::from_static("x"));
+        headers.insert("accept", http::HeaderValue::from_static("*/*"));
+        set_identity_headers(
+            &mut headers,
+            "spiffe://zerofn.local/app/shop/fn/checkout",
+            &["spiffe://zerofn.local/app/shop/fn/checkout".to_string()],
+        );
+        assert_eq!(
+            headers.get_all(CALLER_HEADER).iter().collect::<Vec<_>>(),
+            ["spiffe://zerofn.local/app/shop/fn/checkout"]
+        );
+        assert!(headers.get("x-zerofn-anything").is_none());
+        assert_eq!(
+            headers.get("accept").map(|v| v.as_bytes()),
+            Some(&b"*/*"[..])
+        );
+    }
+
+    #[test]
+    fn trust_domains_are_checked() {
+        assert!(is_trust_domain("zerofn.local"));
+        assert!(is_trust_domain("prod-1.example_org"));
+        assert!(!is_trust_domain("Zerofn.local"));
+        assert!(!is_trust_domain("a/b"));
+        assert!(!is_trust_domain(""));
+    }
+}
