@@ -54,6 +54,45 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// A capability as people write it: an action and its resource (a function, secret or
+    /// bucket name, or for `egress` a URL, with `method`).
+    pub fn parse(action: &str, resource: &str, method: &str) -> Result<Self, String> {
+        match action {
+            "invoke" => Ok(Capability::Invoke {
+                callee: resource.to_string(),
+            }),
+            "secret.read" => Ok(Capability::SecretRead {
+                name: resource.to_string(),
+            }),
+            "kv.read" => Ok(Capability::KvRead {
+                bucket: resource.to_string(),
+            }),
+            "kv.write" => Ok(Capability::KvWrite {
+                bucket: resource.to_string(),
+            }),
+            "egress" => {
+                let url = url::Url::parse(resource)
+                    .map_err(|e| format!("`{resource}` is not a URL: {e}"))?;
+                let host = url
+                    .host_str()
+                    .ok_or_else(|| format!("`{resource}` has no host"))?;
+                let port = url
+                    .port_or_known_default()
+                    .ok_or_else(|| format!("`{resource}` has no port"))?;
+                Ok(Capability::Egress(Destination {
+                    scheme: url.scheme().to_string(),
+                    host: host.trim_end_matches('.').to_string(),
+                    port,
+                    path: url.path().to_string(),
+                    method: method.to_ascii_uppercase(),
+                }))
+            }
+            other => Err(format!(
+                "unknown action `{other}`: use invoke, egress, secret.read, kv.read or kv.write"
+            )),
+        }
+    }
+
     /// The Cedar action id.
     pub fn action(&self) -> &'static str {
         match self {

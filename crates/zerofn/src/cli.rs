@@ -168,6 +168,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// The policy decision point, offline: explain a decision, or test a file of cases.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Check each function's SBOM against an OSV advisory database.
     Deps {
         #[arg(default_value = ".")]
@@ -207,4 +210,52 @@ pub enum ReportFormat {
     Json,
     /// SARIF 2.1.0, for code-scanning dashboards.
     Sarif,
+}
+
+/// `zerofn policy ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Decide one request against an app's grants and the guardrails, and show which policies
+    /// decided it.
+    Explain {
+        /// The app directory (holding zerofn.toml).
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// The function using the capability.
+        #[arg(long)]
+        function: String,
+        /// `invoke`, `egress`, `secret.read`, `kv.read` or `kv.write`.
+        #[arg(long)]
+        action: String,
+        /// A function, secret or bucket name; for `egress`, a URL.
+        #[arg(long)]
+        resource: String,
+        /// For `egress`: the HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The risk score in the request's context (0 to 100).
+        #[arg(long, default_value_t = 0)]
+        risk: i64,
+        #[command(flatten)]
+        policies: PolicySources,
+    },
+    /// Run a TOML file of request/expected-decision cases (for policy authors' CI); exits 1
+    /// when any case fails.
+    Test {
+        /// The cases file.
+        cases: PathBuf,
+        #[command(flatten)]
+        policies: PolicySources,
+    },
+}
+
+/// Where guardrails come from.
+#[derive(Debug, clap::Args)]
+pub struct PolicySources {
+    /// Platform config file whose `[policy] guardrails` to use.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A `.cedar` guardrail file or directory, in addition to the config's; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub guardrails: Vec<PathBuf>,
 }

@@ -585,3 +585,140 @@ deny contains if {",
         "{refused:?}"
     );
 }
+
+const GRANTING: &str = r#"[app]
+name = "shop"
+version = "0.1.0"
+
+[functions.checkout]
+component = "hello.wasm"
+trigger = { http = { route = "/checkout" } }
+auth = { public = true }
+grants = { invoke = ["inventory"], egress = ["https://api.example.com/v1"] }
+
+[functions.inventory]
+component = "hello.wasm"
+trigger = { http = { route = "/inventory" } }
+auth = { public = true }
+"#;
+
+#[test]
+fn policy_explain_names_the_deciding_policies_and_policy_test_gates_ci() {
+    let root = tempfile::tempdir().unwrap();
+    let app = app_dir(root.path(), "shop", GRANTING, false);
+    let guardrails = root.path().join("guardrails");
+    std::fs::create_dir_all(&guardrails).unwrap();
+    std::fs::write(
+        guardrails.join("org.cedar"),
+        "@id(\"no-deletes\")\nforbid(principal, action == Action::\"egress\", resource)\nwhen { context.destination.method == \"DELETE\" };\n",
+    )
+    .unwrap();
+    let explain = |action: &str, resource: &str, method: &str| {
+        let out = zerofn(
+            root.path(),
+            &[
+                "--json",
+                "policy",
+                "explain",
+                app.to_str().unwrap(),
+                "--function",
+                "checkout",
+                "--action",
+                action,
+                "--resource",
+                resource,
+                "--method",
+                method,
+                "--guardrails",
+                guardrails.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let invoke = explain("invoke", "inventory", "GET");
+    assert_eq!(invoke["allowed"], true);
+    assert_eq!(
+        invoke["policies"][0]["id"],
+        "grant/shop/checkout/invoke/inventory"
+    );
+    assert!(
+        invoke["policies"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("permit")
+    );
+
+    let delete = explain("egress", "https://api.example.com/v1/orders/7", "DELETE");
+    assert_eq!(delete["allowed"], false);
+    assert_eq!(delete["policies"][0]["id"], "no-deletes");
+    assert!(
+        delete["policies"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("org.cedar")
+    );
+    let other = explain("egress", "https://evil.example.com/", "GET");
+    assert_eq!(other["allowed"], false);
+    assert!(
+        other["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("default deny")
+    );
+
+    let cases = root.path().join("cases.toml");
+    let write_cases = |extra: &str| {
+        std::fs::write(
+            &cases,
+            format!(
+                r#"app = "shop"
+
+[[case]]
+name = "checkout reads stock"
+function = "checkout"
+action = "invoke"
+resource = "inventory"
+expect = "allow"
+policies = ["grant/shop/checkout/invoke/inventory"]
+
+[[case]]
+name = "no deletes, whatever the grant"
+function = "checkout"
+action = "egress"
+resource = "https://api.example.com/v1/orders/7"
+method = "DELETE"
+expect = "deny"
+{extra}"#
+            ),
+        )
+        .unwrap();
+    };
+    let run = || {
+        zerofn(
+            root.path(),
+            &[
+                "policy",
+                "test",
+                cases.to_str().unwrap(),
+                "--guardrails",
+                guardrails.to_str().unwrap(),
+            ],
+        )
+    };
+    write_cases("");
+    let passing = run();
+    assert!(passing.status.success(), "{passing:?}");
+    assert!(String::from_utf8_lossy(&passing.stdout).contains("2 passed, 0 failed"));
+
+    write_cases(
+        "\n[[case]]\nname = \"inventory calls checkout\"\nfunction = \"inventory\"\naction = \"invoke\"\nresource = \"checkout\"\nexpect = \"allow\"\n",
+    );
+    let failing = run();
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert!(
+        stdout.contains("FAIL inventory calls checkout: expected allow, got denied"),
+        "{stdout}"
+    );
+}

@@ -3,6 +3,7 @@
 mod build;
 mod control;
 mod init;
+mod policy;
 mod serve;
 mod signing;
 
@@ -73,6 +74,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             policy,
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
+        Command::Policy(command) => policy::run(command, data_dir()?, json),
         Command::Deps {
             app_dir,
             db,

@@ -1,0 +1,226 @@
+//! `zerofn policy explain` and `zerofn policy test`: the PDP, offline, over an app's grants and
+//! the operator's guardrails, exactly as the server builds it.
+
+use crate::cli::{PolicyCommand, PolicySources};
+use crate::exit::{Code, Failure};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use zerofn_policy::{AccessRequest, Capability, FunctionRef, Guardrails, Pdp, RequestContext};
+
+pub fn run(command: PolicyCommand, data_dir: PathBuf, json: bool) -> Result<(), Failure> {
+    match command {
+        PolicyCommand::Explain {
+            app_dir,
+            function,
+            action,
+            resource,
+            method,
+            risk,
+            policies,
+        } => {
+            let (pdp, app) = decision_point(&app_dir, &policies, data_dir)?;
+            let capability = Capability::parse(&action, &resource, &method)
+                .map_err(|e| Failure::new(Code::Refused, e))?;
+            let decision = pdp.decide(&request(&app, &function, capability, risk));
+            let sources: Vec<serde_json::Value> = decision
+                .policies
+                .iter()
+                .filter_map(|id| {
+                    pdp.policy(id).map(|(text, file)| {
+                        serde_json::json!({"id": id, "file": file.map(|f| f.display().to_string()), "text": text})
+                    })
+                })
+                .collect();
+            let value = serde_json::json!({
+                "allowed": decision.allowed,
+                "explanation": decision.explanation(),
+                "policies": sources,
+                "errors": decision.errors,
+            });
+            crate::output::print(json, &value, || {
+                let mut text = format!(
+                    "{}: {} {action} {resource}\n{}",
+                    if decision.allowed { "ALLOW" } else { "DENY" },
+                    function,
+                    decision.explanation()
+                );
+                for source in &sources {
+                    let file = source["file"]
+                        .as_str()
+                        .map(|f| format!(" ({f})"))
+                        .unwrap_or_default();
+                    text.push_str(&format!(
+                        "\n\n{}{file}:\n{}",
+                        source["id"].as_str().unwrap_or_default(),
+                        source["text"].as_str().unwrap_or_default()
+                    ));
+                }
+                text
+            });
+            Ok(())
+        }
+        PolicyCommand::Test { cases, policies } => test(&cases, &policies, data_dir, json),
+    }
+}
+
+/// A cases file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cases {
+    /// The app directory whose grants are tested, relative to the cases file.
+    app: PathBuf,
+    #[serde(rename = "case", default)]
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    function: String,
+    action: String,
+    resource: String,
+    #[serde(default = "get")]
+    method: String,
+    #[serde(default)]
+    risk: i64,
+    /// `allow` or `deny`.
+    expect: String,
+    /// When given, the policies that must decide it (ids, any order).
+    policies: Option<Vec<String>>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn test(
+    path: &Path,
+    sources: &PolicySources,
+    data_dir: PathBuf,
+    json: bool,
+) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            Code::Failure,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let cases: Cases = toml::from_str(&text).map_err(|e| {
+        Failure::new(
+            Code::Refused,
+            format!("{} is not a cases file: {e}", path.display()),
+        )
+    })?;
+    let app_dir = path.parent().unwrap_or(Path::new(".")).join(&cases.app);
+    let (pdp, app) = decision_point(&app_dir, sources, data_dir)?;
+    let mut results = Vec::new();
+    for case in &cases.cases {
+        let outcome = match (
+            Capability::parse(&case.action, &case.resource, &case.method),
+            case.expect.as_str(),
+        ) {
+            (Err(e), _) => Err(e),
+            (_, expect) if expect != "allow" && expect != "deny" => {
+                Err(format!("`expect` is `{expect}`: use allow or deny"))
+            }
+            (Ok(capability), expect) => {
+                let decision = pdp.decide(&request(&app, &case.function, capability, case.risk));
+                let mut problems = Vec::new();
+                if decision.allowed != (expect == "allow") {
+                    problems.push(format!("expected {expect}, got {}", decision.explanation()));
+                }
+                if let Some(expected) = &case.policies {
+                    let mut expected = expected.clone();
+                    expected.sort();
+                    if expected != decision.policies {
+                        problems.push(format!(
+                            "expected policies {expected:?}, got {:?}",
+                            decision.policies
+                        ));
+                    }
+                }
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
+                }
+            }
+        };
+        results.push((case.name.clone(), outcome));
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let value = serde_json::json!({
+        "passed": results.len() - failed,
+        "failed": failed,
+        "cases": results.iter().map(|(name, r)| serde_json::json!({
+            "name": name, "passed": r.is_ok(), "reason": r.as_ref().err(),
+        })).collect::<Vec<_>>(),
+    });
+    crate::output::print(json, &value, || {
+        let mut text: Vec<String> = results
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(()) => format!("PASS {name}"),
+                Err(reason) => format!("FAIL {name}: {reason}"),
+            })
+            .collect();
+        text.push(format!(
+            "{} passed, {failed} failed",
+            results.len() - failed
+        ));
+        text.join("\n")
+    });
+    if failed > 0 {
+        return Err(
+            Failure::new(Code::Failure, format!("{failed} policy case(s) failed"))
+                .with_json(serde_json::Value::Null),
+        );
+    }
+    Ok(())
+}
+
+fn request(app: &str, function: &str, capability: Capability, risk: i64) -> AccessRequest {
+    AccessRequest {
+        principal: FunctionRef::new(app, function),
+        capability,
+        context: RequestContext {
+            invocation_id: "policy-cli".into(),
+            caller_chain: Vec::new(),
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            risk,
+        },
+    }
+}
+
+/// The PDP for the app in `app_dir` and the guardrails, and the app's name.
+fn decision_point(
+    app_dir: &Path,
+    sources: &PolicySources,
+    data_dir: PathBuf,
+) -> Result<(Pdp, String), Failure> {
+    let manifest = zerofn_manifest::load(&app_dir.join(zerofn_manifest::MANIFEST_FILE))?;
+    let mut paths = match &sources.config {
+        Some(config) => {
+            zerofn_server::ServerConfig::from_file(config, data_dir)
+                .map_err(|e| Failure::new(Code::Refused, e.to_string()))?
+                .guardrails
+        }
+        None => Vec::new(),
+    };
+    paths.extend(sources.guardrails.iter().cloned());
+    let guardrails =
+        Guardrails::load(&paths).map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+    let app = manifest.app_name().to_string();
+    let pdp = Pdp::build(
+        &guardrails,
+        manifest
+            .functions()
+            .map(|f| (FunctionRef::new(&app, &f.name), &f.grants))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+    Ok((pdp, app))
+}
