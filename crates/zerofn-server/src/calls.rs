@@ -26,19 +26,7 @@ pub const CALLER_CHAIN_HEADER: &str = "x-zerofn-caller-chain";
 /// Headers with this prefix are the platform's: a caller's copies are removed.
 pub const RESERVED_HEADER_PREFIX: &str = "x-zerofn-";
 
-/// `spiffe://<trust domain>/app/<app>/fn/<function>`.
-pub fn spiffe_id(trust_domain: &str, app: &str, function: &str) -> String {
-    format!("spiffe://{trust_domain}/app/{app}/fn/{function}")
-}
-
-/// Whether `name` is a valid SPIFFE trust domain name (lowercase letters, digits, `.`, `-`, `_`).
-pub fn is_trust_domain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+pub use zerofn_identity::{is_trust_domain, spiffe_id};
 
 /// The function and app an internal host names: `inventory.shop.fn.internal` →
 /// `("inventory", "shop")`. Case-insensitive, as hosts are; anything else is not internal.
@@ -59,6 +47,8 @@ pub(crate) struct CallerOutbound {
     /// SPIFFE IDs of the functions that called this invocation, outermost first.
     pub(crate) chain: Arc<[String]>,
     pub(crate) calls: AtomicU32,
+    /// The invocation's JWT-SVID, held here (never by the guest) and presented on its behalf.
+    pub(crate) token: Arc<str>,
 }
 
 /// What the platform needs to decide and run one call.
@@ -66,6 +56,7 @@ pub(crate) struct Call {
     pub(crate) caller: Arc<ActiveFunction>,
     pub(crate) caller_invocation: Arc<str>,
     pub(crate) chain: Arc<[String]>,
+    pub(crate) token: Arc<str>,
     pub(crate) callee_app: String,
     pub(crate) callee: String,
     /// 1 for the invocation's first call.
@@ -84,6 +75,7 @@ impl Outbound for CallerOutbound {
             caller: self.caller.clone(),
             caller_invocation: self.invocation_id.clone(),
             chain: self.chain.clone(),
+            token: self.token.clone(),
             callee_app,
             callee,
             number: self.calls.fetch_add(1, Ordering::Relaxed).saturating_add(1),
@@ -163,14 +155,5 @@ mod tests {
             headers.get("accept").map(|v| v.as_bytes()),
             Some(&b"*/*"[..])
         );
-    }
-
-    #[test]
-    fn trust_domains_are_checked() {
-        assert!(is_trust_domain("zerofn.local"));
-        assert!(is_trust_domain("prod-1.example_org"));
-        assert!(!is_trust_domain("Zerofn.local"));
-        assert!(!is_trust_domain("a/b"));
-        assert!(!is_trust_domain(""));
     }
 }

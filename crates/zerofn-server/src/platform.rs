@@ -79,6 +79,8 @@ pub struct Platform {
     trust_domain: String,
     /// This platform, for the outbound handlers of its invocations.
     me: std::sync::Weak<Platform>,
+    /// Mints and verifies the per-invocation JWT-SVIDs.
+    issuer: zerofn_identity::Issuer,
 }
 
 impl std::fmt::Debug for Platform {
@@ -130,8 +132,10 @@ impl Platform {
         store: Store,
         audit: AuditLog,
         policies: PlatformPolicies,
-    ) -> Result<Arc<Self>, zerofn_policy::PolicyError> {
+    ) -> Result<Arc<Self>, crate::ServerError> {
         let deny_all = Arc::new(zerofn_policy::Pdp::build(&policies.guardrails, [])?);
+        let issuer = zerofn_identity::Issuer::new()
+            .map_err(|e| crate::ServerError::Identity(e.to_string()))?;
         Ok(Arc::new_cyclic(|me| Self {
             runtime,
             store,
@@ -150,7 +154,18 @@ impl Platform {
             deny_all,
             trust_domain: policies.trust_domain,
             me: me.clone(),
+            issuer,
         }))
+    }
+
+    /// The issuer of the per-invocation JWT-SVIDs (its JWKS is on the control plane).
+    pub fn issuer(&self) -> &zerofn_identity::Issuer {
+        &self.issuer
+    }
+
+    /// The audience of the tokens the platform mints for its own use.
+    pub fn token_audience(&self) -> String {
+        format!("spiffe://{}/platform", self.trust_domain)
     }
 
     /// The decision point in force (a snapshot).
@@ -743,6 +758,18 @@ impl Platform {
             .with("limit", function.limits.max_request_body_bytes);
             return self.refuse(problem, &invocation_id, Some(function)).await;
         }
+        let (token, token_lease) = match self.mint_token(function, &invocation_id, &chain) {
+            Ok(minted) => minted,
+            Err(error) => {
+                let problem = Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "identity-unavailable",
+                    "Identity unavailable",
+                    format!("No token could be minted for the invocation: {error}."),
+                );
+                return self.refuse(problem, &invocation_id, Some(function)).await;
+            }
+        };
         let invocation = Invocation {
             invocation_id: invocation_id.as_str().into(),
             app: function.app.clone(),
@@ -750,13 +777,15 @@ impl Platform {
             version_id: function.version_id.clone(),
             limits: function.limits,
             output_budget: function.output_budget.clone(),
-            lease: Some(Box::new(lease)),
+            // The token is revoked when the lease goes, that is when the sandbox is gone.
+            lease: Some(Box::new((lease, token_lease))),
             outbound: Some(Arc::new(crate::calls::CallerOutbound {
                 platform: self.me.clone(),
                 caller: function.clone(),
                 invocation_id: invocation_id.as_str().into(),
                 chain,
                 calls: std::sync::atomic::AtomicU32::new(0),
+                token: token.into(),
             })),
         };
         match self
@@ -776,6 +805,29 @@ impl Platform {
         }
     }
 
+    /// The invocation's JWT-SVID: its function's SPIFFE ID, for the platform, until its
+    /// deadline, with its grants as scopes and its callers as chain.
+    fn mint_token(
+        &self,
+        function: &ActiveFunction,
+        invocation_id: &str,
+        chain: &[String],
+    ) -> Result<(String, zerofn_identity::TokenLease), zerofn_identity::TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let deadline = now + function.limits.timeout;
+        self.issuer.mint(&zerofn_identity::SvidClaims {
+            sub: self.spiffe_id(&function.app, &function.name),
+            aud: vec![self.token_audience()],
+            exp: deadline.as_secs() + u64::from(deadline.subsec_nanos() > 0),
+            iat: now.as_secs(),
+            jti: invocation_id.to_string(),
+            scopes: scopes(&function.grants),
+            chain: chain.to_vec(),
+        })
+    }
+
     /// One function calling another (see [`crate::calls`]): depth and fan-out caps, the PDP's
     /// decision on `invoke`, then the callee in its own sandbox with the caller's verified
     /// identity. Every refusal is a problem-details response the caller's code receives.
@@ -785,8 +837,25 @@ impl Platform {
         mut request: http::Request<ResponseBody>,
     ) -> hyper::Response<ResponseBody> {
         let caller = &call.caller;
-        let caller_id = self.spiffe_id(&caller.app, &caller.name);
         let refuse = |problem: Problem| self.refuse(problem, &call.caller_invocation, Some(caller));
+        // The caller's identity and chain come from its verified, live token.
+        let claims = match self.issuer.verify(
+            &call.token,
+            &self.token_audience(),
+            &self.spiffe_id(&caller.app, &caller.name),
+        ) {
+            Ok(claims) => claims,
+            Err(error) => {
+                return refuse(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "caller-token-invalid",
+                    "Caller identity not verified",
+                    format!("The calling invocation's token was refused: {error}."),
+                ))
+                .await;
+            }
+        };
+        let caller_id = claims.sub;
         if call.chain.len() + 1 >= crate::calls::MAX_CALL_DEPTH {
             return refuse(Problem::new(
                 StatusCode::LOOP_DETECTED,
@@ -897,7 +966,7 @@ impl Platform {
             ))
             .await;
         };
-        let mut chain = call.chain.to_vec();
+        let mut chain = claims.chain;
         chain.push(caller_id.clone());
         crate::calls::set_identity_headers(request.headers_mut(), &caller_id, &chain);
         let invocation_id = uuid::Uuid::now_v7().to_string();
@@ -1054,4 +1123,35 @@ fn report(
         warnings_text: zerofn_admission::render_findings(warnings),
         signers: BTreeMap::new(),
     }
+}
+
+/// A function's grants as token scopes: `invoke:inventory`, `egress:https://api.example.com`,
+/// `secret.read:stripe_key`, `kv.read:carts`, `kv.write:carts`.
+fn scopes(grants: &zerofn_manifest::Grants) -> Vec<String> {
+    let mut scopes: Vec<String> = grants
+        .invoke
+        .iter()
+        .map(|f| format!("invoke:{f}"))
+        .chain(
+            grants
+                .egress
+                .iter()
+                .map(|e| format!("egress:{}", e.as_written)),
+        )
+        .chain(grants.secrets.iter().map(|s| format!("secret.read:{s}")))
+        .collect();
+    for (bucket, access) in &grants.kv {
+        let (read, write) = match access {
+            zerofn_manifest::KvAccess::Read => (true, false),
+            zerofn_manifest::KvAccess::Write => (false, true),
+            zerofn_manifest::KvAccess::ReadWrite => (true, true),
+        };
+        if read {
+            scopes.push(format!("kv.read:{bucket}"));
+        }
+        if write {
+            scopes.push(format!("kv.write:{bucket}"));
+        }
+    }
+    scopes
 }

@@ -139,6 +139,8 @@ pub enum ServerError {
     Trust(#[from] crate::trust::TrustError),
     #[error("cannot load the advisory database: {0}")]
     Advisories(zerofn_provenance::ProvenanceError),
+    #[error("cannot create the token signing key: {0}")]
+    Identity(String),
     #[error("cannot load the guardrails: {0}")]
     Guardrails(#[from] zerofn_policy::PolicyError),
     #[error("cannot load the admission policies: {0}")]
@@ -257,7 +259,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             stopped.clone(),
             config.shutdown_grace,
         )),
-        tokio::spawn(control::serve(control_listener, platform.clone(), stopped)),
+        tokio::spawn(control::serve(
+            control_listener,
+            platform.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(rotate_token_keys(
+            platform.clone(),
+            config.limits.ceilings.timeout_ms,
+            stopped,
+        )),
     ];
     audit
         .record(
@@ -364,4 +375,29 @@ fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ServerErr
             .map_err(|e| error(e.to_string()))?;
     }
     Ok(listener)
+}
+
+/// How often the token signing key is replaced.
+pub const TOKEN_KEY_ROTATION: Duration = Duration::from_secs(3600);
+
+/// Replaces the token signing key every [`TOKEN_KEY_ROTATION`]; the previous key keeps
+/// verifying for as long as a token it signed can live (the timeout ceiling) plus a margin.
+async fn rotate_token_keys(
+    platform: Arc<Platform>,
+    timeout_ceiling_ms: u64,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let overlap = Duration::from_millis(timeout_ceiling_ms) + Duration::from_secs(60);
+    let mut ticks = tokio::time::interval(TOKEN_KEY_ROTATION);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if let Err(error) = platform.issuer().rotate(overlap) {
+                    tracing::error!(%error, "token signing key not rotated");
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
 }

@@ -32,6 +32,12 @@ component = "hostile.wasm"
 trigger = { http = { route = "/echo" } }
 auth = { public = true }
 
+[functions.sleeper]
+component = "hostile.wasm"
+trigger = { http = { route = "/sleep", methods = ["GET"] } }
+auth = { public = true }
+limits = { timeout_ms = 5000 }
+
 [functions.ping]
 component = "hostile.wasm"
 trigger = { http = { route = "/pingpong", methods = ["GET"] } }
@@ -46,7 +52,7 @@ grants = { invoke = ["ping"] }
 "#;
 
 async fn deployed(server: &TestServer) {
-    let components: Vec<(&str, &str)> = ["front", "back", "other", "ping", "pong"]
+    let components: Vec<(&str, &str)> = ["front", "back", "other", "sleeper", "ping", "pong"]
         .into_iter()
         .map(|f| (f, HOSTILE))
         .collect();
@@ -207,4 +213,57 @@ async fn other_outbound_requests_stay_refused() {
     );
     let denied = server.events("egress.denied").await;
     assert_eq!(denied.len(), 1);
+}
+
+#[tokio::test]
+async fn an_invocation_token_lives_exactly_as_long_as_its_invocation() {
+    let server = TestServer::start().await;
+    deployed(&server).await;
+    let issuer = server.server().platform().issuer().clone();
+    assert_eq!(issuer.live(), 0);
+    let addr = server.addr;
+    let sleeping = tokio::spawn(async move {
+        common::request(addr, "GET", "/sleep?ms=800", &[], bytes::Bytes::new()).await
+    });
+    let mut seen_live = false;
+    for _ in 0..100 {
+        if issuer.live() == 1 {
+            seen_live = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen_live, "the running invocation holds a live token");
+    assert_eq!(sleeping.await.unwrap().status, 200);
+    // Revoked when the sandbox went: a copy could not be replayed now.
+    for _ in 0..100 {
+        if issuer.live() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(issuer.live(), 0);
+
+    // A call chain: both tokens end with their invocations.
+    let (status, _) = call(&server, "back.chain.fn.internal", "/headers").await;
+    assert_eq!(status, 200);
+    for _ in 0..100 {
+        if issuer.live() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(issuer.live(), 0);
+}
+
+#[tokio::test]
+async fn the_token_verification_keys_are_published_as_a_jwks() {
+    let server = TestServer::start().await;
+    let client = zerofn_server::control::ControlClient::new(server.server().control_socket());
+    let jwks: serde_json::Value = client.get("/v1/jwks").await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kty"], "EC");
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert_eq!(keys[0]["use"], "jwt-svid");
 }

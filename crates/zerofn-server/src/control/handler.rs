@@ -63,6 +63,7 @@ pub(crate) async fn handle(
             )),
         },
         (Method::GET, ["v1", "metrics"]) => Ok(metrics(platform)),
+        (Method::GET, ["v1", "jwks"]) => json(&platform.issuer().jwks()),
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
         _ => Err(Problem::new(
