@@ -54,6 +54,12 @@ pub enum EventKind {
     /// resource and the policies that decided.
     #[serde(rename = "authz.decision")]
     AuthzDecision,
+    /// A caller from outside was authenticated, or refused, before any sandbox existed.
+    #[serde(rename = "authn.decision")]
+    AuthnDecision,
+    /// An operator created or revoked a credential (an API key); never carries the secret.
+    #[serde(rename = "credential.change")]
+    CredentialChange,
     /// The server started serving.
     #[serde(rename = "server.start")]
     ServerStart,
@@ -80,6 +86,8 @@ impl EventKind {
             Self::RestoreFailed => "restore.failed",
             Self::IntegrityFailure => "integrity.failure",
             Self::AuthzDecision => "authz.decision",
+            Self::AuthnDecision => "authn.decision",
+            Self::CredentialChange => "credential.change",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",
         }

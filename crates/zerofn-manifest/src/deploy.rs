@@ -37,6 +37,8 @@ pub struct DeployableFunction {
     pub limits: ResolvedLimits,
     /// What it may use, for the policy decision point.
     pub grants: crate::Grants,
+    /// Who may call it (always set: a function without `auth` is not deployable).
+    pub auth: Option<Auth>,
 }
 
 impl Manifest {
@@ -66,6 +68,7 @@ impl Manifest {
                     methods: function.methods.clone(),
                     limits,
                     grants: function.grants.clone(),
+                    auth: function.auth.clone(),
                 }),
                 Err(exceeded) => {
                     for e in exceeded {
@@ -150,7 +153,7 @@ impl Manifest {
             );
         }
         if let (Some(auth), Some(span)) = (&function.auth, &function.spans.auth)
-            && *auth != Auth::Public
+            && !matches!(auth, Auth::Public | Auth::ApiKey(_))
         {
             findings.push(
                 Diagnostic::error(

@@ -86,8 +86,8 @@ impl Outbound for CallerOutbound {
     }
 }
 
-/// Removes every platform-reserved header the caller wrote, then sets the caller's identity.
-pub(crate) fn set_identity_headers(headers: &mut http::HeaderMap, caller: &str, chain: &[String]) {
+/// Removes every header with the platform's reserved prefix.
+pub(crate) fn remove_reserved_headers(headers: &mut http::HeaderMap) {
     let reserved: Vec<http::HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(RESERVED_HEADER_PREFIX))
@@ -96,6 +96,11 @@ pub(crate) fn set_identity_headers(headers: &mut http::HeaderMap, caller: &str, 
     for name in reserved {
         headers.remove(&name);
     }
+}
+
+/// Removes every platform-reserved header the caller wrote, then sets the caller's identity.
+pub(crate) fn set_identity_headers(headers: &mut http::HeaderMap, caller: &str, chain: &[String]) {
+    remove_reserved_headers(headers);
     if let Ok(value) = http::HeaderValue::from_str(caller) {
         headers.insert(CALLER_HEADER, value);
     }

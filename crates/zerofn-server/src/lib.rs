@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod authn;
 pub mod calls;
 mod config;
 pub mod control;

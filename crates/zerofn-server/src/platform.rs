@@ -432,6 +432,7 @@ impl Platform {
                 permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
                 output_budget: OutputBudget::new(&self.runtime.config().output),
                 grants: function.grants.clone(),
+                auth: function.auth.clone(),
             }));
         }
         Ok(Arc::new(ActiveApp {
@@ -699,8 +700,10 @@ impl Platform {
         failures
     }
 
-    /// Runs `request` through `function` under its concurrency caps and limits. Every refusal
-    /// and failure becomes a problem-details response; none reveals guest internals.
+    /// Runs `request`, from outside the platform, through `function` under its concurrency
+    /// caps and limits. Every refusal and failure becomes a problem-details response; none
+    /// reveals guest internals. The caller must have been through [`Platform::authenticate`]
+    /// (the trigger) or be the operator (the control plane).
     pub async fn invoke<B>(
         &self,
         function: &Arc<ActiveFunction>,
@@ -803,6 +806,133 @@ impl Platform {
             }
             Err(failure) => failure_problem(failure.kind).into_response(&invocation_id),
         }
+    }
+
+    /// Authenticates a request from outside for `function` (before any sandbox exists): first
+    /// removes every header the platform reserves (`x-zerofn-*`: only the platform says who
+    /// called), then checks the credential, removes it from the request and sets what it
+    /// proved. Returns the refusal to send otherwise. Every decision is an `authn.decision`
+    /// event; no secret is ever recorded.
+    pub async fn authenticate<B>(
+        &self,
+        function: &ActiveFunction,
+        invocation_id: &str,
+        request: &mut hyper::Request<B>,
+    ) -> Result<(), Problem> {
+        crate::calls::remove_reserved_headers(request.headers_mut());
+        let (method, result) = match &function.auth {
+            Some(zerofn_manifest::Auth::Public) => return Ok(()),
+            Some(zerofn_manifest::Auth::ApiKey(api_key)) => {
+                let header = api_key.header.as_str();
+                let presented = request.headers().get(header).map(|v| v.as_bytes().to_vec());
+                let now_ms = now_ms();
+                let store = self.store.clone();
+                let result = crate::authn::check_api_key(
+                    presented.as_deref(),
+                    header,
+                    &function.app,
+                    &function.name,
+                    now_ms,
+                    |id| store.api_key(id).ok().flatten(),
+                );
+                request.headers_mut().remove(header);
+                if let Ok(id) = &result
+                    && let Ok(value) = http::HeaderValue::from_str(id)
+                {
+                    request
+                        .headers_mut()
+                        .insert(crate::authn::API_KEY_ID_HEADER, value);
+                }
+                ("api-key", result)
+            }
+            // Not deployable (admission refuses them); refuse rather than serve.
+            _ => (
+                "unsupported",
+                Err(crate::authn::KeyRefusal {
+                    rule: "auth-not-supported",
+                    status: StatusCode::FORBIDDEN,
+                    detail: "This function's authentication method is not supported.".into(),
+                    key_id: None,
+                }),
+            ),
+        };
+        let (outcome, reason, key_id) = match &result {
+            Ok(id) => (Outcome::Success, "authenticated", Some(id.clone())),
+            Err(refusal) => (Outcome::Denied, refusal.rule, refusal.key_id.clone()),
+        };
+        self.audit
+            .record(
+                AuditEvent::new(EventKind::AuthnDecision, outcome)
+                    .reason(reason)
+                    .invocation(invocation_id)
+                    .function(function.app.clone(), function.name.clone())
+                    .version(function.version_id.clone())
+                    .detail("method", method)
+                    .detail("key_id", key_id),
+            )
+            .await;
+        result.map(|_| ()).map_err(|refusal| {
+            let mut problem = Problem::new(
+                refusal.status,
+                refusal.rule,
+                "Not authenticated",
+                refusal.detail,
+            )
+            .already_recorded();
+            if refusal.status == StatusCode::UNAUTHORIZED {
+                problem = problem.with("www_authenticate", "ApiKey");
+            }
+            problem
+        })
+    }
+
+    /// Creates an API key for `functions` of `app` (`["*"]`: all) and records the change.
+    /// Returns the key, which is shown once and never stored.
+    pub async fn create_api_key(
+        &self,
+        app: &str,
+        functions: Vec<String>,
+        name: &str,
+        expires_ms: Option<i64>,
+    ) -> Result<(zerofn_store::ApiKeyRecord, String), DeployError> {
+        let created = crate::authn::create_api_key(app, functions, name, now_ms(), expires_ms)
+            .map_err(DeployError::Internal)?;
+        self.store.create_api_key(&created.record)?;
+        self.audit
+            .record(
+                AuditEvent::new(EventKind::CredentialChange, Outcome::Success)
+                    .reason("api-key-created")
+                    .app(app)
+                    .detail("key_id", created.record.id.clone())
+                    .detail("functions", created.record.functions.clone())
+                    .detail("expires_ms", expires_ms),
+            )
+            .await;
+        Ok((created.record, created.key))
+    }
+
+    /// Revokes API key `id`; the next request with it is refused.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<bool, DeployError> {
+        let revoked = self.store.revoke_api_key(id, now_ms())?;
+        self.audit
+            .record(
+                AuditEvent::new(
+                    EventKind::CredentialChange,
+                    if revoked {
+                        Outcome::Success
+                    } else {
+                        Outcome::Denied
+                    },
+                )
+                .reason(if revoked {
+                    "api-key-revoked"
+                } else {
+                    "api-key-unknown"
+                })
+                .detail("key_id", id.to_string()),
+            )
+            .await;
+        Ok(revoked)
     }
 
     /// The invocation's JWT-SVID: its function's SPIFFE ID, for the platform, until its
@@ -1154,4 +1284,10 @@ fn scopes(grants: &zerofn_manifest::Grants) -> Vec<String> {
         }
     }
     scopes
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -69,7 +69,20 @@ async fn handle(
 ) -> hyper::Response<ResponseBody> {
     let invocation_id = uuid::Uuid::now_v7().to_string();
     match platform.route(request.uri().path(), request.method().as_str()) {
-        Ok(function) => platform.invoke(&function, invocation_id, request).await,
+        Ok(function) => {
+            let mut request = request;
+            match platform
+                .authenticate(&function, &invocation_id, &mut request)
+                .await
+            {
+                Ok(()) => platform.invoke(&function, invocation_id, request).await,
+                Err(problem) => {
+                    platform
+                        .refuse(problem, &invocation_id, Some(&function))
+                        .await
+                }
+            }
+        }
         Err((problem, function)) => {
             platform
                 .refuse(problem, &invocation_id, function.as_deref())

@@ -267,3 +267,34 @@ async fn the_token_verification_keys_are_published_as_a_jwks() {
     assert_eq!(keys[0]["alg"], "ES256");
     assert_eq!(keys[0]["use"], "jwt-svid");
 }
+
+#[tokio::test]
+async fn an_outside_caller_cannot_pose_as_a_function() {
+    let server = TestServer::start().await;
+    deployed(&server).await;
+    let reply = common::request(
+        server.addr,
+        "GET",
+        "/headers",
+        &[
+            (
+                "x-zerofn-caller",
+                "spiffe://zerofn.local/app/chain/fn/front",
+            ),
+            (
+                "x-zerofn-caller-chain",
+                "spiffe://zerofn.local/app/chain/fn/front",
+            ),
+            ("x-zerofn-anything", "x"),
+        ],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let headers = reply.json();
+    let names: Vec<&String> = headers.as_object().unwrap().keys().collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("x-zerofn-")),
+        "reserved headers reached the function: {names:?}"
+    );
+}

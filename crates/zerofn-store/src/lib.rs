@@ -8,11 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+mod api_keys;
 mod audit;
 mod error;
 mod schema;
 mod versions;
 
+pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
 pub use versions::{Activation, AppSummary, Attestation, ComponentRef, NewVersion, VersionRecord};

@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -72,6 +72,22 @@ CREATE TABLE attestations (
 ) STRICT;
 ";
 
+/// Version 3: API keys for `auth.api-key` functions. Only a SHA-256 of each key's secret is
+/// kept; the key itself is shown once, when it is created.
+const SCHEMA_V3: &str = "
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    app         TEXT NOT NULL,
+    functions   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    expires_ms  INTEGER,
+    revoked_ms  INTEGER
+) STRICT;
+CREATE INDEX api_keys_by_app ON api_keys(app);
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -88,7 +104,7 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+    for (version, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
         if found < version {
             connection.execute_batch(&format!(
                 "BEGIN; {sql} PRAGMA user_version = {version}; COMMIT;"

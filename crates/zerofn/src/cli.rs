@@ -168,6 +168,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// API keys for functions with `auth.api-key`: create (shown once), list, revoke.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
     /// The policy decision point, offline: explain a decision, or test a file of cases.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -258,4 +261,26 @@ pub struct PolicySources {
     /// A `.cedar` guardrail file or directory, in addition to the config's; repeatable.
     #[arg(long, value_name = "PATH")]
     pub guardrails: Vec<PathBuf>,
+}
+
+/// `zerofn api-key ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and only its hash is kept.
+    Create {
+        app: String,
+        /// A function the key may call; repeatable [default: every function of the app].
+        #[arg(long = "function", value_name = "NAME")]
+        functions: Vec<String>,
+        /// A label for people (who holds it, what for).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// How long it is valid, e.g. `30d`, `12h` [default: until revoked].
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<humantime::Duration>,
+    },
+    /// List an app's keys (ids, scope, expiry, revocation; never secrets).
+    List { app: String },
+    /// Revoke a key: the next request with it is refused.
+    Revoke { id: String },
 }

@@ -57,3 +57,28 @@ pub struct AppListing {
     pub serving: bool,
     pub functions: Vec<FunctionSummary>,
 }
+
+/// `POST /v1/api-keys`: a key for functions of an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateApiKeyRequest {
+    pub app: String,
+    /// Function names, or `["*"]` for every function of the app.
+    pub functions: Vec<String>,
+    #[serde(default)]
+    pub name: String,
+    /// Seconds until it expires; never when absent.
+    pub expires_in_secs: Option<u64>,
+}
+
+/// The answer to `POST /v1/api-keys`: the key, shown this once, and its record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedApiKey {
+    pub key: String,
+    pub record: zerofn_store::ApiKeyRecord,
+}
+
+/// `GET /v1/api-keys?app=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyQuery {
+    pub app: String,
+}

@@ -64,6 +64,29 @@ pub(crate) async fn handle(
         },
         (Method::GET, ["v1", "metrics"]) => Ok(metrics(platform)),
         (Method::GET, ["v1", "jwks"]) => json(&platform.issuer().jwks()),
+        (Method::POST, ["v1", "api-keys"]) => create_api_key(platform, &body).await,
+        (Method::GET, ["v1", "api-keys"]) => parse_query::<super::api::ApiKeyQuery>(&query)
+            .and_then(|query| {
+                platform
+                    .store()
+                    .api_keys(&query.app)
+                    .map_err(|e| Problem::from(crate::DeployError::from(e)))
+            })
+            .and_then(|keys| json(&keys)),
+        (Method::POST, ["v1", "api-keys", id, "revoke"]) => {
+            match platform.revoke_api_key(id).await {
+                Ok(true) => json(&serde_json::json!({"revoked": id})),
+                Ok(false) => Err(Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown-api-key",
+                    "Unknown API key",
+                    format!(
+                        "There is no unrevoked API key `{id}` (see `zerofn api-key list APP`)."
+                    ),
+                )),
+                Err(e) => Err(Problem::from(e)),
+            }
+        }
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
         _ => Err(Problem::new(
@@ -160,6 +183,34 @@ async fn deploy(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
     json(&report)
 }
 
+async fn create_api_key(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
+    let request: super::api::CreateApiKeyRequest = parse_body(body)?;
+    if !zerofn_manifest::is_dns_label(&request.app) {
+        return Err(bad_request(format!("`{}` is not an app name", request.app)));
+    }
+    if request.functions.is_empty()
+        || request
+            .functions
+            .iter()
+            .any(|f| f != "*" && !zerofn_manifest::is_dns_label(f))
+    {
+        return Err(bad_request(
+            "`functions` must name functions of the app, or be [\"*\"] for all".into(),
+        ));
+    }
+    let expires_ms = request.expires_in_secs.map(|secs| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+            .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
+    });
+    let (record, key) = platform
+        .create_api_key(&request.app, request.functions, &request.name, expires_ms)
+        .await
+        .map_err(Problem::from)?;
+    json(&super::api::CreatedApiKey { key, record })
+}
+
 async fn rollback(platform: &Platform, app: &str, body: &[u8]) -> Result<Response, Problem> {
     let request: RollbackRequest = if body.is_empty() {
         RollbackRequest::default()
@@ -221,9 +272,11 @@ async fn invoke(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
     {
         builder = builder.header(http::header::HOST, "localhost");
     }
-    let guest_request = builder
+    let mut guest_request = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| bad_request(format!("invalid request: {e}")))?;
+    // The operator is trusted to call any function, but not to speak for the platform.
+    crate::calls::remove_reserved_headers(guest_request.headers_mut());
     let invocation_id = uuid::Uuid::now_v7().to_string();
     let response = platform
         .invoke(&function, invocation_id.clone(), guest_request)

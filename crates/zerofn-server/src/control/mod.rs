@@ -7,7 +7,10 @@ mod api;
 mod client;
 mod handler;
 
-pub use api::{AppListing, DeployRequest, InvokeRequest, InvokeResponse, RollbackRequest};
+pub use api::{
+    ApiKeyQuery, AppListing, CreateApiKeyRequest, CreatedApiKey, DeployRequest, InvokeRequest,
+    InvokeResponse, RollbackRequest,
+};
 pub use client::{ControlClient, ControlError};
 
 use crate::platform::Platform;

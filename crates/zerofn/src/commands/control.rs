@@ -83,6 +83,85 @@ pub async fn apps(data_dir: &Path, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `zerofn api-key create|list|revoke`.
+pub async fn api_key(
+    command: crate::cli::ApiKeyCommand,
+    data_dir: &Path,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::cli::ApiKeyCommand;
+    use zerofn_server::control::{CreateApiKeyRequest, CreatedApiKey};
+    let client = client(data_dir);
+    match command {
+        ApiKeyCommand::Create {
+            app,
+            functions,
+            name,
+            expires_in,
+        } => {
+            let functions = if functions.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                functions
+            };
+            let created: CreatedApiKey = client
+                .post(
+                    "/v1/api-keys",
+                    &CreateApiKeyRequest {
+                        app,
+                        functions,
+                        name,
+                        expires_in_secs: expires_in.map(|d| d.as_secs()),
+                    },
+                )
+                .await?;
+            let value = serde_json::to_value(&created).unwrap_or_default();
+            crate::output::print(json, &value, || {
+                format!(
+                    "{}\n(key {} for {} of {}; shown once: store it now)",
+                    created.key,
+                    created.record.id,
+                    created.record.functions.join(", "),
+                    created.record.app
+                )
+            });
+        }
+        ApiKeyCommand::List { app } => {
+            let keys: Vec<zerofn_store::ApiKeyRecord> =
+                client.get(&format!("/v1/api-keys?app={app}")).await?;
+            let value = serde_json::to_value(&keys).unwrap_or_default();
+            crate::output::print(json, &value, || {
+                if keys.is_empty() {
+                    return format!("no API keys for {app}");
+                }
+                keys.iter()
+                    .map(|k| {
+                        let state = match (k.revoked_ms, k.expires_ms) {
+                            (Some(_), _) => "revoked".to_string(),
+                            (None, Some(at)) => format!("expires at {at} ms"),
+                            (None, None) => "no expiry".to_string(),
+                        };
+                        format!(
+                            "{}  {:<24} {}  {state}",
+                            k.id,
+                            k.functions.join(","),
+                            k.name
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let value: serde_json::Value = client
+                .post(&format!("/v1/api-keys/{id}/revoke"), &serde_json::json!({}))
+                .await?;
+            crate::output::print(json, &value, || format!("revoked {id}"));
+        }
+    }
+    Ok(())
+}
+
 /// `zerofn metrics`: the exposition as the server writes it (already machine-readable).
 pub async fn metrics(data_dir: &Path) -> Result<(), Failure> {
     let text = client(data_dir).get_text("/v1/metrics").await?;

@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
         Command::Policy(command) => policy::run(command, data_dir()?, json),
+        Command::ApiKey(command) => control::api_key(command, &data_dir()?, json).await,
         Command::Deps {
             app_dir,
             db,
