@@ -47,11 +47,12 @@ impl Manifest {
     /// files with [`Manifest::check_components`] before sending them):
     ///
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
-    /// - `auth` other than `public = true` is refused (`unenforceable-auth`), and so is
+    /// - `auth` other than `public = true` or `api-key` is refused (`unenforceable-auth`), and so is
     ///   `input` (`unenforceable-input`): this release cannot enforce them, and serving the
     ///   route without the protection it asks for would be worse than not serving it;
-    /// - a non-empty grant is accepted with a warning (`grant-not-available`): nothing is
-    ///   provided yet, so such calls are refused at run time.
+    /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
+    ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
+    ///   time (`invoke` grants are provided: function-to-function calls);
     ///
     /// Returns every function's resolved settings and the warnings, or all errors and
     /// warnings together.
@@ -236,7 +237,6 @@ impl Manifest {
             ("egress", &function.spans.egress),
             ("secrets", &function.spans.secrets),
             ("kv", &function.spans.kv),
-            ("invoke", &function.spans.invoke),
         ];
         for (kind, span) in grants {
             if let Some(span) = span {
