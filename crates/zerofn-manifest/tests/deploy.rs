@@ -180,7 +180,6 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
             (w, "grant-not-available", 12, 10),
             (w, "grant-not-available", 13, 11),
             (w, "grant-not-available", 14, 6),
-            (w, "grant-not-available", 15, 10),
         ],
     );
 }
