@@ -5,14 +5,16 @@
 //! unknown fields or SKUs, a quantity outside 1..=100, too many lines) is a 400 that says
 //! what was wrong.
 //!
-//! Today prices come from the shared product list. Later the platform will let this
-//! function ask `inventory` for stock (an `invoke` grant) and call a payment provider (an
-//! `egress` grant); nothing here can reach either yet.
+//! Prices come from the shared product list. Stock comes from the `inventory` function,
+//! called through the platform (`http://inventory.shop.fn.internal/...`), which the manifest
+//! allows with `grants = { invoke = ["inventory"] }`: a line asking for more than is in
+//! stock is a 409. Without the grant the platform refuses the call (403), and so does this
+//! function (503): it never sells what it could not check.
 
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
-use shop_model::http::{BodyError, path_and_query, read_body, respond_error, respond_json};
+use shop_model::http::{BodyError, get, path_and_query, read_body, respond_error, respond_json};
 use wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
 
 wasip2::http::proxy::export!(Checkout);
@@ -73,6 +75,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Checkout {
             Ok(order_request) => order_request,
             Err(error) => return respond_error(out, 400, &format!("malformed order: {error}")),
         };
+        if let Err((status, message)) = check_stock(&order_request) {
+            return respond_error(out, status, &message);
+        }
         match price(&order_request) {
             Ok((items, total_cents)) => {
                 let order_id = new_order_id();
@@ -129,6 +134,40 @@ fn price(order_request: &OrderRequest) -> Result<(Vec<OrderLine>, u64), String> 
         });
     }
     Ok((lines, total_cents))
+}
+
+#[derive(Deserialize)]
+struct StockLevel {
+    in_stock: u32,
+}
+
+/// Asks `inventory` whether every line is in stock: 409 with what is missing, or 503 when
+/// stock cannot be known.
+fn check_stock(order_request: &OrderRequest) -> Result<(), (u16, String)> {
+    for line in order_request.items.iter().take(MAX_LINES) {
+        let Some(product) = shop_model::product(&line.sku) else {
+            // Unknown SKUs are refused by pricing, with their own message.
+            continue;
+        };
+        let path = format!("/inventory?sku={}", product.sku);
+        let unavailable = |why: String| (503, format!("stock unavailable: {why}"));
+        let (status, body) = get("inventory.shop.fn.internal", &path, 4096).map_err(unavailable)?;
+        if status != 200 {
+            return Err(unavailable(format!("inventory answered {status}")));
+        }
+        let level: StockLevel = serde_json::from_slice(&body)
+            .map_err(|error| unavailable(format!("unreadable answer: {error}")))?;
+        if line.qty > level.in_stock {
+            return Err((
+                409,
+                format!(
+                    "only {} of {} in stock, {} asked",
+                    level.in_stock, product.sku, line.qty
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A new, unguessable order id from the host's cryptographically secure random source.

@@ -4,8 +4,10 @@
 use std::io::{self, Read as _, Write as _};
 
 use serde::Serialize;
+use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
 };
 
 /// The request's path and query string, split at the first `?` (the query may be empty).
@@ -140,4 +142,44 @@ mod tests {
         assert_eq!(query_param("sku=%zz", "sku"), None);
         assert_eq!(query_param("sku", "sku").as_deref(), Some(""));
     }
+}
+
+/// A `GET http://{authority}{path_with_query}`: the status and up to `limit` bytes of body, or
+/// why there is none. On zerofn, `<function>.<app>.fn.internal` reaches another function of
+/// the app when the manifest grants `invoke` for it; the platform refuses everything else.
+pub fn get(authority: &str, path_with_query: &str, limit: usize) -> Result<(u16, Vec<u8>), String> {
+    let request = OutgoingRequest::new(Fields::new());
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|()| "invalid scheme".to_owned())?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| format!("invalid authority {authority:?}"))?;
+    request
+        .set_path_with_query(Some(path_with_query))
+        .map_err(|()| format!("invalid path {path_with_query:?}"))?;
+    let response = outgoing_handler::handle(request, None).map_err(|code| format!("{code:?}"))?;
+    response.subscribe().block();
+    let response = match response.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(format!("{code:?}")),
+        Some(Err(())) | None => return Err("no response".to_owned()),
+    };
+    let status = response.status();
+    let body = response
+        .consume()
+        .map_err(|()| "response body already taken".to_owned())?;
+    let mut stream = body
+        .stream()
+        .map_err(|()| "response stream already taken".to_owned())?;
+    let mut bytes = Vec::new();
+    (&mut stream)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    drop(stream);
+    if bytes.len() > limit {
+        return Err(format!("response longer than {limit} bytes"));
+    }
+    Ok((status, bytes))
 }
