@@ -64,6 +64,12 @@ pub const RULES: &[Rule] = &[
         fix: "Add `[functions.<name>.auth]` with `public = true`, or an authentication method.",
     },
     Rule {
+        id: "public-route",
+        level: Level::Warning,
+        rationale: "A route anyone may call should be a reviewed decision, never an accident.",
+        fix: "Keep `public = true` for public content; require `api-key` authentication otherwise.",
+    },
+    Rule {
         id: "wildcard-egress",
         level: Level::Error,
         rationale: "A `*.` destination reaches any host an attacker can register under the domain.",

@@ -153,6 +153,21 @@ impl Manifest {
                 )),
             );
         }
+        // Admission rule: a public route is explicit, and flagged so that reviews see it.
+        if let (Some(Auth::Public), Some(span)) = (&function.auth, &function.spans.auth) {
+            findings.push(
+                Diagnostic::warning(
+                    "public-route",
+                    &self.path,
+                    format!("function `{name}` is served to anyone (`public = true`)"),
+                )
+                .at_key(&self.source, span.clone(), "no authentication")
+                .field(format!("functions.{name}.auth"))
+                .help(
+                    "intended for public content only; require `api-key` authentication otherwise",
+                ),
+            );
+        }
         if let (Some(auth), Some(span)) = (&function.auth, &function.spans.auth)
             && !matches!(auth, Auth::Public | Auth::ApiKey(_))
         {

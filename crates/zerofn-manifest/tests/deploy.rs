@@ -180,6 +180,8 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
             (w, "grant-not-available", 12, 10),
             (w, "grant-not-available", 13, 11),
             (w, "grant-not-available", 14, 6),
+            (w, "public-route", 18, 10),
+            (w, "public-route", 25, 10),
         ],
     );
 }
@@ -226,6 +228,7 @@ fn limit_above_ceiling_is_refused_not_clamped() {
         &[
             (e, "limit-above-ceiling", 8, 25),
             (e, "limit-above-ceiling", 8, 45),
+            (Severity::Warning, "public-route", 9, 19),
         ],
     );
 }

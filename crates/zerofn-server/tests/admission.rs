@@ -98,6 +98,10 @@ async fn an_operator_rego_rule_refuses_with_its_message_at_the_field_it_names() 
         findings.iter().any(|f| f.rule == "grant-not-available"),
         "{findings:?}"
     );
+    // A public route is allowed, and flagged for review.
+    let public = findings.iter().find(|f| f.rule == "public-route").unwrap();
+    assert_eq!(public.level, zerofn_admission::Level::Warning);
+    assert_eq!(public.field.as_deref(), Some("functions.hello.auth"));
 
     let refused = server.events("deploy.refused").await;
     assert_eq!(refused.len(), 1);
