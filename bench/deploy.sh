@@ -26,10 +26,10 @@ EOF
 cat >"$work/policies/guardrails.rego" <<'EOF'
 package bench.guardrails
 
-deny contains sprintf("function %s reaches %s in clear text", [name, url]) if {
-    some name, function in input.manifest.functions
-    some url in function.grants.egress
-    startswith(url, "http://")
+deny contains sprintf("function %s reaches %s in clear text", [name, rule.as_written]) if {
+    some name, function in input.functions
+    some rule in function.grants.egress
+    rule.scheme == "http"
 }
 
 deny contains sprintf("%s depends on a yanked-looking version %s", [name, c.version]) if {

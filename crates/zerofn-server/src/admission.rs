@@ -192,6 +192,7 @@ pub fn policy_input(
             (
                 function.name.clone(),
                 serde_json::json!({
+                    "grants": normalised_grants(&function.grants),
                     "component": {"sha256": digests.get(&function.name)},
                     "signer": verified.map(|v| serde_json::json!({"key_id": v.key_id})),
                     "provenance": verified.map(|v| &v.provenance),
@@ -205,6 +206,36 @@ pub fn policy_input(
         "app": {"name": manifest.app_name(), "version": manifest.app_version()},
         "manifest": manifest.to_json(),
         "functions": functions,
+    })
+}
+
+/// A function's grants as the platform enforces them (schemes and hosts lowercased, default
+/// ports filled in), so that rules match what is enforced, not how it was spelled.
+fn normalised_grants(grants: &zerofn_manifest::Grants) -> serde_json::Value {
+    let egress: Vec<serde_json::Value> = grants
+        .egress
+        .iter()
+        .map(|rule| {
+            serde_json::json!({
+                "scheme": rule.scheme,
+                "host": rule.host,
+                "any_subdomain": rule.any_subdomain,
+                "port": rule.port.unwrap_or(if rule.scheme == "https" { 443 } else { 80 }),
+                "path_prefix": rule.path_prefix,
+                "as_written": rule.as_written,
+            })
+        })
+        .collect();
+    let kv: serde_json::Map<String, serde_json::Value> = grants
+        .kv
+        .iter()
+        .map(|(bucket, access)| (bucket.clone(), access.as_str().into()))
+        .collect();
+    serde_json::json!({
+        "egress": egress,
+        "invoke": grants.invoke,
+        "secrets": grants.secrets,
+        "kv": kv,
     })
 }
 

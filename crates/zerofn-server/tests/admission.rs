@@ -15,14 +15,15 @@ use zerofn_test_artifacts::HELLO;
 const POLICY: &str = r#"
 package zerofn.guardrails
 
-# Operators forbid clear-text egress, pointing at the offending grant.
+# Operators forbid clear-text egress, pointing at the offending grant. The rule reads the
+# normalised grants, so `HTTP://` in capitals does not slip past it.
 deny contains msg if {
-    some name, function in input.manifest.functions
-    some i, url in function.grants.egress
-    startswith(url, "http://")
+    some name, function in input.functions
+    some i, rule in function.grants.egress
+    rule.scheme == "http"
     msg := {
         "id": "egress-plain-http",
-        "msg": sprintf("function %s would send traffic in clear text to %s", [name, url]),
+        "msg": sprintf("function %s would send traffic in clear text to %s", [name, rule.as_written]),
         "field": sprintf("functions.%s.grants.egress[%d]", [name, i]),
         "help": "use an https:// destination",
     }
@@ -56,7 +57,7 @@ async fn server_with_policy() -> (TestServer, tempfile::TempDir) {
 async fn an_operator_rego_rule_refuses_with_its_message_at_the_field_it_names() {
     let (server, _policies) = server_with_policy().await;
     let manifest = format!(
-        "{HELLO_MANIFEST}\n[functions.hello.grants]\negress = [\n  \"https://api.example.com\",\n  \"http://legacy.example.com\",\n]\n"
+        "{HELLO_MANIFEST}\n[functions.hello.grants]\negress = [\n  \"https://api.example.com\",\n  \"HTTP://Legacy.Example.com\",\n]\n"
     );
     let signed = sign(&manifest, &components(), &server.key);
     let error = server
@@ -75,7 +76,7 @@ async fn an_operator_rego_rule_refuses_with_its_message_at_the_field_it_names() 
     assert!(finding.is_error());
     assert_eq!(
         finding.message,
-        "function hello would send traffic in clear text to http://legacy.example.com"
+        "function hello would send traffic in clear text to HTTP://Legacy.Example.com"
     );
     assert_eq!(finding.file, MANIFEST_PATH);
     assert_eq!(
@@ -84,13 +85,13 @@ async fn an_operator_rego_rule_refuses_with_its_message_at_the_field_it_names() 
     );
     let line = manifest
         .lines()
-        .position(|l| l.contains("http://legacy"))
+        .position(|l| l.contains("HTTP://Legacy"))
         .unwrap()
         + 1;
     assert_eq!((finding.line, finding.column), (Some(line), Some(3)));
     assert_eq!(
         finding.value.as_deref(),
-        Some("\"http://legacy.example.com\"")
+        Some("\"HTTP://Legacy.Example.com\"")
     );
     assert_eq!(finding.help.as_deref(), Some("use an https:// destination"));
     // The other findings come along: no rule hides another.
