@@ -50,6 +50,14 @@ pub fn create_api_key(
     })
 }
 
+/// The id a presented key names, if it looks like a zerofn key (`zfn_` + 16 hex digits + `_`):
+/// anything else is refused without a store lookup.
+pub fn key_id(presented: Option<&[u8]>) -> Option<String> {
+    let text = std::str::from_utf8(presented?).ok()?;
+    let (id, _secret) = text.strip_prefix(API_KEY_PREFIX)?.split_once('_')?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
 /// Why a key was refused: the rule, the status and what to say (never the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRefusal {
@@ -90,12 +98,13 @@ pub fn check_api_key(
             None,
         )
     };
-    let text = std::str::from_utf8(presented).map_err(|_| invalid())?;
-    let (id, secret) = text
-        .strip_prefix(API_KEY_PREFIX)
-        .and_then(|rest| rest.split_once('_'))
+    let id = key_id(Some(presented)).ok_or_else(invalid)?;
+    let secret = std::str::from_utf8(presented)
+        .ok()
+        .and_then(|text| text.split_once(&format!("{id}_")))
+        .map(|(_, secret)| secret)
         .ok_or_else(invalid)?;
-    let record = find(id).ok_or_else(invalid)?;
+    let record = find(&id).ok_or_else(invalid)?;
     let expected = hex::decode(&record.secret_hash).unwrap_or_default();
     let actual = Sha256::digest(secret.as_bytes());
     if !constant_time_eq(&expected, &actual) {

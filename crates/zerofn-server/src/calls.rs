@@ -49,6 +49,8 @@ pub(crate) struct CallerOutbound {
     pub(crate) calls: AtomicU32,
     /// The invocation's JWT-SVID, held here (never by the guest) and presented on its behalf.
     pub(crate) token: Arc<str>,
+    /// When the invocation must be over; its callees get no more.
+    pub(crate) deadline: std::time::Instant,
 }
 
 /// What the platform needs to decide and run one call.
@@ -57,6 +59,7 @@ pub(crate) struct Call {
     pub(crate) caller_invocation: Arc<str>,
     pub(crate) chain: Arc<[String]>,
     pub(crate) token: Arc<str>,
+    pub(crate) deadline: std::time::Instant,
     pub(crate) callee_app: String,
     pub(crate) callee: String,
     /// 1 for the invocation's first call.
@@ -76,6 +79,7 @@ impl Outbound for CallerOutbound {
             caller_invocation: self.invocation_id.clone(),
             chain: self.chain.clone(),
             token: self.token.clone(),
+            deadline: self.deadline,
             callee_app,
             callee,
             number: self.calls.fetch_add(1, Ordering::Relaxed).saturating_add(1),

@@ -714,18 +714,20 @@ impl Platform {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<zerofn_runtime::BodyError>,
     {
-        self.invoke_in_chain(function, invocation_id, request, Arc::from([]))
+        self.invoke_in_chain(function, invocation_id, request, Arc::from([]), None)
             .await
     }
 
     /// [`Platform::invoke`] for a function called by the functions of `chain` (SPIFFE IDs,
-    /// outermost first).
+    /// outermost first), which must finish by the caller's `deadline`: a callee never gets
+    /// more time than its caller has left, so a whole call tree ends with its root.
     async fn invoke_in_chain<B>(
         &self,
         function: &Arc<ActiveFunction>,
         invocation_id: String,
         request: hyper::Request<B>,
         chain: Arc<[String]>,
+        deadline: Option<std::time::Instant>,
     ) -> hyper::Response<ResponseBody>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -761,24 +763,31 @@ impl Platform {
             .with("limit", function.limits.max_request_body_bytes);
             return self.refuse(problem, &invocation_id, Some(function)).await;
         }
-        let (token, token_lease) = match self.mint_token(function, &invocation_id, &chain) {
-            Ok(minted) => minted,
-            Err(error) => {
-                let problem = Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "identity-unavailable",
-                    "Identity unavailable",
-                    format!("No token could be minted for the invocation: {error}."),
-                );
-                return self.refuse(problem, &invocation_id, Some(function)).await;
-            }
-        };
+        let mut limits = function.limits;
+        if let Some(deadline) = deadline {
+            limits.timeout = limits
+                .timeout
+                .min(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+        let (token, token_lease) =
+            match self.mint_token(function, limits.timeout, &invocation_id, &chain) {
+                Ok(minted) => minted,
+                Err(error) => {
+                    let problem = Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "identity-unavailable",
+                        "Identity unavailable",
+                        format!("No token could be minted for the invocation: {error}."),
+                    );
+                    return self.refuse(problem, &invocation_id, Some(function)).await;
+                }
+            };
         let invocation = Invocation {
             invocation_id: invocation_id.as_str().into(),
             app: function.app.clone(),
             function: function.name.clone(),
             version_id: function.version_id.clone(),
-            limits: function.limits,
+            limits,
             output_budget: function.output_budget.clone(),
             // The token is revoked when the lease goes, that is when the sandbox is gone.
             lease: Some(Box::new((lease, token_lease))),
@@ -789,6 +798,7 @@ impl Platform {
                 chain,
                 calls: std::sync::atomic::AtomicU32::new(0),
                 token: token.into(),
+                deadline: std::time::Instant::now() + limits.timeout,
             })),
         };
         match self
@@ -825,15 +835,25 @@ impl Platform {
             Some(zerofn_manifest::Auth::ApiKey(api_key)) => {
                 let header = api_key.header.as_str();
                 let presented = request.headers().get(header).map(|v| v.as_bytes().to_vec());
-                let now_ms = now_ms();
-                let store = self.store.clone();
+                // The lookup is a store read: off the async workers, so that a flood of bad
+                // keys during a deploy cannot stall the server.
+                let record = match crate::authn::key_id(presented.as_deref()) {
+                    Some(id) => {
+                        let store = self.store.clone();
+                        tokio::task::spawn_blocking(move || store.api_key(&id).ok().flatten())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                    None => None,
+                };
                 let result = crate::authn::check_api_key(
                     presented.as_deref(),
                     header,
                     &function.app,
                     &function.name,
-                    now_ms,
-                    |id| store.api_key(id).ok().flatten(),
+                    now_ms(),
+                    |id| record.filter(|r| r.id == id),
                 );
                 request.headers_mut().remove(header);
                 if let Ok(id) = &result
@@ -940,13 +960,14 @@ impl Platform {
     fn mint_token(
         &self,
         function: &ActiveFunction,
+        timeout: Duration,
         invocation_id: &str,
         chain: &[String],
     ) -> Result<(String, zerofn_identity::TokenLease), zerofn_identity::TokenError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let deadline = now + function.limits.timeout;
+        let deadline = now + timeout;
         self.issuer.mint(&zerofn_identity::SvidClaims {
             sub: self.spiffe_id(&function.app, &function.name),
             aud: vec![self.token_audience()],
@@ -1100,7 +1121,14 @@ impl Platform {
         chain.push(caller_id.clone());
         crate::calls::set_identity_headers(request.headers_mut(), &caller_id, &chain);
         let invocation_id = uuid::Uuid::now_v7().to_string();
-        Box::pin(self.invoke_in_chain(&callee, invocation_id, request, Arc::from(chain))).await
+        Box::pin(self.invoke_in_chain(
+            &callee,
+            invocation_id,
+            request,
+            Arc::from(chain),
+            Some(call.deadline),
+        ))
+        .await
     }
 
     /// Takes a global and a per-function permit, or says which cap is full.

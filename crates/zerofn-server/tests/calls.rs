@@ -298,3 +298,45 @@ async fn an_outside_caller_cannot_pose_as_a_function() {
         "reserved headers reached the function: {names:?}"
     );
 }
+
+#[tokio::test]
+async fn a_callee_never_outlives_its_caller() {
+    let server = TestServer::start().await;
+    let app = APP
+        .replace(
+            "trigger = { http = { route = \"/call\", methods = [\"GET\"] } }",
+            "trigger = { http = { route = \"/call\", methods = [\"GET\"] } }\nlimits = { timeout_ms = 400 }",
+        )
+        .replace(
+            "trigger = { http = { route = \"/headers\", methods = [\"GET\"] } }",
+            "trigger = { http = { route = \"/headers\", methods = [\"GET\"] } }\nlimits = { timeout_ms = 5000 }",
+        );
+    let components: Vec<(&str, &str)> = ["front", "back", "other", "sleeper", "ping", "pong"]
+        .into_iter()
+        .map(|f| (f, HOSTILE))
+        .collect();
+    server.deploy(&app, &components).await;
+    let started = std::time::Instant::now();
+    let reply = server
+        .get("/call?host=back.chain.fn.internal&path=/sleep?ms=3000")
+        .await;
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    // The callee asked for 3 s and may run 5 s, but its caller had 0.4 s: it is stopped then.
+    let mut back_end = None;
+    for _ in 0..300 {
+        back_end = server
+            .events("invocation.end")
+            .await
+            .into_iter()
+            .find(|e| e.event["function"] == "back");
+        if back_end.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let back_end = back_end.expect("the callee's invocation ended");
+    let duration_us = back_end.event["detail"]["duration_us"].as_u64().unwrap();
+    assert!(duration_us < 1_500_000, "callee ran {duration_us} µs");
+    assert_eq!(back_end.event["reason"], "timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
