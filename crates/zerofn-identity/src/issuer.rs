@@ -146,18 +146,19 @@ impl Issuer {
         audience: &str,
         presenter: &str,
     ) -> Result<SvidClaims, TokenError> {
+        let now = unix_now();
         let payload = {
             let keys = self.inner.read_keys();
             jws::verify(token, |kid| {
                 keys.verifying
                     .iter()
+                    .filter(|(_, _, retire_after)| retire_after.is_none_or(|at| at > now))
                     .find(|(k, _, _)| k == kid)
                     .map(|(_, key, _)| key)
             })?
         };
         let claims: SvidClaims =
             serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
-        let now = unix_now();
         if now >= claims.exp {
             return Err(TokenError::Expired {
                 exp: claims.exp,

@@ -28,6 +28,9 @@ struct Header {
     kid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     typ: Option<String>,
+    /// Extensions a verifier must understand (RFC 7515 §4.1.11); zerofn understands none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crit: Option<serde_json::Value>,
 }
 
 /// `payload` signed with `key` (identified as `kid`).
@@ -36,6 +39,7 @@ pub fn sign(key: &SigningKey, kid: &str, payload: &[u8]) -> String {
         alg: "ES256".into(),
         kid: kid.into(),
         typ: Some("JWT".into()),
+        crit: None,
     };
     let header = serde_json::to_vec(&header).unwrap_or_default();
     let signing_input = format!("{}.{}", B64.encode(header), B64.encode(payload));
@@ -59,6 +63,9 @@ pub fn verify<'k>(
     let parsed: Header = serde_json::from_slice(&header_bytes).map_err(|_| JwsError::Malformed)?;
     if parsed.alg != "ES256" {
         return Err(JwsError::Algorithm(parsed.alg));
+    }
+    if parsed.crit.is_some() {
+        return Err(JwsError::Malformed);
     }
     let key = key_for(&parsed.kid).ok_or_else(|| JwsError::UnknownKey(parsed.kid.clone()))?;
     let signature = B64

@@ -262,3 +262,16 @@ fn the_jwks_verifies_tokens_for_third_parties() {
     let signature = p256::ecdsa::Signature::from_slice(&B64.decode(signature).unwrap()).unwrap();
     verifying.verify(input.as_bytes(), &signature).unwrap();
 }
+
+#[test]
+fn a_token_with_critical_extensions_is_refused() {
+    let issuer = Issuer::new().unwrap();
+    let (real, _lease) = issuer.mint(&claims(A, "inv-10")).unwrap();
+    let kid = kid_of(&real);
+    let crit = craft(
+        serde_json::json!({"alg": "ES256", "kid": kid, "crit": ["exp"]}),
+        &claims(A, "inv-10"),
+        &[0u8; 64],
+    );
+    assert!(issuer.verify(&crit, AUDIENCE, A).is_err());
+}

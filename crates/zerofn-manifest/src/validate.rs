@@ -704,6 +704,14 @@ impl<'a> Checker<'a> {
                             "invalid header name",
                             "use letters, digits and `-`, e.g. `x-api-key`".into(),
                         );
+                    } else if text.to_ascii_lowercase().starts_with("x-zerofn-") {
+                        self.error(
+                            "invalid-auth",
+                            header.span(),
+                            format!("`{text}` is a header the platform reserves"),
+                            "reserved header",
+                            "`x-zerofn-*` headers are set by the platform only; use e.g. `x-api-key`".into(),
+                        );
                     }
                     text.to_ascii_lowercase()
                 }

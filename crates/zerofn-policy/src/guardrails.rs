@@ -21,18 +21,30 @@ impl Guardrails {
 
     /// Loads every `.cedar` file named in `paths` (a directory contributes its `.cedar` files,
     /// recursively, in name order). A policy's id is its `@id("...")` annotation, else
-    /// `guardrail/<file name>/<index>`.
+    /// `guardrail/<file, relative to the directory named>/<index>`. Ids starting with
+    /// `grant/` are reserved for grants.
     pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyError> {
+        // Each file with the name it is known by in default ids: its path below the directory
+        // it was found in (or its file name), so files of the same name do not clash.
         let mut files = Vec::new();
         for path in paths {
             let found = cedar_files(path)?;
             if found.is_empty() {
                 return Err(PolicyError::Empty(path.clone()));
             }
-            files.extend(found);
+            for file in found {
+                let name = file
+                    .strip_prefix(path)
+                    .ok()
+                    .filter(|rest| !rest.as_os_str().is_empty())
+                    .or_else(|| file.file_name().map(Path::new))
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+                    .unwrap_or_default();
+                files.push((file, name));
+            }
         }
         let mut policies = Vec::new();
-        for file in files {
+        for (file, stem) in files {
             let text = std::fs::read_to_string(&file).map_err(|source| PolicyError::Io {
                 path: file.clone(),
                 source,
@@ -51,10 +63,6 @@ impl Guardrails {
                     reason: "templates are not supported in guardrails".into(),
                 });
             }
-            let stem = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
             // Keep the order the file declares them in, for stable ids.
             let mut in_file: Vec<&Policy> = set.policies().collect();
             in_file.sort_by_key(|p| {
@@ -70,6 +78,14 @@ impl Guardrails {
                     .map_or_else(|| format!("guardrail/{stem}/{index}"), str::to_string);
                 if policy.effect() == Effect::Permit {
                     return Err(PolicyError::PermitInGuardrails { path: file, id });
+                }
+                if id.starts_with("grant/") {
+                    return Err(PolicyError::Invalid {
+                        path: file,
+                        reason: format!(
+                            "policy id `{id}`: ids starting with `grant/` are the platform's (for grants)"
+                        ),
+                    });
                 }
                 policies.push((policy.new_id(PolicyId::new(id)), file.clone()));
             }

@@ -318,3 +318,36 @@ fn manifest_text_cannot_change_a_policy() {
     );
     assert_eq!(zerofn_policy::grants::literal("x\\y\n"), "\"x\\\\y\\u{a}\"");
 }
+
+#[test]
+fn guardrail_ids_may_not_pose_as_grants_and_same_named_files_do_not_clash() {
+    let error = guardrails(
+        "@id(\"grant/shop/checkout/invoke/payments\")\nforbid(principal, action, resource);",
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("`grant/`"), "{error}");
+
+    let root = tempfile::tempdir().unwrap();
+    for team in ["payments", "search"] {
+        std::fs::create_dir_all(root.path().join(team)).unwrap();
+        std::fs::write(
+            root.path().join(team).join("rules.cedar"),
+            "forbid(principal, action == Action::\"egress\", resource) when { context.risk > 90 };",
+        )
+        .unwrap();
+    }
+    let rails = Guardrails::load(&[root.path().to_path_buf()]).unwrap();
+    assert_eq!(rails.len(), 2);
+    let pdp = pdp(&rails).unwrap();
+    let ids: Vec<&str> = pdp
+        .policy_ids()
+        .filter(|id| id.starts_with("guardrail/"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "guardrail/payments/rules.cedar/0",
+            "guardrail/search/rules.cedar/0"
+        ]
+    );
+}

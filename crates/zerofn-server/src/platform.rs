@@ -1117,6 +1117,24 @@ impl Platform {
             ))
             .await;
         };
+        // The callee's declared methods hold for internal calls too.
+        let method = request.method().as_str().to_string();
+        if !callee.methods.contains(&method) {
+            return refuse(
+                Problem::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "Method not allowed",
+                    format!(
+                        "Function `{}` accepts {}, not {method}.",
+                        callee.name,
+                        callee.methods.join(", ")
+                    ),
+                )
+                .with("allow", callee.methods.clone()),
+            )
+            .await;
+        }
         let mut chain = claims.chain;
         chain.push(caller_id.clone());
         crate::calls::set_identity_headers(request.headers_mut(), &caller_id, &chain);

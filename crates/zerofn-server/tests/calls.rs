@@ -340,3 +340,23 @@ async fn a_callee_never_outlives_its_caller() {
     assert_eq!(back_end.event["reason"], "timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn internal_calls_keep_to_the_callee_s_declared_methods() {
+    let server = TestServer::start().await;
+    deployed(&server).await;
+    // `back` is declared GET only; the caller is granted `invoke` but tries POST.
+    let reply = server
+        .get("/call?host=back.chain.fn.internal&method=POST&path=/headers")
+        .await;
+    let json = reply.json();
+    assert_eq!(json["status"], 405, "{json}");
+    assert!(
+        json["body"]
+            .as_str()
+            .unwrap()
+            .contains("method-not-allowed")
+    );
+    let starts = server.events("invocation.start").await;
+    assert!(starts.iter().all(|s| s.event["function"] != "back"));
+}

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
 use wasip2::io::streams::OutputStream;
@@ -90,8 +90,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             }
             "/headers" => respond_json(out, &headers(&request)),
             "/call" => match (query_text(query, "host"), query_text(query, "path")) {
-                (Some(host), Some(path)) => respond_json(out, &call(host, path)),
-                _ => respond_text(out, 400, "expected ?host=H&path=P"),
+                (Some(host), Some(path)) => {
+                    let method = match query_text(query, "method") {
+                        Some("POST") => Method::Post,
+                        _ => Method::Get,
+                    };
+                    respond_json(out, &call(host, &method, path))
+                }
+                _ => respond_text(out, 400, "expected ?host=H[&method=POST]&path=P"),
             },
             "/pingpong" => match (
                 query_text(query, "me"),
@@ -103,7 +109,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                     // call-depth cap ends it.
                     let host = format!("{peer}.{app}.fn.internal");
                     let path = format!("/pingpong?me={peer}&peer={me}&app={app}");
-                    respond_json(out, &call(&host, &path));
+                    respond_json(out, &call(&host, &Method::Get, &path));
                 }
                 _ => respond_text(out, 400, "expected ?me=A&peer=B&app=X"),
             },
@@ -394,10 +400,10 @@ fn outbound() -> String {
     }
 }
 
-/// `/call`: a GET to `http://HOST/PATH` (another function, through the platform), forging the
+/// `/call`: a GET (or `method=POST`) to `http://HOST/PATH` (another function, through the platform), forging the
 /// identity headers only the platform may set. Answers `{"status": N, "body": "..."}` or
 /// `{"error": "..."}`.
-fn call(host: &str, path: &str) -> String {
+fn call(host: &str, method: &Method, path: &str) -> String {
     let forged = Fields::from_list(&[
         (
             "x-zerofn-caller".to_owned(),
@@ -410,6 +416,7 @@ fn call(host: &str, path: &str) -> String {
     };
     let request = OutgoingRequest::new(headers);
     // These setters reject only malformed values; a refusal shows in the answer below.
+    let _ = request.set_method(method);
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(host));
     let _ = request.set_path_with_query(Some(path));
