@@ -176,6 +176,14 @@ pub struct EgressRule {
     pub as_written: String,
 }
 
+impl EgressRule {
+    /// The port the destination is reached on: the written one, or the scheme's default.
+    pub fn effective_port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.scheme == "https" { 443 } else { 80 })
+    }
+}
+
 impl fmt::Display for EgressRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.as_written)

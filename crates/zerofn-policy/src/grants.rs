@@ -80,10 +80,9 @@ pub fn compile(function: &FunctionRef, grants: &Grants) -> Vec<GrantPolicy> {
             "context.destination.scheme == {}",
             literal(&rule.scheme)
         )];
-        let default_port = if rule.scheme == "https" { 443 } else { 80 };
         conditions.push(format!(
             "context.destination.port == {}",
-            rule.port.unwrap_or(default_port)
+            rule.effective_port()
         ));
         let prefix = rule.path_prefix.trim_end_matches('/');
         if !prefix.is_empty() {

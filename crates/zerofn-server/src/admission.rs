@@ -220,7 +220,7 @@ fn normalised_grants(grants: &zerofn_manifest::Grants) -> serde_json::Value {
                 "scheme": rule.scheme,
                 "host": rule.host,
                 "any_subdomain": rule.any_subdomain,
-                "port": rule.port.unwrap_or(if rule.scheme == "https" { 443 } else { 80 }),
+                "port": rule.effective_port(),
                 "path_prefix": rule.path_prefix,
                 "as_written": rule.as_written,
             })
