@@ -224,13 +224,19 @@ fn rego_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+    // Symbolic links inside the directory are not followed: a link loop must not recurse
+    // forever (as in zerofn-provenance's advisory walk).
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(path)
         .map_err(io)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let is_dir = entry.file_type().ok()?.is_dir();
+            Some((entry.path(), is_dir))
+        })
         .collect();
     entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
+    for (entry, is_dir) in entries {
+        if is_dir {
             files.extend(rego_files(&entry)?);
         } else if entry.extension().is_some_and(|ext| ext == "rego")
             && !entry
@@ -326,6 +332,16 @@ helper := 1
             OperatorPolicy::load(&[empty.path().join("missing.rego")]),
             Err(PolicyError::Io { .. })
         ));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_symbolic_link_loop_in_a_policy_directory_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rego"), "package main\n").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let policy = OperatorPolicy::load(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(policy.files().len(), 1);
     }
 
     #[test]

@@ -111,14 +111,20 @@ fn cedar_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     if std::fs::metadata(path).map_err(io)?.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+    // Symbolic links inside the directory are not followed: a link loop must not recurse
+    // forever (as in zerofn-provenance's advisory walk).
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(path)
         .map_err(io)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let is_dir = entry.file_type().ok()?.is_dir();
+            Some((entry.path(), is_dir))
+        })
         .collect();
     entries.sort();
     let mut files = Vec::new();
-    for entry in entries {
-        if entry.is_dir() {
+    for (entry, is_dir) in entries {
+        if is_dir {
             files.extend(cedar_files(&entry)?);
         } else if entry.extension().is_some_and(|ext| ext == "cedar") {
             files.push(entry);

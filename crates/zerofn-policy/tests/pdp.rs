@@ -351,3 +351,19 @@ fn guardrail_ids_may_not_pose_as_grants_and_same_named_files_do_not_clash() {
         ]
     );
 }
+
+#[test]
+#[cfg(unix)]
+fn a_symbolic_link_loop_among_guardrails_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("org.cedar"),
+        "forbid(principal, action, resource) when { context.risk > 90 };",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+    assert_eq!(
+        Guardrails::load(&[dir.path().to_path_buf()]).unwrap().len(),
+        1
+    );
+}
