@@ -906,16 +906,20 @@ impl Platform {
         })
     }
 
-    /// Creates an API key for `functions` of `app` (`["*"]`: all) and records the change.
-    /// Returns the key, which is shown once and never stored.
+    /// Creates an API key for `functions` of `app` (`["*"]`: all), valid for `expires_in`
+    /// (until revoked when `None`), and records the change. Returns the key, which is shown
+    /// once and never stored.
     pub async fn create_api_key(
         &self,
         app: &str,
         functions: Vec<String>,
         name: &str,
-        expires_ms: Option<i64>,
+        expires_in: Option<Duration>,
     ) -> Result<(zerofn_store::ApiKeyRecord, String), DeployError> {
-        let created = crate::authn::create_api_key(app, functions, name, now_ms(), expires_ms)
+        let now = now_ms();
+        let expires_ms = expires_in
+            .map(|d| now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+        let created = crate::authn::create_api_key(app, functions, name, now, expires_ms)
             .map_err(DeployError::Internal)?;
         self.store.create_api_key(&created.record)?;
         self.audit

@@ -86,7 +86,12 @@ async fn api_keys_are_checked_before_any_sandbox_exists() {
 
     // Expired.
     let (_, expired) = platform
-        .create_api_key("orders", vec!["*".into()], "old", Some(1))
+        .create_api_key(
+            "orders",
+            vec!["*".into()],
+            "old",
+            Some(std::time::Duration::ZERO),
+        )
         .await
         .unwrap();
     let reply = get(&server, "/count", Some(&expired)).await;

@@ -198,14 +198,13 @@ async fn create_api_key(platform: &Platform, body: &[u8]) -> Result<Response, Pr
             "`functions` must name functions of the app, or be [\"*\"] for all".into(),
         ));
     }
-    let expires_ms = request.expires_in_secs.map(|secs| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
-            .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
-    });
     let (record, key) = platform
-        .create_api_key(&request.app, request.functions, &request.name, expires_ms)
+        .create_api_key(
+            &request.app,
+            request.functions,
+            &request.name,
+            request.expires_in_secs.map(std::time::Duration::from_secs),
+        )
         .await
         .map_err(Problem::from)?;
     json(&super::api::CreatedApiKey { key, record })
