@@ -25,7 +25,7 @@ pub const RULES: &[Rule] = &[
         id: "unenforceable-auth",
         level: Level::Error,
         rationale: "Serving a route without the authentication it asks for is worse than not serving it.",
-        fix: "Use `public = true` until the authentication method is supported.",
+        fix: "Use `jwt` or `api-key` until the authentication method is supported.",
     },
     Rule {
         id: "unenforceable-input",
@@ -146,6 +146,36 @@ pub const RULES: &[Rule] = &[
         level: Level::Error,
         rationale: "Dependencies are only judged from the SBOM that was signed, not one sent alongside.",
         fix: "`zerofn build`, then `zerofn sign` again.",
+    },
+    Rule {
+        id: "file-not-signed",
+        level: Level::Error,
+        rationale: "A file the manifest refers to (a JWKS, a CA bundle) decides who may call; swapping it must break the signature like swapping code.",
+        fix: "Review the file, then `zerofn sign` again.",
+    },
+    Rule {
+        id: "missing-file",
+        level: Level::Error,
+        rationale: "A function is deployed with every file its manifest names, or not at all.",
+        fix: "Create the file or fix the path (relative to the manifest); `zerofn deploy` sends it.",
+    },
+    Rule {
+        id: "file-too-large",
+        level: Level::Error,
+        rationale: "Key sets, CA bundles and schemas are small; the server keeps them in memory.",
+        fix: "Keep referenced files under 1 MiB.",
+    },
+    Rule {
+        id: "file-not-referenced",
+        level: Level::Error,
+        rationale: "The platform stores nothing it would not use.",
+        fix: "Send only the files the manifest refers to.",
+    },
+    Rule {
+        id: "auth-unusable",
+        level: Level::Error,
+        rationale: "An `auth` whose keys cannot be read would refuse every caller, or worse.",
+        fix: "Give `auth.jwt.jwks` a JWK set with at least one public signing key (RSA, EC or OKP).",
     },
     Rule {
         id: "missing-component",

@@ -74,7 +74,7 @@ impl Manifest {
     }
 
     /// A path as written in the manifest (relative to its directory), with `/` separators.
-    fn relative(&self, path: &Path) -> String {
+    pub(crate) fn relative(&self, path: &Path) -> String {
         path.strip_prefix(self.dir())
             .unwrap_or(path)
             .to_string_lossy()

@@ -47,7 +47,7 @@ impl Manifest {
     /// files with [`Manifest::check_components`] before sending them):
     ///
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
-    /// - `auth` other than `public = true` or `api-key` is refused (`unenforceable-auth`), and so is
+    /// - `auth = { mtls }` is refused (`unenforceable-auth`), and so is
     ///   `input` (`unenforceable-input`): this release cannot enforce them, and serving the
     ///   route without the protection it asks for would be worse than not serving it;
     /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
@@ -169,7 +169,7 @@ impl Manifest {
             );
         }
         if let (Some(auth), Some(span)) = (&function.auth, &function.spans.auth)
-            && !matches!(auth, Auth::Public | Auth::ApiKey(_))
+            && !matches!(auth, Auth::Public | Auth::ApiKey(_) | Auth::Jwt(_))
         {
             findings.push(
                 Diagnostic::error(
@@ -184,7 +184,7 @@ impl Manifest {
                 .field(format!("functions.{name}.auth"))
                 .help(
                     "refusing to deploy rather than serve the route without the authentication it asks for; \
-                     use `public = true` for now and authenticate inside the function",
+                     use `jwt` or `api-key` for now",
                 ),
             );
         }
@@ -278,7 +278,7 @@ impl Manifest {
         }
     }
 
-    fn diagnostics(&self) -> Diagnostics {
+    pub(crate) fn diagnostics(&self) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         diagnostics.add_source(&self.path, self.source.as_str());
         diagnostics

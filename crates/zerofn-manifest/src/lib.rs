@@ -6,8 +6,9 @@
 //! checks what only holds at deploy time: component files exist, limits fit the operator's
 //! [`LimitPolicy`], and the manifest asks for nothing this release cannot enforce.
 //!
-//! **Architecture invariant:** this crate does no I/O beyond reading the manifest ([`load`])
-//! and looking at component files ([`Manifest::check_components`]). It never runs builds,
+//! **Architecture invariant:** this crate does no I/O beyond reading the manifest ([`load`]),
+//! looking at component files ([`Manifest::check_components`]) and reading the files the
+//! manifest names for the CLI ([`Manifest::read_referenced_files`]). It never runs builds,
 //! fetches URLs or opens sockets. The format is documented in `docs/manifest.md`.
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@
 mod canonical;
 mod deploy;
 mod diagnostic;
+mod files;
 mod limits;
 mod locate;
 mod model;
@@ -26,6 +28,7 @@ use std::path::Path;
 
 pub use deploy::{Deployable, DeployableFunction};
 pub use diagnostic::{Diagnostic, Diagnostics, Location, Related, Severity};
+pub use files::{AttachedFiles, MAX_ATTACHED_FILE_BYTES, ReferencedFile, file_digest};
 pub use limits::{
     LimitExceeded, LimitPolicy, LimitPolicyConfig, LimitPolicyError, LimitsConfig, LimitsSpec,
     ResolvedLimits,

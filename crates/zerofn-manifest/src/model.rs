@@ -262,6 +262,20 @@ pub struct JwtAuth {
     pub required_claims: Vec<String>,
 }
 
+impl JwtAuth {
+    /// `jwks` when it is an `https://` URL, fetched (and refreshed) by the server.
+    pub fn jwks_url(&self) -> Option<&str> {
+        self.jwks
+            .starts_with("https://")
+            .then_some(self.jwks.as_str())
+    }
+
+    /// `jwks` when it is a path relative to the manifest, sent with the deploy.
+    pub fn jwks_file(&self) -> Option<&str> {
+        (!self.jwks.contains("://")).then_some(self.jwks.as_str())
+    }
+}
+
 /// Client-certificate authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MtlsAuth {

@@ -627,13 +627,10 @@ impl<'a> Checker<'a> {
         }
         if let Some(jwt) = raw.jwt {
             let jwt = jwt.into_inner();
-            for (key, value) in [
-                ("issuer", &jwt.issuer),
-                ("audience", &jwt.audience),
-                ("jwks", &jwt.jwks),
-            ] {
+            for (key, value) in [("issuer", &jwt.issuer), ("audience", &jwt.audience)] {
                 self.non_empty(&format!("auth.jwt.{key}"), value);
             }
+            self.jwks_source(&jwt.jwks);
             for alg in &jwt.algorithms {
                 if !JWT_ALGORITHMS.contains(&alg.get_ref().as_str()) {
                     self.error(
@@ -827,6 +824,31 @@ impl<'a> Checker<'a> {
                 format!("`{key}` is empty"),
                 "empty",
                 format!("set `{key}`"),
+            );
+        }
+    }
+
+    /// An `https://` URL (keys are public, but who serves them is not: never plain HTTP), or a
+    /// path relative to the manifest.
+    fn jwks_source(&mut self, value: &Spanned<String>) {
+        let text = value.get_ref();
+        if !text.contains("://") {
+            self.relative_path("auth.jwt.jwks", value);
+            return;
+        }
+        let valid = url::Url::parse(text)
+            .ok()
+            .filter(|url| url.scheme() == "https" && url.host().is_some())
+            .filter(|url| url.username().is_empty() && url.password().is_none());
+        if valid.is_none() || !text.starts_with("https://") {
+            self.error(
+                "invalid-auth",
+                value.span(),
+                format!("`auth.jwt.jwks` `{text}` is neither an https URL nor a relative path"),
+                "expected `https://host/path` or a file path",
+                "fetch keys over https (a key set served over plain HTTP can be replaced in transit), \
+                 without user info, or give a path to a JWKS file next to the manifest"
+                    .into(),
             );
         }
     }

@@ -234,19 +234,14 @@ fn limit_above_ceiling_is_refused_not_clamped() {
 }
 
 #[test]
-fn auth_other_than_public_and_input_are_refused() {
+fn mtls_auth_and_input_are_refused() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.admin]\n\
                 component = \"admin.wasm\"\ntrigger = { http = { route = \"/admin/...\" } }\n\n\
                 [functions.admin.auth]\n\
-                jwt = { issuer = \"https://id.example.com\", audience = \"shop\", jwks = \"https://id.example.com/jwks.json\", algorithms = [\"ES256\"], required_claims = [\"sub\"] }\n\n\
+                mtls = { ca = \"certs/ca.pem\", spiffe_id = \"spiffe://example.com/ops/*\" }\n\n\
                 [functions.admin.input]\nschema = \"schemas/admin.json\"\ncontent_types = [\"application/json\"]\nmax_body_bytes = 65536\nmax_json_depth = 32\n";
     let manifest = zerofn_manifest::load(&app("unenforceable", text, &["admin.wasm"])).unwrap();
     let admin = manifest.function("admin").unwrap();
-    let Some(Auth::Jwt(jwt)) = &admin.auth else {
-        panic!("{:?}", admin.auth)
-    };
-    assert_eq!(jwt.algorithms, ["ES256"]);
-    assert_eq!(jwt.required_claims, ["sub"]);
     let input = admin.input.as_ref().unwrap();
     assert_eq!(
         input.schema,
@@ -255,6 +250,24 @@ fn auth_other_than_public_and_input_are_refused() {
     assert_eq!(
         (input.max_body_bytes, input.max_json_depth),
         (Some(65536), Some(32))
+    );
+    let referenced: Vec<_> = manifest
+        .referenced_files(admin)
+        .into_iter()
+        .map(|f| (f.field, f.written))
+        .collect();
+    assert_eq!(
+        referenced,
+        [
+            (
+                "functions.admin.auth.mtls.ca".to_string(),
+                "certs/ca.pem".to_string()
+            ),
+            (
+                "functions.admin.input.schema".to_string(),
+                "schemas/admin.json".to_string()
+            ),
+        ]
     );
 
     let err = manifest
@@ -265,10 +278,79 @@ fn auth_other_than_public_and_input_are_refused() {
         "unenforceable",
         &err,
         &[
-            (e, "unenforceable-auth", 10, 7),
+            (e, "unenforceable-auth", 10, 8),
             (e, "unenforceable-input", 12, 1),
         ],
     );
+}
+
+#[test]
+fn jwt_auth_deploys_and_names_its_key_set_file() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.admin]\n\
+                component = \"admin.wasm\"\ntrigger = { http = { route = \"/admin/...\" } }\n\n\
+                [functions.admin.auth]\n\
+                jwt = { issuer = \"https://id.example.com\", audience = \"shop\", jwks = \"keys/jwks.json\", algorithms = [\"ES256\"], required_claims = [\"sub\"] }\n";
+    let manifest = zerofn_manifest::load(&app("jwt-file", text, &["admin.wasm"])).unwrap();
+    let admin = manifest.function("admin").unwrap();
+    let Some(Auth::Jwt(jwt)) = &admin.auth else {
+        panic!("{:?}", admin.auth)
+    };
+    assert_eq!(jwt.algorithms, ["ES256"]);
+    assert_eq!(jwt.required_claims, ["sub"]);
+    assert_eq!(
+        (jwt.jwks_file(), jwt.jwks_url()),
+        (Some("keys/jwks.json"), None)
+    );
+    assert!(manifest.check_deployable(&LimitPolicy::default()).is_ok());
+
+    // The CLI reads the file for the deploy; a missing one is located at its field.
+    let missing = manifest.read_referenced_files().unwrap_err();
+    let finding = missing.iter().next().unwrap();
+    assert_eq!(finding.code, "missing-file");
+    assert_eq!(
+        finding.field.as_deref(),
+        Some("functions.admin.auth.jwt.jwks")
+    );
+    std::fs::create_dir_all(manifest.dir().join("keys")).unwrap();
+    std::fs::write(manifest.dir().join("keys/jwks.json"), b"{\"keys\":[]}").unwrap();
+    let files = manifest.read_referenced_files().unwrap();
+    assert_eq!(files.get("keys/jwks.json"), Some(&b"{\"keys\":[]}"[..]));
+
+    // The server refuses a bundle without it, and one that carries more.
+    let mut attached = zerofn_manifest::AttachedFiles::new();
+    let codes = |files: &zerofn_manifest::AttachedFiles| -> Vec<&'static str> {
+        manifest
+            .check_attached_files(files)
+            .iter()
+            .map(|d| d.code)
+            .collect()
+    };
+    assert_eq!(codes(&attached), ["missing-file"]);
+    attached.insert("keys/jwks.json", b"{}".to_vec());
+    assert!(codes(&attached).is_empty());
+    attached.insert("../../etc/passwd", b"x".to_vec());
+    assert_eq!(codes(&attached), ["file-not-referenced"]);
+}
+
+#[test]
+fn a_jwks_url_must_be_https() {
+    for jwks in [
+        "http://id.example.com/jwks.json",
+        "ftp://id.example.com/k",
+        "https://user@id.example.com/k",
+    ] {
+        let text = format!(
+            "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.admin]\n\
+             component = \"admin.wasm\"\ntrigger = {{ http = {{ route = \"/admin\" }} }}\n\
+             auth = {{ jwt = {{ issuer = \"i\", audience = \"a\", jwks = \"{jwks}\" }} }}\n"
+        );
+        let errors = zerofn_manifest::parse(Path::new("zerofn.toml"), &text).unwrap_err();
+        assert!(
+            errors.iter().any(|d| d.code == "invalid-auth"),
+            "{jwks}: {}",
+            errors.render(false)
+        );
+    }
 }
 
 #[test]

@@ -60,8 +60,8 @@ pub fn write_build_artifacts(
     Ok(paths)
 }
 
-/// Signs `function`'s statement (component, canonical configuration, SBOM, recorded provenance) with
-/// `key` and writes the Sigstore bundle.
+/// Signs `function`'s statement (component, canonical configuration, SBOM, referenced files,
+/// recorded provenance) with `key` and writes the Sigstore bundle.
 pub fn sign_function(
     manifest: &Manifest,
     function: &Function,
@@ -77,7 +77,12 @@ pub fn sign_function(
             }
         })?;
     let sbom = read(&paths.sbom)?;
-    let statement = crate::function_statement(manifest, function, &component, &sbom, provenance);
+    let mut files = zerofn_manifest::AttachedFiles::new();
+    for file in manifest.referenced_files(function) {
+        files.insert(file.written, read(&file.path)?);
+    }
+    let statement =
+        crate::function_statement(manifest, function, &component, &sbom, &files, provenance);
     let bundle = Bundle::sign(&statement, key).map_err(|e| ProvenanceError::Malformed {
         path: paths.provenance.clone(),
         reason: e.to_string(),

@@ -27,7 +27,8 @@ pub use provenance::{BUILD_TYPE, BUILDER_ID, BuildRecord, provenance};
 pub use sbom::sbom;
 pub use source::source_digest;
 pub use statement::{
-    COMPONENT_SUFFIX, CONFIG_SUFFIX, SBOM_SUFFIX, SLSA_PROVENANCE_V1, function_statement,
+    COMPONENT_SUFFIX, CONFIG_SUFFIX, FILES_INFIX, SBOM_SUFFIX, SLSA_PROVENANCE_V1,
+    file_subject_name, function_statement,
 };
 
 /// RFC 3339 UTC timestamp with seconds, as SLSA and CycloneDX write them.

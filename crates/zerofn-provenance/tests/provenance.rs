@@ -120,7 +120,14 @@ fn the_statement_covers_the_component_and_the_configuration() {
         record.source_digest
     );
     let sbom = br#"{"bomFormat":"CycloneDX"}"#;
-    let statement = function_statement(&manifest, function, &component, sbom, predicate);
+    let statement = function_statement(
+        &manifest,
+        function,
+        &component,
+        sbom,
+        &zerofn_manifest::AttachedFiles::new(),
+        predicate,
+    );
     assert_eq!(statement.predicate_type, SLSA_PROVENANCE_V1);
     assert_eq!(statement.subject[0].name, "shop/checkout.wasm");
     assert_eq!(statement.subject[1].name, "shop/checkout.config.json");

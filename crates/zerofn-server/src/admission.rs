@@ -95,6 +95,9 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
             .in_file(&bundle.manifest_path),
         );
     }
+    findings.extend(from_diagnostics(
+        &manifest.check_attached_files(&bundle.files),
+    ));
     findings.extend(undefined_grants(&manifest, policies.definitions));
     let mut verified = BTreeMap::new();
     let mut digests = BTreeMap::new();
@@ -112,7 +115,14 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
             .attestations
             .iter()
             .find(|a| a.function == function.name);
-        match verify_function(policies.trust, &manifest, function, &sha256, attestation) {
+        match verify_function(
+            policies.trust,
+            &manifest,
+            function,
+            &sha256,
+            attestation,
+            &bundle.files,
+        ) {
             Ok(function_verified) => {
                 verified.insert(function.name.clone(), function_verified);
             }

@@ -24,6 +24,16 @@ struct ConfigFile {
     admission: AdmissionSection,
     #[serde(default)]
     policy: PolicySection,
+    #[serde(default)]
+    auth: AuthSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    /// PEM CA certificates trusted (besides the system's) when fetching JWKS URLs, relative
+    /// to the config file.
+    jwks_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +119,9 @@ impl ServerConfig {
             }
             config.max_concurrency = cap;
             config.runtime.max_instances = config.runtime.max_instances.max(cap);
+        }
+        if let Some(ca) = file.auth.jwks_ca {
+            config.jwks_ca = Some(path.parent().unwrap_or(Path::new(".")).join(ca));
         }
         if let Some(policy) = file.server.trust_policy {
             config.trust_policy = Some(path.parent().unwrap_or(Path::new(".")).join(policy));

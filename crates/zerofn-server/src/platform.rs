@@ -2,6 +2,7 @@
 //! The trigger and the control plane are thin adapters over this module.
 
 use crate::DeployError;
+use crate::authn::CallerAuth;
 use crate::problem::Problem;
 use crate::routes::{ActiveApp, ActiveFunction, Lookup, RouteTable};
 use crate::trust::TrustPolicy;
@@ -28,6 +29,8 @@ pub struct DeployBundle {
     pub components: BTreeMap<String, Vec<u8>>,
     /// Each function's signature bundle and SBOM.
     pub attestations: Vec<Attestation>,
+    /// The files the manifest refers to (a JWKS, a CA bundle), by the path written there.
+    pub files: zerofn_manifest::AttachedFiles,
 }
 
 /// What a successful deploy did.
@@ -81,6 +84,8 @@ pub struct Platform {
     me: std::sync::Weak<Platform>,
     /// Mints and verifies the per-invocation JWT-SVIDs.
     issuer: zerofn_identity::Issuer,
+    /// Fetches and caches callers' token issuers' key sets.
+    jwks: crate::authn::jwks::JwksClient,
 }
 
 impl std::fmt::Debug for Platform {
@@ -123,6 +128,8 @@ pub struct PlatformPolicies {
     pub guardrails: zerofn_policy::Guardrails,
     /// The SPIFFE trust domain, e.g. `zerofn.local`.
     pub trust_domain: String,
+    /// Fetches the key sets of `auth.jwt` functions that give a URL.
+    pub jwks: crate::authn::jwks::JwksClient,
 }
 
 impl Platform {
@@ -155,6 +162,7 @@ impl Platform {
             trust_domain: policies.trust_domain,
             me: me.clone(),
             issuer,
+            jwks: policies.jwks,
         }))
     }
 
@@ -345,6 +353,11 @@ impl Platform {
                 .filter(|a| admitted.signers.contains_key(&a.function))
                 .cloned()
                 .collect(),
+            files: bundle
+                .files
+                .iter()
+                .map(|(path, bytes)| (path.to_string(), bytes.to_vec()))
+                .collect(),
         };
         let app = self
             .activate_candidate(
@@ -373,6 +386,7 @@ impl Platform {
         functions: &[DeployableFunction],
     ) -> Result<Arc<ActiveApp>, DeployError> {
         let routes = self.routes();
+        let files: zerofn_manifest::AttachedFiles = version.files.iter().cloned().collect();
         let mut active = Vec::new();
         for function in functions {
             let methods: Vec<String> = function
@@ -432,7 +446,16 @@ impl Platform {
                 permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
                 output_budget: OutputBudget::new(&self.runtime.config().output),
                 grants: function.grants.clone(),
-                auth: function.auth.clone(),
+                caller_auth: crate::authn::CallerAuth::compile(
+                    function.auth.as_ref(),
+                    &files,
+                    &self.jwks,
+                )
+                .map_err(|reason| DeployError::Admission {
+                    function: function.name.clone(),
+                    rule: "auth-unusable",
+                    reason,
+                })?,
             }));
         }
         Ok(Arc::new(ActiveApp {
@@ -537,6 +560,15 @@ impl Platform {
             manifest: record.manifest.clone(),
             components,
             attestations: self.store.attestations(&record.app, &record.version_id)?,
+            files: match self.store.version_files(&record.app, &record.version_id) {
+                Ok(files) => files,
+                Err(error @ zerofn_store::StoreError::Integrity { .. }) => {
+                    self.integrity_failure(record, None, "file-digest-mismatch", &error)
+                        .await;
+                    return Err(error.into());
+                }
+                Err(error) => return Err(error.into()),
+            },
         };
         // The version id is a digest over the manifest and the components: recomputing it
         // catches a manifest edited in the store (routes, limits) as well as swapped blobs.
@@ -549,6 +581,7 @@ impl Platform {
             return Err(error.into());
         }
         let trust = self.trust();
+        let files: zerofn_manifest::AttachedFiles = version.files.iter().cloned().collect();
         for stored in &record.components {
             let Some(function) = manifest.function(&stored.function) else {
                 continue;
@@ -558,7 +591,14 @@ impl Platform {
                 .attestations
                 .iter()
                 .find(|a| a.function == stored.function);
-            crate::signatures::verify_function(&trust, &manifest, function, digest, attestation)?;
+            crate::signatures::verify_function(
+                &trust,
+                &manifest,
+                function,
+                digest,
+                attestation,
+                &files,
+            )?;
         }
 
         let app = self
@@ -650,6 +690,12 @@ impl Platform {
             .store
             .attestations(&record.app, &record.version_id)
             .map_err(|e| e.to_string())?;
+        let files: zerofn_manifest::AttachedFiles = self
+            .store
+            .version_files(&record.app, &record.version_id)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
         let trust = self.trust();
         for stored in &record.components {
             let Some(function) = manifest.function(&stored.function) else {
@@ -662,6 +708,7 @@ impl Platform {
                 function,
                 stored.digest.trim_start_matches("sha256:"),
                 attestation,
+                &files,
             )
             .map_err(|e| e.to_string())?;
         }
@@ -830,55 +877,31 @@ impl Platform {
         request: &mut hyper::Request<B>,
     ) -> Result<(), Problem> {
         crate::calls::remove_reserved_headers(request.headers_mut());
-        let (method, result) = match &function.auth {
-            Some(zerofn_manifest::Auth::Public) => return Ok(()),
-            Some(zerofn_manifest::Auth::ApiKey(api_key)) => {
-                let header = api_key.header.as_str();
-                let presented = request.headers().get(header).map(|v| v.as_bytes().to_vec());
-                // The lookup is a store read: off the async workers, so that a flood of bad
-                // keys during a deploy cannot stall the server.
-                let record = match crate::authn::key_id(presented.as_deref()) {
-                    Some(id) => {
-                        let store = self.store.clone();
-                        tokio::task::spawn_blocking(move || store.api_key(&id).ok().flatten())
-                            .await
-                            .ok()
-                            .flatten()
-                    }
-                    None => None,
-                };
-                let result = crate::authn::check_api_key(
-                    presented.as_deref(),
-                    header,
-                    &function.app,
-                    &function.name,
-                    now_ms(),
-                    |id| record.filter(|r| r.id == id),
-                );
-                request.headers_mut().remove(header);
-                if let Ok(id) = &result
-                    && let Ok(value) = http::HeaderValue::from_str(id)
-                {
-                    request
-                        .headers_mut()
-                        .insert(crate::authn::API_KEY_ID_HEADER, value);
-                }
-                ("api-key", result)
-            }
-            // Not deployable (admission refuses them); refuse rather than serve.
-            _ => (
-                "unsupported",
-                Err(crate::authn::KeyRefusal {
-                    rule: "auth-not-supported",
-                    status: StatusCode::FORBIDDEN,
-                    detail: "This function's authentication method is not supported.".into(),
-                    key_id: None,
-                }),
-            ),
+        let auth = &function.caller_auth;
+        let result = match auth {
+            CallerAuth::Public => return Ok(()),
+            CallerAuth::ApiKey { header } => self.check_api_key(function, header, request).await,
+            CallerAuth::Jwt(jwt) => jwt.authenticate(request.headers_mut()).await,
+            // Not deployable (admission refuses it); refuse rather than serve.
+            CallerAuth::Unsupported => Err(crate::authn::Refusal::new(
+                "auth-not-supported",
+                StatusCode::FORBIDDEN,
+                "This function's authentication method is not supported.",
+            )),
         };
-        let (outcome, reason, key_id) = match &result {
-            Ok(id) => (Outcome::Success, "authenticated", Some(id.clone())),
-            Err(refusal) => (Outcome::Denied, refusal.rule, refusal.key_id.clone()),
+        let (outcome, reason, credential, subject) = match &result {
+            Ok(who) => (
+                Outcome::Success,
+                "authenticated",
+                who.credential.clone(),
+                who.subject.clone(),
+            ),
+            Err(refusal) => (
+                Outcome::Denied,
+                refusal.rule,
+                refusal.credential.clone(),
+                None,
+            ),
         };
         self.audit
             .record(
@@ -887,22 +910,73 @@ impl Platform {
                     .invocation(invocation_id)
                     .function(function.app.clone(), function.name.clone())
                     .version(function.version_id.clone())
-                    .detail("method", method)
-                    .detail("key_id", key_id),
+                    .detail("method", auth.method())
+                    .detail("credential", credential)
+                    .detail("subject", subject),
             )
             .await;
         result.map(|_| ()).map_err(|refusal| {
             let mut problem = Problem::new(
                 refusal.status,
                 refusal.rule,
-                "Not authenticated",
+                if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+                    "Authentication unavailable"
+                } else {
+                    "Not authenticated"
+                },
                 refusal.detail,
             )
             .already_recorded();
-            if refusal.status == StatusCode::UNAUTHORIZED {
-                problem = problem.with("www_authenticate", "ApiKey");
+            if let Some(challenge) = refusal.challenge
+                && refusal.status == StatusCode::UNAUTHORIZED
+            {
+                problem = problem.challenge(challenge);
+            }
+            if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+                problem = problem.retry_after(RETRY_AFTER_SECS);
             }
             problem
+        })
+    }
+
+    /// Checks the API key in `header`, removes it and sets the key's id in its place.
+    async fn check_api_key<B>(
+        &self,
+        function: &ActiveFunction,
+        header: &str,
+        request: &mut hyper::Request<B>,
+    ) -> Result<crate::authn::Authenticated, crate::authn::Refusal> {
+        let presented = request.headers().get(header).map(|v| v.as_bytes().to_vec());
+        // The lookup is a store read: off the async workers, so that a flood of bad keys
+        // during a deploy cannot stall the server.
+        let record = match crate::authn::key_id(presented.as_deref()) {
+            Some(id) => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.api_key(&id).ok().flatten())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        let result = crate::authn::check_api_key(
+            presented.as_deref(),
+            header,
+            &function.app,
+            &function.name,
+            now_ms(),
+            |id| record.filter(|r| r.id == id),
+        );
+        request.headers_mut().remove(header);
+        let id = result?;
+        if let Ok(value) = http::HeaderValue::from_str(&id) {
+            request
+                .headers_mut()
+                .insert(crate::authn::API_KEY_ID_HEADER, value);
+        }
+        Ok(crate::authn::Authenticated {
+            credential: Some(id),
+            subject: None,
         })
     }
 

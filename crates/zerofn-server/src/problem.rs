@@ -23,6 +23,8 @@ pub struct Problem {
     /// whichever map type `serde_json` is built with).
     pub extra: Vec<(String, Value)>,
     pub retry_after_secs: Option<u32>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<Challenge>,
     /// Whether the refusal is already in the audit stream (so the adapter must not record it
     /// twice).
     pub recorded: bool,
@@ -42,6 +44,7 @@ impl Problem {
             detail,
             extra: Vec::new(),
             retry_after_secs: None,
+            challenge: None,
             recorded: false,
         }
     }
@@ -62,6 +65,12 @@ impl Problem {
     /// Asks the client to retry after `secs` seconds (429 and 503).
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Tells the client how to authenticate (`WWW-Authenticate`, for a 401).
+    pub fn challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(challenge);
         self
     }
 
@@ -96,7 +105,35 @@ impl Problem {
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = problem.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge.as_str()),
+            );
+        }
         response
+    }
+}
+
+/// How a 401 asks the client to authenticate (`WWW-Authenticate`, RFC 9110 §11.6.1; bearer
+/// errors from RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// An API key in a header.
+    ApiKey,
+    /// A bearer token, none (or none readable) presented.
+    Bearer,
+    /// A bearer token was presented and refused.
+    BearerInvalidToken,
+}
+
+impl Challenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Challenge::ApiKey => "ApiKey",
+            Challenge::Bearer => "Bearer realm=\"zerofn\"",
+            Challenge::BearerInvalidToken => "Bearer realm=\"zerofn\", error=\"invalid_token\"",
+        }
     }
 }
 

@@ -22,8 +22,8 @@ pub struct ActiveFunction {
     pub output_budget: OutputBudget,
     /// What the function may use; compiled into the PDP's permits.
     pub grants: zerofn_manifest::Grants,
-    /// Who may call it from outside.
-    pub auth: Option<zerofn_manifest::Auth>,
+    /// Who may call it from outside, and how that is checked.
+    pub caller_auth: crate::authn::CallerAuth,
 }
 
 impl ActiveFunction {

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub guardrails: Vec<PathBuf>,
     /// The SPIFFE trust domain of function identities.
     pub trust_domain: String,
+    /// Extra CA certificates (PEM file) trusted when fetching `auth.jwt` key sets by URL,
+    /// besides the system's roots.
+    pub jwks_ca: Option<PathBuf>,
 }
 
 /// The trust domain when the config names none.
@@ -70,6 +73,7 @@ impl ServerConfig {
             admission_policies: Vec::new(),
             guardrails: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            jwks_ca: None,
         }
     }
 
@@ -147,6 +151,8 @@ pub enum ServerError {
     Policy(#[from] zerofn_admission::PolicyError),
     #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
     NodeSecret(std::io::Error),
+    #[error("cannot set up the JWKS client: {0}")]
+    Jwks(String),
 }
 
 /// The node's secret (32 bytes, mode 0600) that authenticates the compiled-code cache.
@@ -229,6 +235,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             max_concurrency: config.max_concurrency,
             guardrails,
             trust_domain: config.trust_domain.clone(),
+            jwks: jwks_client(&config)?,
         },
     )?;
 
@@ -400,4 +407,19 @@ async fn rotate_token_keys(
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// The client that fetches `auth.jwt` key sets: the system's roots plus `[auth] jwks_ca`.
+fn jwks_client(config: &ServerConfig) -> Result<crate::authn::jwks::JwksClient, ServerError> {
+    let extra = match &config.jwks_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            ServerError::Jwks(format!(
+                "cannot read `auth.jwks_ca` {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    crate::authn::jwks::JwksClient::new(extra.as_deref())
+        .map_err(|e| ServerError::Jwks(format!("`auth.jwks_ca`: {e}")))
 }

@@ -1,11 +1,12 @@
 //! Admission of signed functions: each function's Sigstore bundle must verify against a key the
 //! trust policy trusts for the app, and its statement must name the component's digest, the
-//! digest of the function's canonical configuration and the digest of its SBOM. Checked at
+//! digest of the function's canonical configuration, the digest of its SBOM and the digest of
+//! every file its manifest entry refers to (a JWKS, a CA bundle). Checked at
 //! deploy and again at every load from the store, so a revoked key stops what it signed.
 
 use crate::DeployError;
 use crate::trust::TrustPolicy;
-use zerofn_manifest::{Function, Manifest};
+use zerofn_manifest::{AttachedFiles, Function, Manifest};
 use zerofn_provenance::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SBOM_SUFFIX, SLSA_PROVENANCE_V1};
 use zerofn_signing::{Bundle, SigningError, Subject};
 use zerofn_store::Attestation;
@@ -28,6 +29,7 @@ pub(crate) fn verify_function(
     function: &Function,
     component_sha256: &str,
     attestation: Option<&Attestation>,
+    files: &AttachedFiles,
 ) -> Result<VerifiedFunction, DeployError> {
     let refuse = |rule: &'static str, reason: String| DeployError::Admission {
         function: function.name.clone(),
@@ -98,6 +100,24 @@ pub(crate) fn verify_function(
                 manifest.path().display()
             ),
         ));
+    }
+    for file in manifest.referenced_files(function) {
+        let signed = files.get(&file.written).is_some_and(|bytes| {
+            let subject = Subject::sha256(
+                zerofn_provenance::file_subject_name(manifest, function, &file.written),
+                bytes,
+            );
+            statement.subject.contains(&subject)
+        });
+        if !signed {
+            return Err(refuse(
+                "file-not-signed",
+                format!(
+                    "`{}` ({}) is not the file that was signed: it changed after `zerofn sign`, or was signed before the manifest named it; review it and sign again",
+                    file.written, file.field
+                ),
+            ));
+        }
     }
     let sbom: serde_json::Value = serde_json::from_str(&attestation.sbom).map_err(|e| {
         refuse(

@@ -103,7 +103,10 @@ async fn api_keys_are_checked_before_any_sandbox_exists() {
     let decisions = server.events("authn.decision").await;
     assert_eq!(decisions.len(), 8);
     assert_eq!(decisions[0].event["outcome"], "success");
-    assert_eq!(decisions[0].event["detail"]["key_id"], record.id.as_str());
+    assert_eq!(
+        decisions[0].event["detail"]["credential"],
+        record.id.as_str()
+    );
     for decision in &decisions {
         assert!(
             !decision.event.to_string().contains(&key),

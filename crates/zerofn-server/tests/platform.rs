@@ -220,6 +220,7 @@ async fn the_control_plane_is_private_and_serves_the_cli() {
         })]
         .into(),
         attestations,
+        files: Default::default(),
     };
     let report: DeployReport = client.post("/v1/deploy", &request).await.unwrap();
     assert_eq!(report.functions[0].route, "/hello");

@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -88,6 +88,19 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_by_app ON api_keys(app);
 ";
 
+/// Version 4: the files a version's manifest refers to (a JWKS, a CA bundle, a schema), by
+/// the path written in the manifest; their bytes are blobs, checked against their digest.
+const SCHEMA_V4: &str = "
+CREATE TABLE version_files (
+    app        TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    digest     TEXT NOT NULL REFERENCES blobs(digest),
+    PRIMARY KEY (app, version_id, path),
+    FOREIGN KEY (app, version_id) REFERENCES versions(app, version_id)
+) STRICT;
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -104,7 +117,12 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
+    for (version, sql) in [
+        (1, SCHEMA_V1),
+        (2, SCHEMA_V2),
+        (3, SCHEMA_V3),
+        (4, SCHEMA_V4),
+    ] {
         if found < version {
             connection.execute_batch(&format!(
                 "BEGIN; {sql} PRAGMA user_version = {version}; COMMIT;"

@@ -15,6 +15,8 @@ pub struct NewVersion {
     pub components: Vec<(String, Vec<u8>)>,
     /// What each function was admitted with, by function name.
     pub attestations: Vec<Attestation>,
+    /// `(path as written in the manifest, bytes)` of every file the manifest refers to.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// A function's signature bundle (Sigstore bundle JSON) and SBOM (CycloneDX JSON), kept with
@@ -27,9 +29,9 @@ pub struct Attestation {
 }
 
 impl NewVersion {
-    /// The version id: a digest over the manifest and every function's component digest, so the
-    /// same app deployed twice is the same version, and any change to code or configuration is a
-    /// new one.
+    /// The version id: a digest over the manifest, every function's component digest and every
+    /// referenced file's digest, so the same app deployed twice is the same version, and any
+    /// change to code or configuration is a new one.
     pub fn version_id(&self) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.app.as_bytes());
@@ -40,6 +42,13 @@ impl NewVersion {
             .iter()
             .map(|(function, bytes)| (function.clone(), content_digest(bytes)))
             .collect();
+        // Files are part of what the version is: a new key set is a new version, so a deploy
+        // of it can never be mistaken for (and keep the files of) the old one.
+        parts.extend(
+            self.files
+                .iter()
+                .map(|(path, bytes)| (format!("file:{path}"), content_digest(bytes))),
+        );
         parts.sort();
         for (function, digest) in parts {
             hasher.update([0]);
@@ -107,17 +116,26 @@ impl Store {
                 created_ms
             ],
         )?;
-        for (function, bytes) in &version.components {
-            let digest = content_digest(bytes);
-            tx.execute(
-                "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
-                params![digest, bytes],
-            )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO version_components (app, version_id, function, digest)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![version.app, version_id, function, digest],
-            )?;
+        // Components and referenced files are blobs by digest, linked to the version by name.
+        let links = [
+            ("version_components", "function", &version.components),
+            ("version_files", "path", &version.files),
+        ];
+        for (table, key, entries) in links {
+            for (name, bytes) in entries {
+                let digest = content_digest(bytes);
+                tx.execute(
+                    "INSERT OR IGNORE INTO blobs (digest, bytes) VALUES (?1, ?2)",
+                    params![digest, bytes],
+                )?;
+                tx.execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO {table} (app, version_id, {key}, digest)
+                         VALUES (?1, ?2, ?3, ?4)"
+                    ),
+                    params![version.app, version_id, name, digest],
+                )?;
+            }
         }
         for attestation in &version.attestations {
             tx.execute(
@@ -288,6 +306,29 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The files a version's manifest refers to, `(path as written, bytes)`, each checked
+    /// against its digest like a component.
+    pub fn version_files(
+        &self,
+        app: &str,
+        version_id: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let refs: Vec<(String, String)> = {
+            let connection = self.connection();
+            let mut statement = connection.prepare(
+                "SELECT path, digest FROM version_files
+                 WHERE app = ?1 AND version_id = ?2 ORDER BY path",
+            )?;
+            let rows = statement.query_map(params![app, version_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        refs.into_iter()
+            .map(|(path, digest)| Ok((path, self.component(&digest)?)))
+            .collect()
     }
 
     /// The bytes of a component, checked against their digest before they are returned: a blob

@@ -12,7 +12,53 @@ fn version(app: &str, manifest: &str, code: &[u8]) -> NewVersion {
         manifest: manifest.into(),
         components: vec![("hello".into(), code.to_vec())],
         attestations: Vec::new(),
+        files: Vec::new(),
     }
+}
+
+#[test]
+fn referenced_files_are_kept_with_their_version_and_change_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut with_keys = version("shop", "a", b"one");
+    with_keys.files = vec![("keys/jwks.json".into(), b"{\"keys\":[]}".to_vec())];
+    let mut rotated = with_keys.clone();
+    rotated.files = vec![("keys/jwks.json".into(), b"{\"keys\":[1]}".to_vec())];
+    let first = store.deploy(&with_keys, "deploy").unwrap();
+    let second = store.deploy(&rotated, "deploy").unwrap();
+    assert_ne!(first.version_id, second.version_id);
+    assert_eq!(
+        store.version_files("shop", &first.version_id).unwrap(),
+        with_keys.files
+    );
+    assert_eq!(
+        store.version_files("shop", &second.version_id).unwrap(),
+        rotated.files
+    );
+}
+
+#[test]
+fn an_altered_file_blob_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut with_keys = version("shop", "a", b"one");
+    with_keys.files = vec![("ca.pem".into(), b"good".to_vec())];
+    let record = store.deploy(&with_keys, "deploy").unwrap();
+    drop(store);
+    let connection =
+        rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+    connection
+        .execute(
+            "UPDATE blobs SET bytes = X'00' WHERE bytes = CAST('good' AS BLOB)",
+            [],
+        )
+        .unwrap();
+    drop(connection);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.version_files("shop", &record.version_id),
+        Err(StoreError::Integrity { .. })
+    ));
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub struct DeployRequest {
     /// Each function's Sigstore bundle and CycloneDX SBOM (JSON text).
     #[serde(default)]
     pub attestations: Vec<zerofn_store::Attestation>,
+    /// The files the manifest refers to (base64), by the path written there.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// `POST /v1/apps/{app}/rollback`.

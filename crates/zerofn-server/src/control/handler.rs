@@ -171,12 +171,20 @@ async fn deploy(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
         })?;
         components.insert(function, bytes);
     }
+    let mut files = zerofn_manifest::AttachedFiles::new();
+    for (path, encoded) in request.files {
+        let bytes = BASE64
+            .decode(encoded.as_bytes())
+            .map_err(|e| bad_request(format!("file `{path}` is not valid base64: {e}")))?;
+        files.insert(path, bytes);
+    }
     let report = platform
         .deploy(DeployBundle {
             manifest_path: request.manifest_path,
             manifest: request.manifest,
             components,
             attestations: request.attestations,
+            files,
         })
         .await
         .map_err(|e| Problem::from(e).already_recorded())?;

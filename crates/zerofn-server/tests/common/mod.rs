@@ -82,6 +82,22 @@ impl TestServer {
         components: BTreeMap<String, Vec<u8>>,
         attestations: Vec<zerofn_store::Attestation>,
     ) -> Result<DeployReport, zerofn_server::DeployError> {
+        self.deploy_with_files(
+            manifest,
+            components,
+            attestations,
+            zerofn_manifest::AttachedFiles::new(),
+        )
+        .await
+    }
+
+    pub async fn deploy_with_files(
+        &self,
+        manifest: &str,
+        components: BTreeMap<String, Vec<u8>>,
+        attestations: Vec<zerofn_store::Attestation>,
+        files: zerofn_manifest::AttachedFiles,
+    ) -> Result<DeployReport, zerofn_server::DeployError> {
         self.server()
             .platform()
             .deploy(DeployBundle {
@@ -89,6 +105,7 @@ impl TestServer {
                 manifest: manifest.into(),
                 components,
                 attestations,
+                files,
             })
             .await
     }
@@ -169,6 +186,41 @@ pub fn sign_with(
     sbom: &str,
     provenance: serde_json::Value,
 ) -> Vec<zerofn_store::Attestation> {
+    sign_all(
+        manifest,
+        components,
+        key,
+        sbom,
+        provenance,
+        &zerofn_manifest::AttachedFiles::new(),
+    )
+}
+
+/// [`sign`], for a manifest that refers to `files` (a JWKS, a CA bundle).
+pub fn sign_with_files(
+    manifest: &str,
+    components: &BTreeMap<String, Vec<u8>>,
+    key: &zerofn_signing::PrivateKey,
+    files: &zerofn_manifest::AttachedFiles,
+) -> Vec<zerofn_store::Attestation> {
+    sign_all(
+        manifest,
+        components,
+        key,
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.6"}"#,
+        serde_json::json!({"buildDefinition": {"buildType": zerofn_provenance::BUILD_TYPE}}),
+        files,
+    )
+}
+
+fn sign_all(
+    manifest: &str,
+    components: &BTreeMap<String, Vec<u8>>,
+    key: &zerofn_signing::PrivateKey,
+    sbom: &str,
+    provenance: serde_json::Value,
+    files: &zerofn_manifest::AttachedFiles,
+) -> Vec<zerofn_store::Attestation> {
     let Ok(parsed) = zerofn_manifest::parse(std::path::Path::new(MANIFEST_PATH), manifest) else {
         return Vec::new();
     };
@@ -181,6 +233,7 @@ pub fn sign_with(
                 function,
                 bytes,
                 sbom.as_bytes(),
+                files,
                 provenance.clone(),
             );
             let bundle = zerofn_signing::Bundle::sign(&statement, key).unwrap();

@@ -184,7 +184,8 @@ pub fn bundle_with_dev_key(
     read_bundle(&manifest)
 }
 
-/// Reads every function's component for a deploy; a missing one is a located diagnostic.
+/// Reads every function's component and every file the manifest refers to, for a deploy; a
+/// missing one is a located diagnostic.
 fn read_bundle(manifest: &zerofn_manifest::Manifest) -> Result<DeployBundle, Failure> {
     let missing = manifest.check_components();
     if missing.has_errors() {
@@ -209,6 +210,7 @@ fn read_bundle(manifest: &zerofn_manifest::Manifest) -> Result<DeployBundle, Fai
         manifest: manifest.source().to_string(),
         components,
         attestations: read_attestations(manifest),
+        files: manifest.read_referenced_files()?,
     })
 }
 

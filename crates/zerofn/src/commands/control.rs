@@ -32,6 +32,11 @@ pub async fn deploy(
             .map(|(name, bytes)| (name, BASE64.encode(bytes)))
             .collect(),
         attestations: bundle.attestations,
+        files: bundle
+            .files
+            .iter()
+            .map(|(path, bytes)| (path.to_string(), BASE64.encode(bytes)))
+            .collect(),
     };
     let report: DeployReport = client(data_dir).post("/v1/deploy", &request).await?;
     print_report(&report, "deployed", json);

@@ -1,9 +1,9 @@
-//! Authenticating callers from outside, before any sandbox exists. Today: API keys
-//! (`auth.api-key`). A key is `zfn_<id>_<secret>`: the id finds the record, the secret is
+//! API keys (`auth.api-key`). A key is `zfn_<id>_<secret>`: the id finds the record, the secret is
 //! checked against its stored SHA-256 in constant time, then revocation, expiry and scope.
 //! Refusals are 401/403 problem details that say what was missing or wrong, never echoing the
 //! key.
 
+use super::Refusal;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use sha2::{Digest, Sha256};
@@ -58,16 +58,6 @@ pub fn key_id(presented: Option<&[u8]>) -> Option<String> {
     (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
 
-/// Why a key was refused: the rule, the status and what to say (never the key).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRefusal {
-    pub rule: &'static str,
-    pub status: http::StatusCode,
-    pub detail: String,
-    /// The key's id, when the presented key named a real one.
-    pub key_id: Option<String>,
-}
-
 /// Checks the key presented in `header` for `function` of `app`, looking its record up with
 /// `find`. Returns the key's id.
 pub fn check_api_key(
@@ -77,12 +67,11 @@ pub fn check_api_key(
     function: &str,
     now_ms: i64,
     find: impl FnOnce(&str) -> Option<ApiKeyRecord>,
-) -> Result<String, KeyRefusal> {
-    let unauthorized = |rule, detail: String, key_id: Option<String>| KeyRefusal {
-        rule,
-        status: http::StatusCode::UNAUTHORIZED,
-        detail,
-        key_id,
+) -> Result<String, Refusal> {
+    let unauthorized = |rule, detail: String, key_id: Option<String>| Refusal {
+        credential: key_id,
+        ..Refusal::new(rule, http::StatusCode::UNAUTHORIZED, detail)
+            .challenge(super::Challenge::ApiKey)
     };
     let Some(presented) = presented else {
         return Err(unauthorized(
@@ -127,13 +116,13 @@ pub fn check_api_key(
     }
     let scoped = record.app == app && record.functions.iter().any(|f| f == "*" || f == function);
     if !scoped {
-        return Err(KeyRefusal {
-            rule: "api-key-not-scoped",
-            status: http::StatusCode::FORBIDDEN,
-            detail: format!(
-                "API key `{id}` is not valid for function `{function}` of app `{app}`."
-            ),
-            key_id: Some(id),
+        return Err(Refusal {
+            credential: Some(id.clone()),
+            ..Refusal::new(
+                "api-key-not-scoped",
+                http::StatusCode::FORBIDDEN,
+                format!("API key `{id}` is not valid for function `{function}` of app `{app}`."),
+            )
         });
     }
     Ok(id)
@@ -168,7 +157,7 @@ mod tests {
         new: &NewApiKey,
         function: &str,
         now: i64,
-    ) -> Result<String, KeyRefusal> {
+    ) -> Result<String, Refusal> {
         check_api_key(
             presented.map(str::as_bytes),
             "x-api-key",
@@ -194,7 +183,7 @@ mod tests {
     #[test]
     fn every_bad_key_is_refused_with_its_own_rule_and_without_echoing_it() {
         let new = key(&["checkout"], Some(5_000));
-        let rule = |r: Result<String, KeyRefusal>| r.map_err(|e| e.rule).unwrap_err();
+        let rule = |r: Result<String, Refusal>| r.map_err(|e| e.rule).unwrap_err();
         assert_eq!(
             rule(check(None, &new, "checkout", 2_000)),
             "api-key-missing"
