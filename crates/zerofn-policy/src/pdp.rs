@@ -85,6 +85,10 @@ impl Pdp {
         let mut guardrails_only: HashMap<&'static str, PolicySet> =
             ACTIONS.iter().map(|a| (*a, PolicySet::new())).collect();
         for (policy, file) in &guardrails.policies {
+            // Control-plane guardrails are the control PDP's (see `control.rs`).
+            if crate::control::names_control_action(policy) {
+                continue;
+            }
             sources.insert(
                 policy.id().to_string(),
                 (policy.to_string(), Some(file.clone())),
@@ -312,7 +316,7 @@ impl Pdp {
 const ACTIONS: [&str; 5] = ["invoke", "egress", "secret.read", "kv.read", "kv.write"];
 
 /// Whether `policy`'s action scope includes `action`.
-fn applies_to(policy: &Policy, action: &str) -> bool {
+pub(crate) fn applies_to(policy: &Policy, action: &str) -> bool {
     let named = |uid: &EntityUid| uid.id().unescaped() == action;
     match policy.action_constraint() {
         ActionConstraint::Any => true,
@@ -327,14 +331,14 @@ fn schema() -> Result<Schema, PolicyError> {
         .map_err(|e| PolicyError::Schema(e.to_string()))
 }
 
-fn add(policies: &mut PolicySet, policy: Policy) -> Result<(), PolicyError> {
+pub(crate) fn add(policies: &mut PolicySet, policy: Policy) -> Result<(), PolicyError> {
     let id = policy.id().to_string();
     policies
         .add(policy)
         .map_err(|e| PolicyError::Schema(format!("{id}: {e}")))
 }
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
+pub(crate) fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
     let kind = EntityTypeName::from_str(kind).map_err(|e| PolicyError::Schema(e.to_string()))?;
     Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
 }

@@ -81,6 +81,10 @@ pub struct Platform {
     me: std::sync::Weak<Platform>,
     /// Mints and verifies the per-invocation JWT-SVIDs.
     issuer: zerofn_identity::Issuer,
+    /// Operators of the remote control plane: enrollment, login, sessions.
+    operators: crate::operators::OperatorAuth,
+    /// Decides control actions of remote operators (role permits and control guardrails).
+    control_pdp: zerofn_policy::ControlPdp,
 }
 
 impl std::fmt::Debug for Platform {
@@ -123,6 +127,8 @@ pub struct PlatformPolicies {
     pub guardrails: zerofn_policy::Guardrails,
     /// The SPIFFE trust domain, e.g. `zerofn.local`.
     pub trust_domain: String,
+    /// Operators of the remote control plane.
+    pub operators: crate::operators::OperatorAuth,
 }
 
 impl Platform {
@@ -134,6 +140,7 @@ impl Platform {
         policies: PlatformPolicies,
     ) -> Result<Arc<Self>, crate::ServerError> {
         let deny_all = Arc::new(zerofn_policy::Pdp::build(&policies.guardrails, [])?);
+        let control_pdp = zerofn_policy::ControlPdp::build(&policies.guardrails)?;
         let issuer = zerofn_identity::Issuer::new()
             .map_err(|e| crate::ServerError::Identity(e.to_string()))?;
         Ok(Arc::new_cyclic(|me| Self {
@@ -155,6 +162,8 @@ impl Platform {
             trust_domain: policies.trust_domain,
             me: me.clone(),
             issuer,
+            operators: policies.operators,
+            control_pdp,
         }))
     }
 
@@ -206,6 +215,16 @@ impl Platform {
         self.build_pdp(&self.routes().with_app(app.clone()))
             .map(|_| ())
             .map_err(|e| DeployError::Policy(e.to_string()))
+    }
+
+    /// Operators of the remote control plane.
+    pub fn operators(&self) -> &crate::operators::OperatorAuth {
+        &self.operators
+    }
+
+    /// The control plane's decision point.
+    pub fn control_pdp(&self) -> &zerofn_policy::ControlPdp {
+        &self.control_pdp
     }
 
     pub fn store(&self) -> &Store {
