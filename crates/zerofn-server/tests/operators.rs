@@ -632,3 +632,28 @@ async fn enrollment_refuses_bad_names_keys_and_roles_and_removal_ends_sessions()
     let (status, _) = refused(client.get::<serde_json::Value>("/v1/apps").await);
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_the_operator_out_even_with_the_right_factors() {
+    let remote = start(Duration::from_secs(900)).await;
+    let operator = remote.enroll("vic", "viewer", Algorithm::EcdsaP256).await;
+    let valid: Vec<String> = (-1..=1).map(|o| operator.code(o)).collect();
+    let wrong: Vec<String> = (0..1_000_000u32)
+        .map(|n| format!("{:06}", (n * 7919 + 4242) % 1_000_000))
+        .filter(|c| !valid.contains(c))
+        .take(5)
+        .collect();
+    for code in &wrong {
+        let challenge = remote.challenge("vic").await;
+        let result = remote.login_with(&operator, &challenge, code).await;
+        assert_login_refused(&remote, result, "totp-invalid").await;
+    }
+    let challenge = remote.challenge("vic").await;
+    let locked = remote
+        .login_with(&operator, &challenge, &operator.code(0))
+        .await;
+    assert_login_refused(&remote, locked, "locked-out").await;
+    let listed: Vec<zerofn_store::OperatorRecord> =
+        remote.local().get("/v1/operators").await.unwrap();
+    assert_eq!(listed[0].failed_logins, 5);
+}
