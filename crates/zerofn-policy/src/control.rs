@@ -2,11 +2,11 @@
 //! are built in (one `permit` per role, id `role/<role>`); the operator's guardrails that name
 //! control actions in their action scope are added as `forbid`s and win over the roles.
 
-use crate::pdp::{Decision, add, applies_to, uid};
+use crate::pdp::{Decision, add, applies_to, decision, uid, validate};
 use crate::{Guardrails, PolicyError};
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Entities, Entity, Policy,
-    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Entities, Entity, Policy, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -154,14 +154,7 @@ impl ControlPdp {
                 add(&mut policies, policy.clone())?;
             }
         }
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let errors: Vec<String> = validation
-                .validation_errors()
-                .map(|e| format!("{}: {e}", e.policy_id()))
-                .collect();
-            return Err(PolicyError::Schema(errors.join("; ")));
-        }
+        validate(&schema, &policies)?;
         Ok(Self {
             policies,
             authorizer: Authorizer::new(),
@@ -181,27 +174,11 @@ impl ControlPdp {
             return denied(format!("`{}` is not a control action", request.action));
         }
         match self.cedar(request) {
-            Ok((cedar, entities)) => {
-                let response = self
-                    .authorizer
-                    .is_authorized(&cedar, &self.policies, &entities);
-                let errors: Vec<String> = response
-                    .diagnostics()
-                    .errors()
-                    .map(ToString::to_string)
-                    .collect();
-                let mut policies: Vec<String> = response
-                    .diagnostics()
-                    .reason()
-                    .map(ToString::to_string)
-                    .collect();
-                policies.sort();
-                Decision {
-                    allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
-                    policies,
-                    errors,
-                }
-            }
+            Ok((cedar, entities)) => decision(&self.authorizer.is_authorized(
+                &cedar,
+                &self.policies,
+                &entities,
+            )),
             Err(error) => denied(error),
         }
     }

@@ -146,14 +146,7 @@ impl Pdp {
         for app in apps {
             entities.push(Entity::new_no_attrs(uid("App", &app)?, HashSet::new()));
         }
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let errors: Vec<String> = validation
-                .validation_errors()
-                .map(|e| format!("{}: {e}", e.policy_id()))
-                .collect();
-            return Err(PolicyError::Schema(errors.join("; ")));
-        }
+        validate(&schema, &policies)?;
         // Buckets and secrets granted to several functions appear once.
         let mut seen = HashSet::new();
         entities.retain(|e| seen.insert(e.uid()));
@@ -172,27 +165,11 @@ impl Pdp {
     /// Decides `request`. Default deny; an evaluation error denies.
     pub fn decide(&self, request: &AccessRequest) -> Decision {
         match self.cedar_request(request) {
-            Ok(cedar) => {
-                let response =
-                    self.authorizer
-                        .is_authorized(&cedar, self.slice(request), &self.entities);
-                let errors: Vec<String> = response
-                    .diagnostics()
-                    .errors()
-                    .map(ToString::to_string)
-                    .collect();
-                let mut policies: Vec<String> = response
-                    .diagnostics()
-                    .reason()
-                    .map(ToString::to_string)
-                    .collect();
-                policies.sort();
-                Decision {
-                    allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
-                    policies,
-                    errors,
-                }
-            }
+            Ok(cedar) => decision(&self.authorizer.is_authorized(
+                &cedar,
+                self.slice(request),
+                &self.entities,
+            )),
             Err(error) => Decision {
                 allowed: false,
                 policies: Vec::new(),
@@ -309,6 +286,39 @@ impl Pdp {
         // validated policies), so it is not re-validated on the hot path.
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())
+    }
+}
+
+/// Validates `policies` against `schema` in strict mode, naming each failing policy.
+pub(crate) fn validate(schema: &Schema, policies: &PolicySet) -> Result<(), PolicyError> {
+    let validation = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    if validation.validation_passed() {
+        return Ok(());
+    }
+    let errors: Vec<String> = validation
+        .validation_errors()
+        .map(|e| format!("{}: {e}", e.policy_id()))
+        .collect();
+    Err(PolicyError::Schema(errors.join("; ")))
+}
+
+/// Cedar's answer as a [`Decision`]: any evaluation error denies.
+pub(crate) fn decision(response: &cedar_policy::Response) -> Decision {
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(ToString::to_string)
+        .collect();
+    let mut policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    policies.sort();
+    Decision {
+        allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+        policies,
+        errors,
     }
 }
 

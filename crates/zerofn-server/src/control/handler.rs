@@ -254,14 +254,10 @@ async fn enroll_operator(platform: &Platform, body: &[u8]) -> Result<Response, P
 }
 
 async fn remove_operator(platform: &Platform, name: &str) -> Result<Response, Problem> {
-    let removed = platform.operators().remove(name).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
-            "Internal error",
-            e.to_string(),
-        )
-    })?;
+    let removed = platform
+        .operators()
+        .remove(name)
+        .map_err(|e| internal(e.to_string()))?;
     if !removed {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -450,15 +446,17 @@ fn metrics(platform: &Platform) -> Response {
     response
 }
 
+fn internal(detail: String) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Internal error",
+        detail,
+    )
+}
+
 pub(super) fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
-    let body = serde_json::to_vec(value).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
-            "Internal error",
-            e.to_string(),
-        )
-    })?;
+    let body = serde_json::to_vec(value).map_err(|e| internal(e.to_string()))?;
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
