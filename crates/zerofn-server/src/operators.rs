@@ -218,6 +218,12 @@ impl OperatorAuth {
     /// A fresh single-use nonce for `operator`, valid for [`CHALLENGE_TTL`]. Issued whether
     /// or not the operator exists, so the endpoint does not tell who is enrolled.
     pub fn challenge(&self, operator: &str) -> Result<String, LoginRefusal> {
+        // Names are DNS labels, so a challenge holds at most 63 bytes of caller input.
+        if !zerofn_manifest::is_dns_label(operator) {
+            return Err(LoginRefusal {
+                reason: "operator-name-invalid",
+            });
+        }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|_| LoginRefusal {
             reason: "internal-error",
@@ -367,10 +373,12 @@ impl OperatorAuth {
                 reason: "session-missing",
             });
         };
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
         let token = std::str::from_utf8(header)
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| is_token(t))
             .ok_or(invalid("session-malformed"))?;
         let hash = token_hash(token);

@@ -485,6 +485,21 @@ async fn unknown_reused_and_foreign_challenges_are_refused() {
         .await;
     assert_login_refused(&remote, reused, "challenge-unknown").await;
 
+    // A name that cannot be an operator gets no challenge (and holds no memory).
+    let long: Result<LoginChallenge, _> = remote
+        .client()
+        .post(
+            "/v1/login/challenge",
+            &LoginChallengeRequest {
+                operator: "x".repeat(10_000),
+            },
+        )
+        .await;
+    assert!(
+        matches!(long, Err(ControlError::Refused { status: 400, .. })),
+        "{long:?}"
+    );
+
     // A challenge issued for another operator name does not log this one in.
     let foreign = remote.challenge("someone-else").await;
     let result = remote

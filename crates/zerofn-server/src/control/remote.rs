@@ -129,18 +129,26 @@ async fn challenge(
 ) -> Result<Response, Problem> {
     let body = read_body(request).await?;
     let request: LoginChallengeRequest = handler::parse_body(&body)?;
-    let nonce = platform
-        .operators()
-        .challenge(&request.operator)
-        .map_err(|refusal| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                refusal.reason,
-                "Try again later",
-                "Too many logins are in progress; try again shortly.".into(),
-            )
-            .retry_after(1)
-        })?;
+    let nonce =
+        platform
+            .operators()
+            .challenge(&request.operator)
+            .map_err(|refusal| match refusal.reason {
+                "operator-name-invalid" => Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed-control-request",
+                    "Malformed request",
+                    "`operator` must be an operator name (lowercase letters, digits and `-`)."
+                        .into(),
+                ),
+                reason => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reason,
+                    "Try again later",
+                    "Too many logins are in progress; try again shortly.".into(),
+                )
+                .retry_after(1),
+            })?;
     handler::json(&LoginChallenge {
         nonce,
         audience: platform.operators().audience().to_string(),
