@@ -94,7 +94,7 @@ pub(crate) async fn serve(
 }
 
 async fn handle(
-    platform: &Platform,
+    platform: &Arc<Platform>,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Result<Response, Infallible> {
@@ -157,7 +157,7 @@ async fn challenge(
 }
 
 async fn login(
-    platform: &Platform,
+    platform: &Arc<Platform>,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Result<Response, Problem> {
@@ -168,16 +168,24 @@ async fn login(
         Ok(login) => {
             let result = match BASE64.decode(login.signature.as_bytes()) {
                 Err(_) => Err("signature-malformed"),
-                Ok(signature) => platform
-                    .operators()
-                    .login(
-                        &login.operator,
-                        &login.nonce,
-                        &signature,
-                        &login.totp,
-                        unix_secs(),
-                    )
-                    .map_err(|refusal| refusal.reason),
+                Ok(signature) => {
+                    // Signature checks and store writes run off the async workers, so a
+                    // flood of logins cannot stall the control plane (as API keys do).
+                    let platform = platform.clone();
+                    let (name, nonce, code) = (
+                        login.operator.clone(),
+                        login.nonce.clone(),
+                        login.totp.clone(),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        platform
+                            .operators()
+                            .login(&name, &nonce, &signature, &code, unix_secs())
+                            .map_err(|refusal| refusal.reason)
+                    })
+                    .await
+                    .unwrap_or(Err("internal-error"))
+                }
             };
             (Some(login.operator), result)
         }
@@ -217,7 +225,7 @@ async fn login(
 }
 
 async fn authorized(
-    platform: &Platform,
+    platform: &Arc<Platform>,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Result<Response, Infallible> {
@@ -227,7 +235,17 @@ async fn authorized(
         .headers()
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    let session = platform.operators().authenticate(authorization.as_deref());
+    let session = {
+        let platform = platform.clone();
+        tokio::task::spawn_blocking(move || {
+            platform.operators().authenticate(authorization.as_deref())
+        })
+        .await
+        .unwrap_or(Err(crate::operators::SessionRefusal {
+            code: "session-invalid",
+            reason: "internal-error",
+        }))
+    };
     let (outcome, reason) = match &session {
         Ok(_) => (Outcome::Success, "authenticated"),
         Err(refusal) => (Outcome::Denied, refusal.reason),
