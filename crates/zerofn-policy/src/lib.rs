@@ -9,15 +9,23 @@
 //! - [`Pdp`]: both, validated against zerofn's schema, deciding [`AccessRequest`]s with the
 //!   policies that decided them.
 //!
+//! - [`ControlPdp`]: the control plane's decisions: operators in roles (`viewer`, `deployer`,
+//!   `security-admin`) taking control actions (`control.deploy`, ...), with built-in role
+//!   permits and the guardrails that name control actions.
+//!
 //! Default deny: no permit, no access. Fail closed: a policy that errors while deciding denies.
 
 #![forbid(unsafe_code)]
 
+mod control;
 pub mod grants;
 mod guardrails;
 mod pdp;
 mod request;
 
+pub use control::{
+    CONTROL_ACTIONS, CONTROL_SCHEMA, ControlPdp, ControlRequest, Role, names_control_action,
+};
 pub use guardrails::Guardrails;
 pub use pdp::{Decision, Pdp};
 pub use request::{AccessRequest, Capability, Destination, FunctionRef, RequestContext};

@@ -85,6 +85,10 @@ impl Pdp {
         let mut guardrails_only: HashMap<&'static str, PolicySet> =
             ACTIONS.iter().map(|a| (*a, PolicySet::new())).collect();
         for (policy, file) in &guardrails.policies {
+            // Control-plane guardrails are the control PDP's (see `control.rs`).
+            if crate::control::names_control_action(policy) {
+                continue;
+            }
             sources.insert(
                 policy.id().to_string(),
                 (policy.to_string(), Some(file.clone())),
@@ -142,14 +146,7 @@ impl Pdp {
         for app in apps {
             entities.push(Entity::new_no_attrs(uid("App", &app)?, HashSet::new()));
         }
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let errors: Vec<String> = validation
-                .validation_errors()
-                .map(|e| format!("{}: {e}", e.policy_id()))
-                .collect();
-            return Err(PolicyError::Schema(errors.join("; ")));
-        }
+        validate(&schema, &policies)?;
         // Buckets and secrets granted to several functions appear once.
         let mut seen = HashSet::new();
         entities.retain(|e| seen.insert(e.uid()));
@@ -168,27 +165,11 @@ impl Pdp {
     /// Decides `request`. Default deny; an evaluation error denies.
     pub fn decide(&self, request: &AccessRequest) -> Decision {
         match self.cedar_request(request) {
-            Ok(cedar) => {
-                let response =
-                    self.authorizer
-                        .is_authorized(&cedar, self.slice(request), &self.entities);
-                let errors: Vec<String> = response
-                    .diagnostics()
-                    .errors()
-                    .map(ToString::to_string)
-                    .collect();
-                let mut policies: Vec<String> = response
-                    .diagnostics()
-                    .reason()
-                    .map(ToString::to_string)
-                    .collect();
-                policies.sort();
-                Decision {
-                    allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
-                    policies,
-                    errors,
-                }
-            }
+            Ok(cedar) => decision(&self.authorizer.is_authorized(
+                &cedar,
+                self.slice(request),
+                &self.entities,
+            )),
             Err(error) => Decision {
                 allowed: false,
                 policies: Vec::new(),
@@ -308,11 +289,44 @@ impl Pdp {
     }
 }
 
+/// Validates `policies` against `schema` in strict mode, naming each failing policy.
+pub(crate) fn validate(schema: &Schema, policies: &PolicySet) -> Result<(), PolicyError> {
+    let validation = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    if validation.validation_passed() {
+        return Ok(());
+    }
+    let errors: Vec<String> = validation
+        .validation_errors()
+        .map(|e| format!("{}: {e}", e.policy_id()))
+        .collect();
+    Err(PolicyError::Schema(errors.join("; ")))
+}
+
+/// Cedar's answer as a [`Decision`]: any evaluation error denies.
+pub(crate) fn decision(response: &cedar_policy::Response) -> Decision {
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(ToString::to_string)
+        .collect();
+    let mut policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    policies.sort();
+    Decision {
+        allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+        policies,
+        errors,
+    }
+}
+
 /// Every action of the schema.
 const ACTIONS: [&str; 5] = ["invoke", "egress", "secret.read", "kv.read", "kv.write"];
 
 /// Whether `policy`'s action scope includes `action`.
-fn applies_to(policy: &Policy, action: &str) -> bool {
+pub(crate) fn applies_to(policy: &Policy, action: &str) -> bool {
     let named = |uid: &EntityUid| uid.id().unescaped() == action;
     match policy.action_constraint() {
         ActionConstraint::Any => true,
@@ -327,14 +341,14 @@ fn schema() -> Result<Schema, PolicyError> {
         .map_err(|e| PolicyError::Schema(e.to_string()))
 }
 
-fn add(policies: &mut PolicySet, policy: Policy) -> Result<(), PolicyError> {
+pub(crate) fn add(policies: &mut PolicySet, policy: Policy) -> Result<(), PolicyError> {
     let id = policy.id().to_string();
     policies
         .add(policy)
         .map_err(|e| PolicyError::Schema(format!("{id}: {e}")))
 }
 
-fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
+pub(crate) fn uid(kind: &str, id: &str) -> Result<EntityUid, PolicyError> {
     let kind = EntityTypeName::from_str(kind).map_err(|e| PolicyError::Schema(e.to_string()))?;
     Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
 }

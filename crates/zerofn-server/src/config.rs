@@ -1,6 +1,6 @@
 //! The operator's platform config file (`zerofn.config.toml`): listener, global concurrency,
-//! limit defaults and ceilings, guest output caps, trust policy, advisory gate and admission
-//! policies. Every key is optional; unknown keys are
+//! limit defaults and ceilings, guest output caps, trust policy, advisory gate, admission
+//! policies and the remote control listener. Every key is optional; unknown keys are
 //! errors, so a typo never silently leaves a ceiling at its default.
 
 use crate::ServerConfig;
@@ -26,6 +26,7 @@ struct ConfigFile {
     policy: PolicySection,
     #[serde(default)]
     auth: AuthSection,
+    control: Option<ControlSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +35,18 @@ struct AuthSection {
     /// PEM CA certificates trusted (besides the system's) when fetching JWKS URLs, relative
     /// to the config file.
     jwks_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlSection {
+    /// Where the remote control plane listens (TLS 1.3).
+    listen: SocketAddr,
+    /// PEM certificate chain and private key, relative to the config file.
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    /// Session lifetime in seconds [default: 900].
+    session_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +169,27 @@ impl ServerConfig {
             }
             config.trust_domain = domain;
         }
+        if let Some(control) = file.control {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let max = crate::operators::MAX_SESSION_TTL.as_secs();
+            let session_ttl = match control.session_ttl_secs {
+                None => crate::operators::DEFAULT_SESSION_TTL,
+                Some(secs) if (1..=max).contains(&secs) => Duration::from_secs(secs),
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "`control.session_ttl_secs` must be between 1 and {max}"
+                    )));
+                }
+            };
+            config.remote_control = Some(crate::RemoteControlConfig {
+                listen: control.listen,
+                certificate: crate::control::CertificateSource::Files {
+                    cert: base.join(control.tls_cert),
+                    key: base.join(control.tls_key),
+                },
+                session_ttl,
+            });
+        }
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }
@@ -209,6 +243,31 @@ mod tests {
             "pool slots fit the ceiling"
         );
         assert_eq!(config.runtime.output.max_bytes_per_invocation, 1024);
+    }
+
+    #[test]
+    fn the_control_listener_is_configured_only_when_named() {
+        assert!(load("").unwrap().remote_control.is_none());
+        let config = load(
+            "[control]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\nsession_ttl_secs = 60\n",
+        )
+        .unwrap();
+        let remote = config.remote_control.unwrap();
+        assert_eq!(remote.listen.port(), 7443);
+        assert_eq!(remote.session_ttl, Duration::from_secs(60));
+        let crate::control::CertificateSource::Files { cert, .. } = remote.certificate;
+        assert!(cert.ends_with("tls/cert.pem"));
+        let too_long = load(
+            "[control]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nsession_ttl_secs = 999999\n",
+        )
+        .unwrap_err();
+        assert!(
+            too_long.to_string().contains("session_ttl_secs"),
+            "{too_long}"
+        );
+        let no_key =
+            load("[control]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\n").unwrap_err();
+        assert!(no_key.to_string().contains("tls_key"), "{no_key}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod config;
 pub mod control;
 mod error;
 pub mod metrics;
+pub mod operators;
 mod platform;
 pub mod problem;
 mod routes;
@@ -31,5 +32,6 @@ pub use platform::{
 };
 pub use routes::{ActiveApp, ActiveFunction};
 pub use server::{
-    AdvisoryConfig, COMPILED_DIR, NODE_SECRET_FILE, RunningServer, ServerConfig, ServerError, start,
+    AdvisoryConfig, COMPILED_DIR, NODE_SECRET_FILE, RemoteControlConfig, RunningServer,
+    ServerConfig, ServerError, start,
 };

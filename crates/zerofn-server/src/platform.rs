@@ -86,6 +86,10 @@ pub struct Platform {
     issuer: zerofn_identity::Issuer,
     /// Fetches and caches callers' token issuers' key sets.
     jwks: crate::authn::jwks::JwksClient,
+    /// Operators of the remote control plane: enrollment, login, sessions.
+    operators: crate::operators::OperatorAuth,
+    /// Decides control actions of remote operators (role permits and control guardrails).
+    control_pdp: zerofn_policy::ControlPdp,
 }
 
 impl std::fmt::Debug for Platform {
@@ -130,6 +134,8 @@ pub struct PlatformPolicies {
     pub trust_domain: String,
     /// Fetches the key sets of `auth.jwt` functions that give a URL.
     pub jwks: crate::authn::jwks::JwksClient,
+    /// Operators of the remote control plane.
+    pub operators: crate::operators::OperatorAuth,
 }
 
 impl Platform {
@@ -141,6 +147,7 @@ impl Platform {
         policies: PlatformPolicies,
     ) -> Result<Arc<Self>, crate::ServerError> {
         let deny_all = Arc::new(zerofn_policy::Pdp::build(&policies.guardrails, [])?);
+        let control_pdp = zerofn_policy::ControlPdp::build(&policies.guardrails)?;
         let issuer = zerofn_identity::Issuer::new()
             .map_err(|e| crate::ServerError::Identity(e.to_string()))?;
         Ok(Arc::new_cyclic(|me| Self {
@@ -163,6 +170,8 @@ impl Platform {
             me: me.clone(),
             issuer,
             jwks: policies.jwks,
+            operators: policies.operators,
+            control_pdp,
         }))
     }
 
@@ -214,6 +223,16 @@ impl Platform {
         self.build_pdp(&self.routes().with_app(app.clone()))
             .map(|_| ())
             .map_err(|e| DeployError::Policy(e.to_string()))
+    }
+
+    /// Operators of the remote control plane.
+    pub fn operators(&self) -> &crate::operators::OperatorAuth {
+        &self.operators
+    }
+
+    /// The control plane's decision point.
+    pub fn control_pdp(&self) -> &zerofn_policy::ControlPdp {
+        &self.control_pdp
     }
 
     pub fn store(&self) -> &Store {

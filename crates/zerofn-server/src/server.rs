@@ -43,6 +43,17 @@ pub struct ServerConfig {
     /// Extra CA certificates (PEM file) trusted when fetching `auth.jwt` key sets by URL,
     /// besides the system's roots.
     pub jwks_ca: Option<PathBuf>,
+    /// The remote control plane (TLS on TCP); none unless configured.
+    pub remote_control: Option<RemoteControlConfig>,
+}
+
+/// The remote control listener's settings (`[control]` in the config file).
+#[derive(Debug, Clone)]
+pub struct RemoteControlConfig {
+    pub listen: SocketAddr,
+    pub certificate: control::CertificateSource,
+    /// How long a session lives (at most [`crate::operators::MAX_SESSION_TTL`]).
+    pub session_ttl: Duration,
 }
 
 /// The trust domain when the config names none.
@@ -74,6 +85,7 @@ impl ServerConfig {
             guardrails: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             jwks_ca: None,
+            remote_control: None,
         }
     }
 
@@ -153,6 +165,8 @@ pub enum ServerError {
     NodeSecret(std::io::Error),
     #[error("cannot set up the JWKS client: {0}")]
     Jwks(String),
+    #[error("cannot set up TLS for the remote control listener: {0}")]
+    ControlTls(#[from] control::TlsError),
 }
 
 /// The node's secret (32 bytes, mode 0600) that authenticates the compiled-code cache.
@@ -165,6 +179,7 @@ pub struct RunningServer {
     platform: Arc<Platform>,
     http_addr: SocketAddr,
     control_socket: PathBuf,
+    remote_control_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Apps that could not be restored at start-up, with the reason.
@@ -208,16 +223,31 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let operator_policy = config.operator_policy()?;
     let guardrails = zerofn_policy::Guardrails::load(&config.guardrails)?;
     let control_listener = bind_control_socket(&control_socket)?;
+    let remote_tls = match &config.remote_control {
+        Some(remote) => Some(tokio_rustls::TlsAcceptor::from(
+            remote.certificate.server_config()?,
+        )),
+        None => None,
+    };
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
+    let node_secret = zerofn_runtime::load_or_create_key(&config.data_dir.join(NODE_SECRET_FILE))
+        .map_err(ServerError::NodeSecret)?;
     let mut runtime_config = config.runtime.clone();
     if runtime_config.compile_cache.is_none() {
-        let key = zerofn_runtime::load_or_create_key(&config.data_dir.join(NODE_SECRET_FILE))
-            .map_err(ServerError::NodeSecret)?;
         runtime_config.compile_cache = Some(zerofn_runtime::CompileCache::new(
             config.data_dir.join(COMPILED_DIR),
-            key,
+            node_secret,
         ));
     }
+    let operators = crate::operators::OperatorAuth::new(
+        store.clone(),
+        &node_secret,
+        format!("spiffe://{}/control", config.trust_domain),
+        config
+            .remote_control
+            .as_ref()
+            .map_or(crate::operators::DEFAULT_SESSION_TTL, |r| r.session_ttl),
+    );
     let runtime = Runtime::new(runtime_config, audit.clone())?;
     let platform = Platform::new(
         runtime,
@@ -236,6 +266,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             guardrails,
             trust_domain: config.trust_domain.clone(),
             jwks: jwks_client(&config)?,
+            operators,
         },
     )?;
 
@@ -253,13 +284,34 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             source,
         })?;
 
+    let remote_listener = match &config.remote_control {
+        Some(remote) => {
+            let listener =
+                TcpListener::bind(remote.listen)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        addr: remote.listen,
+                        source,
+                    })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| ServerError::Listen {
+                    addr: remote.listen,
+                    source,
+                })?;
+            Some((listener, addr))
+        }
+        None => None,
+    };
+    let remote_control_addr = remote_listener.as_ref().map(|(_, addr)| *addr);
+
     let restore_failures = platform.restore().await;
     for (app, error) in &restore_failures {
         tracing::error!(app = %app, %error, "app not restored; it does not serve until redeployed");
     }
 
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::trigger::serve(
             http_listener,
             platform.clone(),
@@ -277,10 +329,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             stopped,
         )),
     ];
+    if let (Some((listener, _)), Some(acceptor)) = (remote_listener, remote_tls) {
+        tasks.push(tokio::spawn(control::serve_remote(
+            listener,
+            acceptor,
+            platform.clone(),
+            stop.subscribe(),
+        )));
+    }
     audit
         .record(
             AuditEvent::new(EventKind::ServerStart, Outcome::Success)
                 .detail("listen", http_addr.to_string())
+                .detail("control_listen", remote_control_addr.map(|a| a.to_string()))
                 .detail("data_dir", config.data_dir.display().to_string()),
         )
         .await;
@@ -288,6 +349,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         platform,
         http_addr,
         control_socket,
+        remote_control_addr,
         stop,
         tasks,
         restore_failures,
@@ -299,6 +361,11 @@ impl RunningServer {
     /// The address function traffic is served on (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The remote control listener's address, when one is configured.
+    pub fn remote_control_addr(&self) -> Option<SocketAddr> {
+        self.remote_control_addr
     }
 
     pub fn control_socket(&self) -> &std::path::Path {

@@ -11,12 +11,14 @@
 mod api_keys;
 mod audit;
 mod error;
+mod operators;
 mod schema;
 mod versions;
 
 pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
+pub use operators::{OperatorRecord, SessionRecord};
 pub use versions::{Activation, AppSummary, Attestation, ComponentRef, NewVersion, VersionRecord};
 
 use rusqlite::Connection;

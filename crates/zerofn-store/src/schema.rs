@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -101,6 +101,31 @@ CREATE TABLE version_files (
 ) STRICT;
 ";
 
+/// Version 5: operators of the remote control plane and their sessions. An operator's TOTP
+/// secret is stored sealed (AES-256-GCM under a key derived from the node secret, see
+/// `zerofn-server`'s `operators`), never in plaintext; `last_totp_step` is the replay guard
+/// (a code at or before it is refused). Sessions keep only the SHA-256 of their token.
+const SCHEMA_V5: &str = "
+CREATE TABLE operators (
+    name             TEXT PRIMARY KEY,
+    role             TEXT NOT NULL,
+    public_key       TEXT NOT NULL,
+    totp_sealed      BLOB NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    last_totp_step   INTEGER,
+    failed_logins    INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms  INTEGER
+) STRICT;
+CREATE TABLE operator_sessions (
+    token_hash  TEXT PRIMARY KEY,
+    operator    TEXT NOT NULL REFERENCES operators(name) ON DELETE CASCADE,
+    created_ms  INTEGER NOT NULL,
+    expires_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+) STRICT;
+CREATE INDEX operator_sessions_by_operator ON operator_sessions(operator);
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -122,6 +147,7 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
         (2, SCHEMA_V2),
         (3, SCHEMA_V3),
         (4, SCHEMA_V4),
+        (5, SCHEMA_V5),
     ] {
         if found < version {
             connection.execute_batch(&format!(

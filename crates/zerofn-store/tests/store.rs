@@ -259,3 +259,94 @@ fn a_deploy_that_fails_midway_leaves_the_previous_version_active() {
         "nothing of the failed deploy was kept"
     );
 }
+
+#[test]
+fn totp_steps_only_move_forward_and_removing_an_operator_ends_their_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let operator = zerofn_store::OperatorRecord {
+        name: "vic".into(),
+        role: "viewer".into(),
+        public_key: "pem".into(),
+        totp_sealed: vec![1, 2, 3],
+        created_ms: 1,
+        last_totp_step: None,
+        failed_logins: 0,
+        locked_until_ms: None,
+    };
+    assert!(store.create_operator(&operator).unwrap());
+    assert!(
+        !store.create_operator(&operator).unwrap(),
+        "names are unique"
+    );
+    assert!(store.accept_totp_step("vic", 100).unwrap());
+    assert!(
+        !store.accept_totp_step("vic", 100).unwrap(),
+        "the same step twice"
+    );
+    assert!(
+        !store.accept_totp_step("vic", 99).unwrap(),
+        "an earlier step"
+    );
+    assert!(store.accept_totp_step("vic", 101).unwrap());
+    assert!(!store.accept_totp_step("nobody", 1).unwrap());
+
+    assert_eq!(store.record_login_failure("vic", 2, 500).unwrap(), 1);
+    assert_eq!(
+        store.operator("vic").unwrap().unwrap().locked_until_ms,
+        None
+    );
+    assert_eq!(store.record_login_failure("vic", 2, 500).unwrap(), 2);
+    assert_eq!(
+        store.operator("vic").unwrap().unwrap().locked_until_ms,
+        Some(500)
+    );
+    store.reset_login_failures("vic").unwrap();
+    let reset = store.operator("vic").unwrap().unwrap();
+    assert_eq!((reset.failed_logins, reset.locked_until_ms), (0, None));
+
+    let session = zerofn_store::SessionRecord {
+        token_hash: "ab".into(),
+        operator: "vic".into(),
+        created_ms: 1,
+        expires_ms: 2,
+        revoked_ms: None,
+    };
+    store.create_session(&session).unwrap();
+    assert_eq!(store.session("ab").unwrap(), Some(session));
+    assert!(store.revoke_session("ab", 3).unwrap());
+    assert!(!store.revoke_session("ab", 4).unwrap(), "revoked once");
+    assert!(store.remove_operator("vic").unwrap());
+    assert_eq!(store.session("ab").unwrap(), None);
+    assert!(store.operators().unwrap().is_empty());
+    assert!(!store.remove_operator("vic").unwrap());
+}
+
+#[test]
+fn a_version_3_store_gains_the_file_and_operator_tables_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .deploy(&version("shop", "a", b"one"), "deploy")
+        .unwrap();
+    drop(store);
+    // Turn it back into what release 3 of the schema left.
+    let connection =
+        rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+    connection
+        .execute_batch(
+            "DROP TABLE operator_sessions; DROP TABLE operators; DROP TABLE version_files;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    drop(connection);
+    let store = Store::open(dir.path()).unwrap();
+    let active = store.active_version("shop").unwrap().unwrap();
+    assert!(store.operators().unwrap().is_empty());
+    assert!(
+        store
+            .version_files("shop", &active.version_id)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -25,6 +25,14 @@ pub struct GlobalArgs {
     /// Where the platform keeps its state [default: the user's data directory + /zerofn].
     #[arg(long, global = true, env = "ZEROFN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Talk to a remote control plane (`https://HOST:PORT`) with the session `zerofn login`
+    /// stored, instead of the local socket of the data directory.
+    #[arg(long, global = true, env = "ZEROFN_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+    /// The CA bundle (PEM) the remote control plane's certificate must chain to [default:
+    /// the one given at login]. The system's roots are never trusted.
+    #[arg(long, global = true, env = "ZEROFN_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +196,28 @@ pub enum Command {
     /// Re-read the trust policy of the running server; versions whose signer is no longer
     /// trusted stop serving at once (503 with the reason).
     TrustReload,
+    /// Log in to a remote control plane (`--remote URL`) with an operator key and a TOTP code;
+    /// the session is stored (mode 0600) in the user's config directory.
+    Login {
+        /// The operator name given at enrollment.
+        #[arg(long)]
+        operator: String,
+        /// The operator's private key (PKCS#8 PEM, from `zerofn keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// Read the TOTP code from this file (never from the command line). Without it, the
+        /// code is asked for on the terminal.
+        #[arg(long, value_name = "FILE")]
+        totp_file: Option<PathBuf>,
+    },
+    /// Revoke the stored session of the remote control plane (`--remote URL`) and forget it.
+    Logout,
+    /// Operators of the remote control plane: add (prints the TOTP secret once), list,
+    /// remove. Local socket only.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Show what functions wrote to stdout and stderr.
     Logs {
         app: String,
@@ -261,6 +291,26 @@ pub struct PolicySources {
     /// A `.cedar` guardrail file or directory, in addition to the config's; repeatable.
     #[arg(long, value_name = "PATH")]
     pub guardrails: Vec<PathBuf>,
+}
+
+/// `zerofn operator ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Enroll an operator with a role and a public key; prints the TOTP secret once, as an
+    /// `otpauth://` URI for an authenticator app.
+    Add {
+        name: String,
+        /// `viewer`, `deployer` or `security-admin`.
+        #[arg(long)]
+        role: String,
+        /// The operator's public key (SPKI PEM, from `zerofn keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// List operators (name, role, enrollment, failed logins; never secrets).
+    List,
+    /// Remove an operator; their sessions end at once.
+    Remove { name: String },
 }
 
 /// `zerofn api-key ...`

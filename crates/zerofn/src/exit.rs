@@ -78,7 +78,10 @@ impl From<zerofn_server::control::ControlError> for Failure {
                 }
                 Self::new(Code::Refused, message).with_json(problem.clone())
             }
-            ControlError::Transport(_) => Self::new(Code::Failure, error.to_string()),
+            ControlError::Unreachable { .. } => Self::new(Code::NotRunning, error.to_string()),
+            ControlError::Transport(_) | ControlError::Remote(_) => {
+                Self::new(Code::Failure, error.to_string())
+            }
         }
     }
 }

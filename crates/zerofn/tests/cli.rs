@@ -54,8 +54,16 @@ impl Drop for ServerProcess {
 
 /// Starts `zerofn up` and reads its `--json` announcement for the address it serves on.
 fn up(app: &Path, data_dir: &Path) -> (ServerProcess, SocketAddr) {
+    let (child, announcement) = up_with(app, data_dir, &[]);
+    let addr = announcement["listen"].as_str().unwrap().parse().unwrap();
+    (child, addr)
+}
+
+/// [`up`] with more arguments; returns the whole `--json` announcement.
+fn up_with(app: &Path, data_dir: &Path, args: &[&str]) -> (ServerProcess, serde_json::Value) {
     let child = Command::new(ZEROFN)
         .args(["up", "--no-build", "--listen", "127.0.0.1:0", "--json"])
+        .args(args)
         .arg(app)
         .env("ZEROFN_DATA_DIR", data_dir)
         .stdout(Stdio::piped())
@@ -75,8 +83,7 @@ fn up(app: &Path, data_dir: &Path) -> (ServerProcess, SocketAddr) {
         text.push_str(&line);
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
             assert_eq!(value["deployed"]["app"], "hello", "{value}");
-            let addr = value["listen"].as_str().unwrap().parse().unwrap();
-            return (child, addr);
+            return (child, value);
         }
     }
 }
@@ -720,5 +727,148 @@ expect = "deny"
     assert!(
         stdout.contains("FAIL inventory calls checkout: expected allow, got denied"),
         "{stdout}"
+    );
+}
+
+/// A CA and a `localhost` certificate it signed, as PEM files: (ca, cert, key).
+fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn an_operator_enrolls_locally_logs_in_remotely_and_is_held_to_their_role() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let (ca, cert, key) = certificates(root.path());
+    let config = root.path().join("zerofn.config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (_server, announcement) = up_with(&app, &data, &["--config", config.to_str().unwrap()]);
+    let remote_addr: SocketAddr = announcement["remote_control"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let url = format!("https://localhost:{}", remote_addr.port());
+    let sessions = root.path().join("config").join("sessions.json");
+    let run = |args: &[&str]| {
+        Command::new(ZEROFN)
+            .args(args)
+            .env("ZEROFN_DATA_DIR", &data)
+            .env("ZEROFN_SESSIONS_FILE", &sessions)
+            .output()
+            .unwrap()
+    };
+    let prefix = root.path().join("operator");
+    let keygen = run(&[
+        "keygen",
+        "--output",
+        prefix.to_str().unwrap(),
+        "--no-passphrase",
+    ]);
+    assert!(keygen.status.success(), "{keygen:?}");
+    let public = root.path().join("operator.pub");
+    let private = root.path().join("operator.key");
+
+    let added = run(&[
+        "operator",
+        "add",
+        "vic",
+        "--role",
+        "viewer",
+        "--key",
+        public.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let added: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    let totp = totp_rs::Totp::from_url(added["otpauth_uri"].as_str().unwrap()).unwrap();
+    let listed = run(&["--remote", &url, "operator", "list"]);
+    assert_eq!(
+        listed.status.code(),
+        Some(3),
+        "enrollment is local only: {listed:?}"
+    );
+
+    let code = root.path().join("totp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(&code, format!("{}\n", totp.generate(now))).unwrap();
+    let login = |ca: &Path| {
+        run(&[
+            "login",
+            "--remote",
+            &url,
+            "--operator",
+            "vic",
+            "--key",
+            private.to_str().unwrap(),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--totp-file",
+            code.to_str().unwrap(),
+        ])
+    };
+    let logged_in = login(&ca);
+    assert!(logged_in.status.success(), "{logged_in:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sessions).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let apps = run(&["--remote", &url, "apps", "--json"]);
+    assert!(apps.status.success(), "{apps:?}");
+    let apps: serde_json::Value = serde_json::from_slice(&apps.stdout).unwrap();
+    assert_eq!(apps[0]["app"], "hello");
+    let reload = run(&["--remote", &url, "trust-reload"]);
+    assert_eq!(reload.status.code(), Some(3), "{reload:?}");
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert!(
+        stderr.contains("control.trust.reload") && stderr.contains("viewer"),
+        "{stderr}"
+    );
+
+    // The same code again is a replay: refused, without saying which factor failed.
+    let replay = login(&ca);
+    assert_eq!(replay.status.code(), Some(3), "{replay:?}");
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("Login refused"));
+
+    let logout = run(&["--remote", &url, "logout"]);
+    assert!(logout.status.success(), "{logout:?}");
+    let after = run(&["--remote", &url, "apps"]);
+    assert!(!after.status.success());
+    assert!(
+        String::from_utf8_lossy(&after.stderr).contains("no session"),
+        "{after:?}"
     );
 }

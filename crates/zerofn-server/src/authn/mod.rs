@@ -4,6 +4,7 @@
 //! details that say what was missing or wrong, never echoing the credential.
 
 mod api_key;
+pub(crate) use api_key::constant_time_eq;
 pub mod jwks;
 pub mod jwt;
 

@@ -85,3 +85,40 @@ pub struct CreatedApiKey {
 pub struct ApiKeyQuery {
     pub app: String,
 }
+
+/// `POST /v1/login/challenge` (remote listener only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginChallengeRequest {
+    pub operator: String,
+}
+
+/// The answer to a [`LoginChallengeRequest`]: sign
+/// `zerofn-operator-login-v1\n<operator>\n<nonce>\n<audience>` with the operator key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginChallenge {
+    pub nonce: String,
+    /// The control plane's SPIFFE ID, which the signature is bound to.
+    pub audience: String,
+    pub expires_in_secs: u64,
+}
+
+/// `POST /v1/login` (remote listener only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub operator: String,
+    pub nonce: String,
+    /// The signature over the login message, standard base64 (ECDSA: ASN.1 DER).
+    pub signature: String,
+    /// The current TOTP code.
+    pub totp: String,
+}
+
+/// `POST /v1/operators` (local socket only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollOperatorRequest {
+    pub name: String,
+    /// `viewer`, `deployer` or `security-admin`.
+    pub role: String,
+    /// The operator key, SPKI PEM.
+    pub public_key: String,
+}

@@ -1,5 +1,5 @@
-//! The control plane client the CLI uses: one HTTP/1.1 request per connection over the Unix
-//! socket.
+//! The control plane client the CLI uses: one HTTP/1.1 request per connection, over the Unix
+//! socket or, for a remote operator, over TLS 1.3 with a session token.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +16,12 @@ pub enum ControlError {
         "no zerofn server is running for this data directory ({socket}): start one with `zerofn serve` or `zerofn up`"
     )]
     NotRunning { socket: PathBuf },
+    /// Nothing answers at the remote control plane's address.
+    #[error("cannot reach the remote control plane {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The remote control plane's URL or TLS setup is unusable.
+    #[error("remote control plane: {0}")]
+    Remote(String),
     /// The server refused; `problem` is its RFC 9457 body.
     #[error("{}", problem_text(.problem))]
     Refused {
@@ -35,17 +41,89 @@ fn problem_text(problem: &serde_json::Value) -> String {
     }
 }
 
-/// A client for one data directory's control socket.
-#[derive(Debug, Clone)]
+/// A client for one data directory's control socket, or for a remote control plane.
+#[derive(Clone)]
 pub struct ControlClient {
-    socket: PathBuf,
+    transport: Transport,
+    /// The operator session sent as `Authorization: Bearer` (remote only).
+    session: Option<String>,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Unix(PathBuf),
+    Tls {
+        url: String,
+        address: String,
+        server_name: rustls::pki_types::ServerName<'static>,
+        connector: tokio_rustls::TlsConnector,
+    },
+}
+
+impl std::fmt::Debug for ControlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the session.
+        match &self.transport {
+            Transport::Unix(socket) => f
+                .debug_struct("ControlClient")
+                .field("socket", socket)
+                .finish(),
+            Transport::Tls { url, .. } => {
+                f.debug_struct("ControlClient").field("url", url).finish()
+            }
+        }
+    }
 }
 
 impl ControlClient {
     pub fn new(socket: &Path) -> Self {
         Self {
-            socket: socket.to_path_buf(),
+            transport: Transport::Unix(socket.to_path_buf()),
+            session: None,
         }
+    }
+
+    /// A client for the remote control plane at `url` (`https://HOST:PORT`), trusting only the
+    /// CA certificates in `ca_bundle`.
+    pub fn remote(url: &str, ca_bundle: &Path) -> Result<Self, ControlError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ControlError::Remote(format!("`{url}` is not a URL: {e}")))?;
+        if parsed.scheme() != "https" {
+            return Err(ControlError::Remote(format!(
+                "`{url}`: the remote control plane is reached over https only"
+            )));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| ControlError::Remote(format!("`{url}` has no host")))?;
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let server_name = rustls::pki_types::ServerName::try_from(bare.clone())
+            .map_err(|e| ControlError::Remote(format!("`{host}`: {e}")))?;
+        let config = super::tls::client_config(ca_bundle)
+            .map_err(|e| ControlError::Remote(e.to_string()))?;
+        Ok(Self {
+            transport: Transport::Tls {
+                url: url.to_string(),
+                address: if bare.contains(':') {
+                    format!("[{bare}]:{port}")
+                } else {
+                    format!("{bare}:{port}")
+                },
+                server_name,
+                connector: tokio_rustls::TlsConnector::from(config),
+            },
+            session: None,
+        })
+    }
+
+    /// Sends `token` as the operator session with every request.
+    pub fn with_session(mut self, token: String) -> Self {
+        self.session = Some(token);
+        self
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ControlError> {
@@ -85,21 +163,54 @@ impl ControlClient {
         path: &str,
         body: Bytes,
     ) -> Result<Bytes, ControlError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|_| ControlError::NotRunning {
-                socket: self.socket.clone(),
-            })?;
         let transport = |e: hyper::Error| ControlError::Transport(e.to_string());
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(transport)?;
-        tokio::spawn(connection);
-        let request = hyper::Request::builder()
+        let mut sender = match &self.transport {
+            Transport::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket).await.map_err(|_| {
+                    ControlError::NotRunning {
+                        socket: socket.clone(),
+                    }
+                })?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(transport)?;
+                tokio::spawn(connection);
+                sender
+            }
+            Transport::Tls {
+                url,
+                address,
+                server_name,
+                connector,
+            } => {
+                let unreachable = |reason: String| ControlError::Unreachable {
+                    url: url.clone(),
+                    reason,
+                };
+                let stream = tokio::net::TcpStream::connect(address.as_str())
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                let tls = connector
+                    .connect(server_name.clone(), stream)
+                    .await
+                    .map_err(|e| unreachable(format!("TLS: {e}")))?;
+                let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(transport)?;
+                tokio::spawn(connection);
+                sender
+            }
+        };
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header(http::header::HOST, "zerofn")
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(session) = &self.session {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {session}"));
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| ControlError::Transport(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(transport)?;

@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use zerofn_audit::{AuditEvent, EventKind, Outcome};
 use zerofn_store::{AuditQuery, LogQuery};
 
-type Response = hyper::Response<Full<Bytes>>;
+pub(super) type Response = hyper::Response<Full<Bytes>>;
 
 /// The largest control request (a deploy bundle with its components, base64-encoded).
 const MAX_CONTROL_BODY: usize = 256 << 20;
@@ -86,6 +86,17 @@ pub(crate) async fn handle(
                 )),
                 Err(e) => Err(Problem::from(e)),
             }
+        }
+        // Enrollment is reachable on the local socket only: the remote listener maps no
+        // action to these routes, so a stolen session cannot mint operators.
+        (Method::GET, ["v1", "operators"]) => platform
+            .store()
+            .operators()
+            .map_err(|e| Problem::from(crate::DeployError::from(e)))
+            .and_then(|operators| json(&operators)),
+        (Method::POST, ["v1", "operators"]) => enroll_operator(platform, &body).await,
+        (Method::POST, ["v1", "operators", name, "remove"]) => {
+            remove_operator(platform, name).await
         }
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
@@ -218,6 +229,62 @@ async fn create_api_key(platform: &Platform, body: &[u8]) -> Result<Response, Pr
     json(&super::api::CreatedApiKey { key, record })
 }
 
+async fn enroll_operator(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
+    let request: super::api::EnrollOperatorRequest = parse_body(body)?;
+    let role: zerofn_policy::Role = request.role.parse().map_err(bad_request)?;
+    let enrolled = platform
+        .operators()
+        .enroll(&request.name, role, &request.public_key)
+        .map_err(|error| {
+            let status = match error {
+                crate::operators::OperatorError::Exists(_) => StatusCode::CONFLICT,
+                crate::operators::OperatorError::Store(_)
+                | crate::operators::OperatorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Problem::new(
+                status,
+                "operator-not-enrolled",
+                "Operator not enrolled",
+                error.to_string(),
+            )
+        })?;
+    platform
+        .audit()
+        .record(
+            AuditEvent::new(EventKind::CredentialChange, Outcome::Success)
+                .reason("operator-enrolled")
+                .detail("operator", enrolled.operator.name.clone())
+                .detail("role", enrolled.operator.role.clone()),
+        )
+        .await;
+    json(&enrolled)
+}
+
+async fn remove_operator(platform: &Platform, name: &str) -> Result<Response, Problem> {
+    let removed = platform
+        .operators()
+        .remove(name)
+        .map_err(|e| internal(e.to_string()))?;
+    if !removed {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-operator",
+            "Unknown operator",
+            format!("There is no operator `{name}` (see `zerofn operator list`)."),
+        ));
+    }
+    platform
+        .audit()
+        .record(
+            AuditEvent::new(EventKind::CredentialChange, Outcome::Success)
+                .reason("operator-removed")
+                .detail("operator", name.to_string()),
+        )
+        .await;
+    json(&serde_json::json!({"removed": name}))
+}
+
 async fn rollback(platform: &Platform, app: &str, body: &[u8]) -> Result<Response, Problem> {
     let request: RollbackRequest = if body.is_empty() {
         RollbackRequest::default()
@@ -347,7 +414,7 @@ async fn audit(platform: &Platform, query: &str) -> Result<Response, Problem> {
     json(&rows)
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed JSON body: {e}")))
 }
 
@@ -387,15 +454,17 @@ fn metrics(platform: &Platform) -> Response {
     response
 }
 
-fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
-    let body = serde_json::to_vec(value).map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal-error",
-            "Internal error",
-            e.to_string(),
-        )
-    })?;
+fn internal(detail: String) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Internal error",
+        detail,
+    )
+}
+
+pub(super) fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
+    let body = serde_json::to_vec(value).map_err(|e| internal(e.to_string()))?;
     let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -404,7 +473,7 @@ fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
     Ok(response)
 }
 
-fn problem(problem: Problem) -> Response {
+pub(super) fn problem(problem: Problem) -> Response {
     let status = problem.status;
     let mut response = hyper::Response::new(Full::new(Bytes::from(problem.to_json().to_string())));
     *response.status_mut() = status;

@@ -1,17 +1,24 @@
 //! The control plane: deploy, list, roll back, read logs and audit events, and invoke, as a
 //! small JSON API over HTTP/1.1 on a Unix socket (mode 0600) in the data directory. Only the
-//! operator who owns the data directory can reach it; a later release adds an authenticated
-//! TLS listener.
+//! operator who owns the data directory can reach it. Optionally the same API is also served
+//! over TLS 1.3 on TCP for remote operators (`remote`), behind two-factor login and a Cedar
+//! decision per request.
 
 mod api;
 mod client;
 mod handler;
+mod remote;
+mod tls;
 
 pub use api::{
-    ApiKeyQuery, AppListing, CreateApiKeyRequest, CreatedApiKey, DeployRequest, InvokeRequest,
-    InvokeResponse, RollbackRequest,
+    ApiKeyQuery, AppListing, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
+    EnrollOperatorRequest, InvokeRequest, InvokeResponse, LoginChallenge, LoginChallengeRequest,
+    LoginRequest, RollbackRequest,
 };
 pub use client::{ControlClient, ControlError};
+pub use remote::control_action;
+pub(crate) use remote::serve as serve_remote;
+pub use tls::{CertificateSource, TlsError, client_config};
 
 use crate::platform::Platform;
 use hyper::server::conn::http1;

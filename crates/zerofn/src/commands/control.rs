@@ -12,14 +12,12 @@ use zerofn_server::control::{
 };
 use zerofn_store::{LogQuery, LogRow, VersionRecord};
 
-fn client(data_dir: &Path) -> ControlClient {
-    ControlClient::new(&zerofn_server::control::socket_path(data_dir))
-}
+use super::operator::Target;
 
 pub async fn deploy(
     app_dir: &Path,
     run_build: bool,
-    data_dir: &Path,
+    target: &Target,
     json: bool,
 ) -> Result<(), Failure> {
     let bundle = build::bundle(app_dir, run_build, json)?;
@@ -38,7 +36,7 @@ pub async fn deploy(
             .map(|(path, bytes)| (path.to_string(), BASE64.encode(bytes)))
             .collect(),
     };
-    let report: DeployReport = client(data_dir).post("/v1/deploy", &request).await?;
+    let report: DeployReport = target.client()?.post("/v1/deploy", &request).await?;
     print_report(&report, "deployed", json);
     Ok(())
 }
@@ -65,8 +63,8 @@ fn print_report(report: &DeployReport, verb: &str, json: bool) {
     });
 }
 
-pub async fn apps(data_dir: &Path, json: bool) -> Result<(), Failure> {
-    let apps: Vec<AppListing> = client(data_dir).get("/v1/apps").await?;
+pub async fn apps(target: &Target, json: bool) -> Result<(), Failure> {
+    let apps: Vec<AppListing> = target.client()?.get("/v1/apps").await?;
     let value = serde_json::to_value(&apps).unwrap_or_default();
     crate::output::print(json, &value, || {
         if apps.is_empty() {
@@ -91,12 +89,12 @@ pub async fn apps(data_dir: &Path, json: bool) -> Result<(), Failure> {
 /// `zerofn api-key create|list|revoke`.
 pub async fn api_key(
     command: crate::cli::ApiKeyCommand,
-    data_dir: &Path,
+    target: &Target,
     json: bool,
 ) -> Result<(), Failure> {
     use crate::cli::ApiKeyCommand;
     use zerofn_server::control::{CreateApiKeyRequest, CreatedApiKey};
-    let client = client(data_dir);
+    let client = target.client()?;
     match command {
         ApiKeyCommand::Create {
             app,
@@ -168,14 +166,15 @@ pub async fn api_key(
 }
 
 /// `zerofn metrics`: the exposition as the server writes it (already machine-readable).
-pub async fn metrics(data_dir: &Path) -> Result<(), Failure> {
-    let text = client(data_dir).get_text("/v1/metrics").await?;
+pub async fn metrics(target: &Target) -> Result<(), Failure> {
+    let text = target.client()?.get_text("/v1/metrics").await?;
     print!("{text}");
     Ok(())
 }
 
-pub async fn versions(app: &str, data_dir: &Path, json: bool) -> Result<(), Failure> {
-    let versions: Vec<VersionRecord> = client(data_dir)
+pub async fn versions(app: &str, target: &Target, json: bool) -> Result<(), Failure> {
+    let versions: Vec<VersionRecord> = target
+        .client()?
         .get(&format!("/v1/apps/{app}/versions"))
         .await?;
     let value = serde_json::to_value(&versions).unwrap_or_default();
@@ -197,13 +196,14 @@ pub async fn versions(app: &str, data_dir: &Path, json: bool) -> Result<(), Fail
 pub async fn rollback(
     app: &str,
     to: Option<&str>,
-    data_dir: &Path,
+    target: &Target,
     json: bool,
 ) -> Result<(), Failure> {
     let request = RollbackRequest {
         to: to.map(str::to_string),
     };
-    let report: DeployReport = client(data_dir)
+    let report: DeployReport = target
+        .client()?
         .post(&format!("/v1/apps/{app}/rollback"), &request)
         .await?;
     print_report(&report, "rolled back to", json);
@@ -220,7 +220,7 @@ pub struct InvokeArgs {
     pub data_file: Option<PathBuf>,
 }
 
-pub async fn invoke(args: InvokeArgs, data_dir: &Path, json: bool) -> Result<(), Failure> {
+pub async fn invoke(args: InvokeArgs, target: &Target, json: bool) -> Result<(), Failure> {
     let body = match (&args.data, &args.data_file) {
         (Some(data), _) => data.as_bytes().to_vec(),
         (None, Some(path)) if path.as_os_str() == "-" => {
@@ -247,7 +247,7 @@ pub async fn invoke(args: InvokeArgs, data_dir: &Path, json: bool) -> Result<(),
         };
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let client = client(data_dir);
+    let client = target.client()?;
     let path = match args.path {
         Some(path) => path,
         None => default_path(&client, &args.app, &args.function).await?,
@@ -315,10 +315,10 @@ async fn default_path(
 pub async fn logs(
     mut query: LogQuery,
     follow: bool,
-    data_dir: &Path,
+    target: &Target,
     json: bool,
 ) -> Result<(), Failure> {
-    let client = client(data_dir);
+    let client = target.client()?;
     loop {
         let path = format!("/v1/logs?{}", encode_query(&query));
         let rows: Vec<LogRow> = client.get(&path).await?;
@@ -380,8 +380,9 @@ fn short(id: &str) -> &str {
     id.get(start..end).unwrap_or(id)
 }
 
-pub async fn trust_reload(data_dir: &Path, json: bool) -> Result<(), Failure> {
-    let outcome: zerofn_server::TrustReload = client(data_dir)
+pub async fn trust_reload(target: &Target, json: bool) -> Result<(), Failure> {
+    let outcome: zerofn_server::TrustReload = target
+        .client()?
         .post("/v1/trust/reload", &serde_json::json!({}))
         .await?;
     let value = serde_json::to_value(&outcome).unwrap_or_default();

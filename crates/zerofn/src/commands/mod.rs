@@ -3,6 +3,7 @@
 mod build;
 mod control;
 mod init;
+mod operator;
 mod policy;
 mod serve;
 mod signing;
@@ -14,6 +15,13 @@ use std::path::PathBuf;
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.global.json;
     let data_dir = || data_dir(cli.global.data_dir.clone());
+    let target = || -> Result<operator::Target, Failure> {
+        Ok(operator::Target {
+            data_dir: data_dir()?,
+            remote: cli.global.remote.clone(),
+            ca: cli.global.ca.clone(),
+        })
+    };
     match cli.command {
         Command::Init { dir, name } => init::init(&dir, name.as_deref(), json),
         Command::Build { app_dir } => build::build_command(&app_dir, json),
@@ -24,13 +32,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => serve::up(&app_dir, &serve, !no_build, data_dir()?, json).await,
         Command::Serve { serve } => serve::serve(&serve, data_dir()?, json).await,
         Command::Deploy { app_dir, build } => {
-            control::deploy(&app_dir, build, &data_dir()?, json).await
+            control::deploy(&app_dir, build, &target()?, json).await
         }
-        Command::Apps => control::apps(&data_dir()?, json).await,
-        Command::Metrics => control::metrics(&data_dir()?).await,
-        Command::Versions { app } => control::versions(&app, &data_dir()?, json).await,
+        Command::Apps => control::apps(&target()?, json).await,
+        Command::Metrics => control::metrics(&target()?).await,
+        Command::Versions { app } => control::versions(&app, &target()?, json).await,
         Command::Rollback { app, to } => {
-            control::rollback(&app, to.as_deref(), &data_dir()?, json).await
+            control::rollback(&app, to.as_deref(), &target()?, json).await
         }
         Command::Invoke {
             app,
@@ -50,7 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 data,
                 data_file,
             };
-            control::invoke(request, &data_dir()?, json).await
+            control::invoke(request, &target()?, json).await
         }
         Command::Keygen {
             algorithm,
@@ -75,13 +83,31 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
         Command::Policy(command) => policy::run(command, data_dir()?, json),
-        Command::ApiKey(command) => control::api_key(command, &data_dir()?, json).await,
+        Command::ApiKey(command) => control::api_key(command, &target()?, json).await,
         Command::Deps {
             app_dir,
             db,
             fail_on,
         } => signing::deps(&app_dir, &db, &fail_on, json),
-        Command::TrustReload => control::trust_reload(&data_dir()?, json).await,
+        Command::Login {
+            operator,
+            key,
+            passphrase,
+            totp_file,
+        } => {
+            operator::login(
+                &target()?,
+                &operator,
+                &key,
+                &passphrase,
+                totp_file.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Logout => operator::logout(&target()?, json).await,
+        Command::Operator(command) => operator::operator(command, &target()?, json).await,
+        Command::TrustReload => control::trust_reload(&target()?, json).await,
         Command::Logs {
             app,
             function,
@@ -96,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 after_id: None,
                 limit: Some(limit),
             };
-            control::logs(query, follow, &data_dir()?, json).await
+            control::logs(query, follow, &target()?, json).await
         }
     }
 }

@@ -92,11 +92,17 @@ fn announce(server: &RunningServer, json: bool, deployed: Option<&zerofn_server:
     let value = serde_json::json!({
         "listen": addr.to_string(),
         "control_socket": server.control_socket(),
+        "remote_control": server.remote_control_addr().map(|a| a.to_string()),
         "functions": functions,
         "deployed": deployed,
     });
     crate::output::print(json, &value, || {
         let mut text = format!("zerofn serving on http://{addr}\n");
+        if let Some(remote) = server.remote_control_addr() {
+            text.push_str(&format!(
+                "remote control plane on https://{remote} (TLS 1.3)\n"
+            ));
+        }
         for f in &functions {
             text.push_str(&format!(
                 "  {:<7} {:<40} {}/{}\n",
