@@ -334,9 +334,9 @@ impl CertificateAuthority {
         })
     }
 
-    /// Writes the key (mode 0600) and the certificate into `dir` (mode 0700). Each file is
-    /// written under a temporary name and renamed, the certificate last, so a crash leaves
-    /// either no CA or an incomplete one that [`Self::load_or_create`] reports, never a torn file.
+    /// Writes the key and the certificate into `dir` (mode 0700), each with [`write_private`]
+    /// and the certificate last, so a crash leaves either no CA or an incomplete one that
+    /// [`Self::load_or_create`] reports, never a torn file.
     fn save(&self, dir: &Path) -> Result<(), CaError> {
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
@@ -359,9 +359,7 @@ impl CertificateAuthority {
             (CA_CERT_FILE, self.certificate_pem.as_bytes()),
         ] {
             let path = dir.join(name);
-            let temporary = dir.join(format!("{name}.tmp"));
-            write_private(&temporary, contents).map_err(io("write", &temporary))?;
-            std::fs::rename(&temporary, &path).map_err(io("rename", &path))?;
+            write_private(&path, contents).map_err(io("write", &path))?;
         }
         Ok(())
     }
@@ -491,18 +489,28 @@ fn check_private(path: &Path) -> Result<(), CaError> {
     Ok(())
 }
 
-/// Creates `path` with mode 0600 (from the start: never a moment in which others may read it).
+/// Writes `path` with mode 0600: into a new temporary file created with that mode (never a
+/// moment in which others may read it, even when `path` exists with a wider mode), then renamed
+/// over `path`, so a crash leaves the old file or the new one, never half of one.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
+    let mut file = options.open(&temporary)?;
     file.write_all(contents)?;
-    file.sync_all()
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 /// 16 random bytes, top bit clear (a positive integer, as RFC 5280 requires).

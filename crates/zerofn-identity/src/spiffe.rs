@@ -57,13 +57,14 @@ impl SpiffeId {
         self.path.split('/')
     }
 
-    /// Whether the path is one the platform issues to itself: `/app/...` (functions),
-    /// `/node/...` (nodes) and `/control` (the control plane). A caller certificate naming one
-    /// of them could impersonate a function or a node, so none is issued for callers.
+    /// Whether the path is one the platform names itself with: `/app/...` (functions),
+    /// `/node/...` (nodes), `/control...` (the control plane) and `/platform...` (the audience
+    /// of the platform's own tokens). A caller certificate naming one of them could impersonate
+    /// a function or a node, so none is issued for callers.
     pub fn is_reserved(&self) -> bool {
         matches!(
             self.segments().next(),
-            Some(RESERVED_APP | RESERVED_NODE | RESERVED_CONTROL)
+            Some(RESERVED_APP | RESERVED_NODE | RESERVED_CONTROL | RESERVED_PLATFORM)
         )
     }
 }
@@ -72,8 +73,10 @@ impl SpiffeId {
 const RESERVED_APP: &str = "app";
 /// The first path segment of node IDs.
 const RESERVED_NODE: &str = "node";
-/// The control plane's whole path.
+/// The control plane's path (and anything under it, kept for its future parts).
 const RESERVED_CONTROL: &str = "control";
+/// The audience of the platform's own tokens.
+const RESERVED_PLATFORM: &str = "platform";
 
 impl fmt::Display for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

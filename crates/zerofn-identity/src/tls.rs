@@ -26,6 +26,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error(transparent)]
     Ca(#[from] CaError),
+    #[error("the CA bundle is unusable: {0}")]
+    Bundle(String),
 }
 
 /// The peer certificate chain of the connection a request came in on (end-entity first), as
@@ -234,6 +236,41 @@ impl ClientCertVerifier for DeferredClientAuth {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// A TLS 1.3 client configuration (ring) that trusts the CA certificates of `bundle_pem` and
+/// presents `identity` when the server asks for a certificate: how a node, a tool or a test
+/// reaches a listener of this platform.
+pub fn client_config(
+    bundle_pem: &[u8],
+    identity: Option<Arc<dyn rustls::client::ResolvesClientCert>>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(bundle_pem) {
+        roots
+            .add(certificate.map_err(|e| TlsError::Bundle(e.to_string()))?)
+            .map_err(|e| TlsError::Bundle(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Bundle("no certificate".into()));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        Some(identity) => builder.with_client_cert_resolver(identity),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// A client identity for [`client_config`]: a certificate chain and its key (which must match).
+pub fn client_identity(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<dyn rustls::client::ResolvesClientCert>, TlsError> {
+    let key = CertifiedKey::from_der(chain, key, &provider())?;
+    Ok(Arc::new(rustls::sign::SingleCertAndKey::from(key)))
 }
 
 /// The URI SANs of a certificate.

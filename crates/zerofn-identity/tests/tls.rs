@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -86,28 +85,12 @@ fn client_config(
     bundle_pem: &str,
     client: Option<Arc<dyn rustls::client::ResolvesClientCert>>,
 ) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
-        roots.add(certificate.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(zerofn_identity::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots);
-    match client {
-        Some(resolver) => builder.with_client_cert_resolver(resolver),
-        None => builder.with_no_client_auth(),
-    }
+    zerofn_identity::tls::client_config(bundle_pem.as_bytes(), client).unwrap()
 }
 
 fn client_key(svid: &X509Svid) -> Arc<dyn rustls::client::ResolvesClientCert> {
-    let key = rustls::sign::CertifiedKey::from_der(
-        vec![svid.certificate.der.clone()],
-        svid.private_key(),
-        &zerofn_identity::tls::provider(),
-    )
-    .unwrap();
-    Arc::new(rustls::sign::SingleCertAndKey::from(key))
+    zerofn_identity::tls::client_identity(vec![svid.certificate.der.clone()], svid.private_key())
+        .unwrap()
 }
 
 /// Connects, and returns the certificate the server presented and what it answered.

@@ -81,6 +81,8 @@ pub struct Platform {
     me: std::sync::Weak<Platform>,
     /// Mints and verifies the per-invocation JWT-SVIDs.
     issuer: zerofn_identity::Issuer,
+    /// The built-in CA.
+    ca: Arc<zerofn_identity::CertificateAuthority>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -123,6 +125,8 @@ pub struct PlatformPolicies {
     pub guardrails: zerofn_policy::Guardrails,
     /// The SPIFFE trust domain, e.g. `zerofn.local`.
     pub trust_domain: String,
+    /// The built-in CA: X.509 SVIDs for the node and for callers of `mtls` functions.
+    pub ca: Arc<zerofn_identity::CertificateAuthority>,
 }
 
 impl Platform {
@@ -155,7 +159,13 @@ impl Platform {
             trust_domain: policies.trust_domain,
             me: me.clone(),
             issuer,
+            ca: policies.ca,
         }))
+    }
+
+    /// The built-in CA (see [`crate::certificates`]).
+    pub fn ca(&self) -> &Arc<zerofn_identity::CertificateAuthority> {
+        &self.ca
     }
 
     /// The issuer of the per-invocation JWT-SVIDs (its JWKS is on the control plane).

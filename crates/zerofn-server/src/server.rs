@@ -40,7 +40,40 @@ pub struct ServerConfig {
     pub guardrails: Vec<PathBuf>,
     /// The SPIFFE trust domain of function identities.
     pub trust_domain: String,
+    /// Whether the function listener serves TLS.
+    pub function_tls: FunctionTls,
+    /// Lifetime of the node's server SVID; it is renewed half-way.
+    pub svid_ttl: Duration,
+    /// This node's name in its SPIFFE ID, `spiffe://<trust domain>/node/<name>`.
+    pub node_name: String,
 }
+
+/// How the function listener is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionTls {
+    /// Plain HTTP (the default: the quick start needs no certificates).
+    Off,
+    /// TLS 1.3 with the node's SVID from the built-in CA; client certificates are asked for
+    /// and handed to the request (see `docs/security.md`).
+    Builtin,
+}
+
+impl std::str::FromStr for FunctionTls {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "off" => Ok(Self::Off),
+            "builtin" => Ok(Self::Builtin),
+            other => Err(format!(
+                "`server.tls` is `{other}`; use \"off\" (plain HTTP) or \"builtin\" (TLS with the built-in CA)"
+            )),
+        }
+    }
+}
+
+/// The node name when none is configured (one node per data directory in this release).
+pub const DEFAULT_NODE_NAME: &str = "local";
 
 /// The trust domain when the config names none.
 pub const DEFAULT_TRUST_DOMAIN: &str = "zerofn.local";
@@ -70,6 +103,9 @@ impl ServerConfig {
             admission_policies: Vec::new(),
             guardrails: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            function_tls: FunctionTls::Off,
+            svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
+            node_name: DEFAULT_NODE_NAME.to_string(),
         }
     }
 
@@ -145,6 +181,10 @@ pub enum ServerError {
     Guardrails(#[from] zerofn_policy::PolicyError),
     #[error("cannot load the admission policies: {0}")]
     Policy(#[from] zerofn_admission::PolicyError),
+    #[error("the built-in CA: {0}")]
+    Ca(#[from] zerofn_identity::CaError),
+    #[error("cannot set up TLS on the function listener: {0}")]
+    Tls(#[from] zerofn_identity::tls::TlsError),
     #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
     NodeSecret(std::io::Error),
 }
@@ -201,6 +241,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let advisory_gate = config.advisory_gate()?;
     let operator_policy = config.operator_policy()?;
     let guardrails = zerofn_policy::Guardrails::load(&config.guardrails)?;
+    let ca = Arc::new(zerofn_identity::CertificateAuthority::load_or_create(
+        &config.data_dir,
+        &config.trust_domain,
+    )?);
+    let server_svid = match config.function_tls {
+        FunctionTls::Off => None,
+        FunctionTls::Builtin => Some(Arc::new(crate::certificates::server_svid(&ca, &config)?)),
+    };
     let control_listener = bind_control_socket(&control_socket)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let mut runtime_config = config.runtime.clone();
@@ -229,8 +277,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             max_concurrency: config.max_concurrency,
             guardrails,
             trust_domain: config.trust_domain.clone(),
+            ca,
         },
     )?;
+    let tls = server_svid
+        .as_ref()
+        .map(|svid| crate::certificates::acceptor(svid))
+        .transpose()?;
 
     let http_listener =
         TcpListener::bind(config.listen)
@@ -252,12 +305,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
 
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::trigger::serve(
             http_listener,
             platform.clone(),
             stopped.clone(),
             config.shutdown_grace,
+            tls,
         )),
         tokio::spawn(control::serve(
             control_listener,
@@ -267,13 +321,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tokio::spawn(rotate_token_keys(
             platform.clone(),
             config.limits.ceilings.timeout_ms,
-            stopped,
+            stopped.clone(),
         )),
     ];
+    if let Some(svid) = server_svid {
+        tasks.push(tokio::spawn(crate::certificates::rotate_server_svid(
+            svid, stopped,
+        )));
+    }
     audit
         .record(
             AuditEvent::new(EventKind::ServerStart, Outcome::Success)
                 .detail("listen", http_addr.to_string())
+                .detail("tls", matches!(config.function_tls, FunctionTls::Builtin))
                 .detail("data_dir", config.data_dir.display().to_string()),
         )
         .await;

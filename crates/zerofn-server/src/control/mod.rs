@@ -8,8 +8,9 @@ mod client;
 mod handler;
 
 pub use api::{
-    ApiKeyQuery, AppListing, CreateApiKeyRequest, CreatedApiKey, DeployRequest, InvokeRequest,
-    InvokeResponse, RollbackRequest,
+    ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
+    InvokeRequest, InvokeResponse, IssueCertificateRequest, IssuedClientCertificate,
+    RollbackRequest,
 };
 pub use client::{ControlClient, ControlError};
 
