@@ -158,6 +158,110 @@ fn up_serves_and_the_cli_drives_the_running_server() {
 }
 
 #[test]
+fn ca_bundle_and_issue_work_against_the_running_server() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let (mut server, _) = up(&app, &data);
+
+    let printed = zerofn(&data, &["ca", "bundle"]);
+    assert!(printed.status.success(), "{printed:?}");
+    let bundle = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        bundle.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{bundle}"
+    );
+    let bundle_file = root.path().join("bundle.pem");
+    let written = zerofn(
+        &data,
+        &["ca", "bundle", "--out", bundle_file.to_str().unwrap()],
+    );
+    assert!(written.status.success(), "{written:?}");
+    assert_eq!(
+        std::fs::read_to_string(&bundle_file).unwrap().trim_end(),
+        bundle.trim_end()
+    );
+
+    let out = root.path().join("ci-cert");
+    let issued = zerofn(
+        &data,
+        &[
+            "ca",
+            "issue",
+            "spiffe://zerofn.local/callers/ci",
+            "--out",
+            out.to_str().unwrap(),
+            "--ttl",
+            "2h",
+            "--json",
+        ],
+    );
+    assert!(issued.status.success(), "{issued:?}");
+    let report: serde_json::Value = serde_json::from_slice(&issued.stdout).unwrap();
+    assert_eq!(report["spiffe_id"], "spiffe://zerofn.local/callers/ci");
+    assert_eq!(
+        report["not_after_ms"].as_i64().unwrap() - report["not_before_ms"].as_i64().unwrap(),
+        (2 * 3600 + 60) * 1000
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("svid.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The certificate verifies against the bundle, names the caller, and matches the key.
+    let certificate = CertificateDer::from_pem_file(out.join("svid.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(out.join("svid.key.pem")).unwrap();
+    let policy = zerofn_identity::ClientCertPolicy::from_pem(bundle.as_bytes(), None).unwrap();
+    let identity = policy
+        .verify(
+            Some(std::slice::from_ref(&certificate)),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(
+        identity.spiffe_id.to_string(),
+        "spiffe://zerofn.local/callers/ci"
+    );
+    zerofn_identity::tls::client_identity(vec![certificate], key).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("bundle.pem"))
+            .unwrap()
+            .trim_end(),
+        bundle.trim_end()
+    );
+
+    // A function's identity is never issued to a caller.
+    let refused = zerofn(
+        &data,
+        &[
+            "ca",
+            "issue",
+            "spiffe://zerofn.local/app/hello/fn/hello",
+            "--out",
+            root.path().join("forged").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("reserves"),
+        "{refused:?}"
+    );
+    assert!(!root.path().join("forged").exists());
+
+    let status = terminate(&mut server);
+    assert!(status.success(), "{status:?}");
+    let after = zerofn(&data, &["ca", "bundle"]);
+    assert_eq!(after.status.code(), Some(4));
+}
+
+#[test]
 fn a_malformed_manifest_stops_up_before_any_socket_opens() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
