@@ -198,6 +198,7 @@ pub const COMPILED_DIR: &str = "compiled";
 pub struct RunningServer {
     platform: Arc<Platform>,
     http_addr: SocketAddr,
+    function_tls: FunctionTls,
     control_socket: PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -340,6 +341,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         platform,
         http_addr,
+        function_tls: config.function_tls,
         control_socket,
         stop,
         tasks,
@@ -352,6 +354,11 @@ impl RunningServer {
     /// The address function traffic is served on (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Whether the function listener serves TLS.
+    pub fn function_tls(&self) -> FunctionTls {
+        self.function_tls
     }
 
     pub fn control_socket(&self) -> &std::path::Path {

@@ -54,8 +54,18 @@ impl Drop for ServerProcess {
 
 /// Starts `zerofn up` and reads its `--json` announcement for the address it serves on.
 fn up(app: &Path, data_dir: &Path) -> (ServerProcess, SocketAddr) {
+    up_with(app, data_dir, &[]).0
+}
+
+/// `up` with more arguments; also hands back the announcement.
+fn up_with(
+    app: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+) -> ((ServerProcess, SocketAddr), serde_json::Value) {
     let child = Command::new(ZEROFN)
         .args(["up", "--no-build", "--listen", "127.0.0.1:0", "--json"])
+        .args(extra)
         .arg(app)
         .env("ZEROFN_DATA_DIR", data_dir)
         .stdout(Stdio::piped())
@@ -76,7 +86,7 @@ fn up(app: &Path, data_dir: &Path) -> (ServerProcess, SocketAddr) {
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
             assert_eq!(value["deployed"]["app"], "hello", "{value}");
             let addr = value["listen"].as_str().unwrap().parse().unwrap();
-            return (child, addr);
+            return ((child, addr), value);
         }
     }
 }
@@ -259,6 +269,70 @@ fn ca_bundle_and_issue_work_against_the_running_server() {
     assert!(status.success(), "{status:?}");
     let after = zerofn(&data, &["ca", "bundle"]);
     assert_eq!(after.status.code(), Some(4));
+}
+
+#[test]
+fn up_serves_https_with_the_builtin_ca_and_refuses_unknown_tls_values() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let config = root.path().join("zerofn.config.toml");
+
+    std::fs::write(&config, "[server]\ntls = \"yes\"\n").unwrap();
+    let refused = Command::new(ZEROFN)
+        .args(["up", "--no-build", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg(&app)
+        .env("ZEROFN_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("\"builtin\""));
+
+    std::fs::write(&config, "[server]\ntls = \"builtin\"\n").unwrap();
+    let ((mut server, addr), announcement) =
+        up_with(&app, &data, &["--config", config.to_str().unwrap()]);
+    assert_eq!(announcement["tls"], true);
+    assert_eq!(
+        announcement["functions"][0]["url"],
+        format!("https://{addr}/hello")
+    );
+    let bundle = zerofn(&data, &["ca", "bundle"]);
+    assert!(bundle.status.success());
+
+    // An ordinary TLS client that trusts only the exported bundle gets the function's answer.
+    let tls_config = zerofn_identity::tls::client_config(&bundle.stdout, None).unwrap();
+    let connection = rustls::ClientConnection::new(
+        std::sync::Arc::new(tls_config),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    write!(
+        tls,
+        "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    // The server may close without close_notify after `Connection: close`; what was read counts.
+    let _ = tls.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    // Plain HTTP gets no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        plain,
+        "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/1.1"), "{answer:?}");
+
+    let status = terminate(&mut server);
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
