@@ -75,6 +75,8 @@ pub enum CaError {
     Validity,
     #[error("the public key is not an ECDSA P-256 SubjectPublicKeyInfo: {0}")]
     PublicKey(String),
+    #[error("no randomness for a serial number: {0}")]
+    Randomness(String),
     #[error("certificate generation failed: {0}")]
     Generation(#[from] rcgen::Error),
 }
@@ -516,7 +518,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// 16 random bytes, top bit clear (a positive integer, as RFC 5280 requires).
 fn random_serial() -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| CaError::PublicKey(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| CaError::Randomness(e.to_string()))?;
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     Ok(SerialNumber::from_slice(&bytes))
