@@ -543,3 +543,59 @@ fn truncate_to_seconds(at: SystemTime) -> SystemTime {
         .unwrap_or_default();
     UNIX_EPOCH + Duration::from_secs(seconds)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Certificates this CA would never issue, signed with its key, for the refusals a
+    //! well-formed SVID cannot reach.
+
+    use super::*;
+    use crate::{CertRefusal, ClientCertPolicy};
+
+    fn signed(ca: &CertificateAuthority, adjust: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let now = SystemTime::now();
+        let mut params = CertificateParams::default();
+        params.not_before = to_asn1(now - CLOCK_SKEW).unwrap().to_datetime();
+        params.not_after = to_asn1(now + DEFAULT_SVID_TTL).unwrap().to_datetime();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.subject_alt_names = vec![SanType::URI(
+            "spiffe://zerofn.local/callers/ci".try_into().unwrap(),
+        )];
+        adjust(&mut params);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        params.signed_by(&key, &ca.issuer).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn certificates_unlike_an_svid_are_refused_for_their_reason() {
+        let ca = CertificateAuthority::create("zerofn.local", SystemTime::now()).unwrap();
+        let policy = ClientCertPolicy::from_pem(ca.bundle_pem().as_bytes(), None).unwrap();
+        let verify =
+            |der: Vec<u8>| policy.verify(Some(&[CertificateDer::from(der)]), SystemTime::now());
+
+        assert!(
+            verify(signed(&ca, |_| {})).is_ok(),
+            "the baseline is accepted"
+        );
+        let server_only = signed(&ca, |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        });
+        assert_eq!(verify(server_only), Err(CertRefusal::WrongUsage));
+        let no_uri = signed(&ca, |p| {
+            p.subject_alt_names = vec![SanType::DnsName("ci.example".try_into().unwrap())];
+        });
+        assert_eq!(verify(no_uri), Err(CertRefusal::NoSpiffeId));
+        let two_uris = signed(&ca, |p| {
+            p.subject_alt_names.push(SanType::URI(
+                "spiffe://zerofn.local/callers/other".try_into().unwrap(),
+            ));
+        });
+        let refusal = verify(two_uris).unwrap_err();
+        assert_eq!(refusal, CertRefusal::MultipleUriSans { count: 2 });
+        assert_eq!(refusal.code(), "client-certificate-multiple-uri-sans");
+        let not_spiffe = signed(&ca, |p| {
+            p.subject_alt_names = vec![SanType::URI("https://ci.example/".try_into().unwrap())];
+        });
+        assert_eq!(verify(not_spiffe), Err(CertRefusal::InvalidSpiffeId));
+    }
+}
