@@ -6,13 +6,25 @@
 //! behalf; it is revoked the moment the invocation ends ([`TokenLease`]), so a copy replayed
 //! later, or presented for another function, is refused. Signing keys rotate; the verification
 //! keys are published as a JWKS.
+//!
+//! The built-in CA ([`CertificateAuthority`]) issues X.509 SVIDs to the node, the control plane
+//! and callers; [`tls`] serves them (TLS 1.3, rotated without restarting listeners) and
+//! [`ClientCertPolicy`] decides, per request, whether a caller's certificate is accepted.
 
 #![forbid(unsafe_code)]
 
+pub mod ca;
+mod client_auth;
 mod issuer;
 mod jws;
+mod spiffe;
+pub mod tls;
 
+pub use ca::{CaError, CertificateAuthority, IssuedCertificate, SvidKey, SvidRequest, X509Svid};
+pub use client_auth::{CertRefusal, ClientCertPolicy, ClientIdentity, ClientPolicyError};
 pub use issuer::{Issuer, SvidClaims, TokenError, TokenLease};
+pub use spiffe::{SpiffeId, SpiffeIdError, SpiffeIdPattern, control_spiffe_id, node_spiffe_id};
+pub use tls::PeerCertificates;
 
 /// `spiffe://<trust domain>/app/<app>/fn/<function>`.
 pub fn spiffe_id(trust_domain: &str, app: &str, function: &str) -> String {

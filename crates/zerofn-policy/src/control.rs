@@ -14,13 +14,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const CONTROL_SCHEMA: &str = include_str!("control.cedarschema");
 
 /// Every control action, in the order the docs list them.
-pub const CONTROL_ACTIONS: [&str; 6] = [
+pub const CONTROL_ACTIONS: [&str; 7] = [
     "control.read",
     "control.deploy",
     "control.rollback",
     "control.invoke",
     "control.trust.reload",
     "control.api-key.manage",
+    "control.ca.issue",
 ];
 
 /// An operator's role. Least privilege: each role has only the actions its job needs, and the
@@ -33,7 +34,8 @@ pub enum Role {
     Viewer,
     /// Reads, deploys, rolls back and invokes functions.
     Deployer,
-    /// Reads, reloads the trust policy and creates or revokes API keys.
+    /// Reads, reloads the trust policy, creates or revokes API keys and issues client
+    /// certificates from the built-in CA.
     SecurityAdmin,
 }
 
@@ -62,6 +64,7 @@ impl Role {
                 "control.read",
                 "control.trust.reload",
                 "control.api-key.manage",
+                "control.ca.issue",
             ],
         }
     }

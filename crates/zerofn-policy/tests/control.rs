@@ -41,6 +41,7 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.read",
                 "control.trust.reload",
                 "control.api-key.manage",
+                "control.ca.issue",
             ],
         ),
     ];

@@ -1,6 +1,6 @@
 //! The operator's platform config file (`zerofn.config.toml`): listener, global concurrency,
 //! limit defaults and ceilings, guest output caps, trust policy, advisory gate, admission
-//! policies and the remote control listener. Every key is optional; unknown keys are
+//! policies, the function listener's TLS and the remote control listener. Every key is optional; unknown keys are
 //! errors, so a typo never silently leaves a ceiling at its default.
 
 use crate::ServerConfig;
@@ -84,6 +84,10 @@ struct ServerSection {
     trust_policy: Option<PathBuf>,
     /// The SPIFFE trust domain of function identities.
     trust_domain: Option<String>,
+    /// `"off"` (plain HTTP, the default) or `"builtin"` (TLS with the built-in CA's SVID).
+    tls: Option<String>,
+    /// Lifetime of the node's server SVID, in seconds.
+    svid_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +194,22 @@ impl ServerConfig {
                 session_ttl,
             });
         }
+        if let Some(tls) = file.server.tls {
+            config.function_tls = tls.parse().map_err(|e: String| invalid(e))?;
+        }
+        if let Some(secs) = file.server.svid_ttl_secs {
+            let ttl = Duration::from_secs(secs);
+            if !(crate::certificates::MIN_SVID_TTL..=crate::certificates::MAX_SVID_TTL)
+                .contains(&ttl)
+            {
+                return Err(invalid(format!(
+                    "`server.svid_ttl_secs` must be between {} and {} seconds",
+                    crate::certificates::MIN_SVID_TTL.as_secs(),
+                    crate::certificates::MAX_SVID_TTL.as_secs()
+                )));
+            }
+            config.svid_ttl = ttl;
+        }
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }
@@ -243,6 +263,14 @@ mod tests {
             "pool slots fit the ceiling"
         );
         assert_eq!(config.runtime.output.max_bytes_per_invocation, 1024);
+        assert_eq!(
+            config.function_tls,
+            crate::FunctionTls::Off,
+            "plain HTTP by default"
+        );
+        let tls = load("[server]\ntls = \"builtin\"\nsvid_ttl_secs = 600\n").unwrap();
+        assert_eq!(tls.function_tls, crate::FunctionTls::Builtin);
+        assert_eq!(tls.svid_ttl, Duration::from_secs(600));
     }
 
     #[test]
@@ -278,6 +306,10 @@ mod tests {
         assert!(zero.to_string().contains("max_concurrency"), "{zero}");
         let zero_limit = load("[limits.ceiling]\nmemory_mb = 0\n").unwrap_err();
         assert!(zero_limit.to_string().contains("memory_mb"), "{zero_limit}");
+        let tls = load("[server]\ntls = \"on\"\n").unwrap_err();
+        assert!(tls.to_string().contains("`server.tls`"), "{tls}");
+        let ttl = load("[server]\nsvid_ttl_secs = 1\n").unwrap_err();
+        assert!(ttl.to_string().contains("svid_ttl_secs"), "{ttl}");
         let missing =
             ServerConfig::from_file(Path::new("/nonexistent/zerofn.config.toml"), "/tmp".into())
                 .unwrap_err();

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod authn;
 pub mod calls;
+pub mod certificates;
 mod config;
 pub mod control;
 mod error;
@@ -32,6 +33,6 @@ pub use platform::{
 };
 pub use routes::{ActiveApp, ActiveFunction};
 pub use server::{
-    AdvisoryConfig, COMPILED_DIR, NODE_SECRET_FILE, RemoteControlConfig, RunningServer,
-    ServerConfig, ServerError, start,
+    AdvisoryConfig, COMPILED_DIR, DEFAULT_NODE_NAME, FunctionTls, NODE_SECRET_FILE,
+    RemoteControlConfig, RunningServer, ServerConfig, ServerError, start,
 };

@@ -90,6 +90,8 @@ pub struct Platform {
     operators: crate::operators::OperatorAuth,
     /// Decides control actions of remote operators (role permits and control guardrails).
     control_pdp: zerofn_policy::ControlPdp,
+    /// The built-in CA.
+    ca: Arc<zerofn_identity::CertificateAuthority>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -136,6 +138,8 @@ pub struct PlatformPolicies {
     pub jwks: crate::authn::jwks::JwksClient,
     /// Operators of the remote control plane.
     pub operators: crate::operators::OperatorAuth,
+    /// The built-in CA: X.509 SVIDs for the node and for callers of `mtls` functions.
+    pub ca: Arc<zerofn_identity::CertificateAuthority>,
 }
 
 impl Platform {
@@ -172,7 +176,13 @@ impl Platform {
             jwks: policies.jwks,
             operators: policies.operators,
             control_pdp,
+            ca: policies.ca,
         }))
+    }
+
+    /// The built-in CA (see [`crate::certificates`]).
+    pub fn ca(&self) -> &Arc<zerofn_identity::CertificateAuthority> {
+        &self.ca
     }
 
     /// The issuer of the per-invocation JWT-SVIDs (its JWKS is on the control plane).

@@ -45,6 +45,12 @@ pub struct ServerConfig {
     pub jwks_ca: Option<PathBuf>,
     /// The remote control plane (TLS on TCP); none unless configured.
     pub remote_control: Option<RemoteControlConfig>,
+    /// Whether the function listener serves TLS.
+    pub function_tls: FunctionTls,
+    /// Lifetime of the node's server SVID; it is renewed half-way.
+    pub svid_ttl: Duration,
+    /// This node's name in its SPIFFE ID, `spiffe://<trust domain>/node/<name>`.
+    pub node_name: String,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -55,6 +61,33 @@ pub struct RemoteControlConfig {
     /// How long a session lives (at most [`crate::operators::MAX_SESSION_TTL`]).
     pub session_ttl: Duration,
 }
+
+/// How the function listener is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionTls {
+    /// Plain HTTP (the default: the quick start needs no certificates).
+    Off,
+    /// TLS 1.3 with the node's SVID from the built-in CA; client certificates are asked for
+    /// and handed to the request (see `docs/security.md`).
+    Builtin,
+}
+
+impl std::str::FromStr for FunctionTls {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "off" => Ok(Self::Off),
+            "builtin" => Ok(Self::Builtin),
+            other => Err(format!(
+                "`server.tls` is `{other}`; use \"off\" (plain HTTP) or \"builtin\" (TLS with the built-in CA)"
+            )),
+        }
+    }
+}
+
+/// The node name when none is configured (one node per data directory in this release).
+pub const DEFAULT_NODE_NAME: &str = "local";
 
 /// The trust domain when the config names none.
 pub const DEFAULT_TRUST_DOMAIN: &str = "zerofn.local";
@@ -86,6 +119,9 @@ impl ServerConfig {
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             jwks_ca: None,
             remote_control: None,
+            function_tls: FunctionTls::Off,
+            svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
+            node_name: DEFAULT_NODE_NAME.to_string(),
         }
     }
 
@@ -161,6 +197,10 @@ pub enum ServerError {
     Guardrails(#[from] zerofn_policy::PolicyError),
     #[error("cannot load the admission policies: {0}")]
     Policy(#[from] zerofn_admission::PolicyError),
+    #[error("the built-in CA: {0}")]
+    Ca(#[from] zerofn_identity::CaError),
+    #[error("cannot set up TLS on the function listener: {0}")]
+    Tls(#[from] zerofn_identity::tls::TlsError),
     #[error("cannot read or create the node secret that authenticates compiled code: {0}")]
     NodeSecret(std::io::Error),
     #[error("cannot set up the JWKS client: {0}")]
@@ -178,6 +218,7 @@ pub const COMPILED_DIR: &str = "compiled";
 pub struct RunningServer {
     platform: Arc<Platform>,
     http_addr: SocketAddr,
+    function_tls: FunctionTls,
     control_socket: PathBuf,
     remote_control_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -222,6 +263,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let advisory_gate = config.advisory_gate()?;
     let operator_policy = config.operator_policy()?;
     let guardrails = zerofn_policy::Guardrails::load(&config.guardrails)?;
+    let ca = Arc::new(zerofn_identity::CertificateAuthority::load_or_create(
+        &config.data_dir,
+        &config.trust_domain,
+    )?);
+    let server_svid = match config.function_tls {
+        FunctionTls::Off => None,
+        FunctionTls::Builtin => Some(Arc::new(crate::certificates::server_svid(&ca, &config)?)),
+    };
     let control_listener = bind_control_socket(&control_socket)?;
     let remote_tls = match &config.remote_control {
         Some(remote) => Some(tokio_rustls::TlsAcceptor::from(
@@ -267,8 +316,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             trust_domain: config.trust_domain.clone(),
             jwks: jwks_client(&config)?,
             operators,
+            ca,
         },
     )?;
+    let tls = server_svid
+        .as_ref()
+        .map(|svid| crate::certificates::acceptor(svid))
+        .transpose()?;
 
     let http_listener =
         TcpListener::bind(config.listen)
@@ -317,6 +371,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             platform.clone(),
             stopped.clone(),
             config.shutdown_grace,
+            tls,
         )),
         tokio::spawn(control::serve(
             control_listener,
@@ -326,7 +381,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tokio::spawn(rotate_token_keys(
             platform.clone(),
             config.limits.ceilings.timeout_ms,
-            stopped,
+            stopped.clone(),
         )),
     ];
     if let (Some((listener, _)), Some(acceptor)) = (remote_listener, remote_tls) {
@@ -337,17 +392,24 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             stop.subscribe(),
         )));
     }
+    if let Some(svid) = server_svid {
+        tasks.push(tokio::spawn(crate::certificates::rotate_server_svid(
+            svid, stopped,
+        )));
+    }
     audit
         .record(
             AuditEvent::new(EventKind::ServerStart, Outcome::Success)
                 .detail("listen", http_addr.to_string())
                 .detail("control_listen", remote_control_addr.map(|a| a.to_string()))
+                .detail("tls", matches!(config.function_tls, FunctionTls::Builtin))
                 .detail("data_dir", config.data_dir.display().to_string()),
         )
         .await;
     Ok(RunningServer {
         platform,
         http_addr,
+        function_tls: config.function_tls,
         control_socket,
         remote_control_addr,
         stop,
@@ -366,6 +428,11 @@ impl RunningServer {
     /// The remote control listener's address, when one is configured.
     pub fn remote_control_addr(&self) -> Option<SocketAddr> {
         self.remote_control_addr
+    }
+
+    /// Whether the function listener serves TLS.
+    pub fn function_tls(&self) -> FunctionTls {
+        self.function_tls
     }
 
     pub fn control_socket(&self) -> &std::path::Path {

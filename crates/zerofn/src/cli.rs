@@ -182,6 +182,10 @@ pub enum Command {
     /// The policy decision point, offline: explain a decision, or test a file of cases.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The built-in certificate authority: export its bundle, issue client certificates for
+    /// callers of `mtls` functions.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Check each function's SBOM against an OSV advisory database.
     Deps {
         #[arg(default_value = ".")]
@@ -333,4 +337,27 @@ pub enum ApiKeyCommand {
     List { app: String },
     /// Revoke a key: the next request with it is refused.
     Revoke { id: String },
+}
+
+/// `zerofn ca ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum CaCommand {
+    /// Print the CA bundle (PEM) that verifies the platform's certificates.
+    Bundle {
+        /// Write it to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Issue a client certificate (an X.509 SVID) for a caller of `mtls` functions. The key is
+    /// generated here and never sent to the server.
+    Issue {
+        /// The caller's SPIFFE ID, e.g. `spiffe://zerofn.local/callers/ci`.
+        spiffe_id: String,
+        /// Directory to write `svid.pem`, `svid.key.pem` (mode 0600) and `bundle.pem` into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How long it is valid (at most 24h).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        ttl: humantime::Duration,
+    },
 }

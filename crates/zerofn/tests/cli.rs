@@ -54,16 +54,18 @@ impl Drop for ServerProcess {
 
 /// Starts `zerofn up` and reads its `--json` announcement for the address it serves on.
 fn up(app: &Path, data_dir: &Path) -> (ServerProcess, SocketAddr) {
-    let (child, announcement) = up_with(app, data_dir, &[]);
-    let addr = announcement["listen"].as_str().unwrap().parse().unwrap();
-    (child, addr)
+    up_with(app, data_dir, &[]).0
 }
 
-/// [`up`] with more arguments; returns the whole `--json` announcement.
-fn up_with(app: &Path, data_dir: &Path, args: &[&str]) -> (ServerProcess, serde_json::Value) {
+/// `up` with more arguments; also hands back the announcement.
+fn up_with(
+    app: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+) -> ((ServerProcess, SocketAddr), serde_json::Value) {
     let child = Command::new(ZEROFN)
         .args(["up", "--no-build", "--listen", "127.0.0.1:0", "--json"])
-        .args(args)
+        .args(extra)
         .arg(app)
         .env("ZEROFN_DATA_DIR", data_dir)
         .stdout(Stdio::piped())
@@ -83,7 +85,8 @@ fn up_with(app: &Path, data_dir: &Path, args: &[&str]) -> (ServerProcess, serde_
         text.push_str(&line);
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
             assert_eq!(value["deployed"]["app"], "hello", "{value}");
-            return (child, value);
+            let addr = value["listen"].as_str().unwrap().parse().unwrap();
+            return ((child, addr), value);
         }
     }
 }
@@ -162,6 +165,174 @@ fn up_serves_and_the_cli_drives_the_running_server() {
     let after = zerofn(&data, &["apps"]);
     assert_eq!(after.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&after.stderr).contains("no zerofn server is running"));
+}
+
+#[test]
+fn ca_bundle_and_issue_work_against_the_running_server() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let (mut server, _) = up(&app, &data);
+
+    let printed = zerofn(&data, &["ca", "bundle"]);
+    assert!(printed.status.success(), "{printed:?}");
+    let bundle = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        bundle.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{bundle}"
+    );
+    let bundle_file = root.path().join("bundle.pem");
+    let written = zerofn(
+        &data,
+        &["ca", "bundle", "--out", bundle_file.to_str().unwrap()],
+    );
+    assert!(written.status.success(), "{written:?}");
+    assert_eq!(
+        std::fs::read_to_string(&bundle_file).unwrap().trim_end(),
+        bundle.trim_end()
+    );
+
+    let out = root.path().join("ci-cert");
+    let issued = zerofn(
+        &data,
+        &[
+            "ca",
+            "issue",
+            "spiffe://zerofn.local/callers/ci",
+            "--out",
+            out.to_str().unwrap(),
+            "--ttl",
+            "2h",
+            "--json",
+        ],
+    );
+    assert!(issued.status.success(), "{issued:?}");
+    let report: serde_json::Value = serde_json::from_slice(&issued.stdout).unwrap();
+    assert_eq!(report["spiffe_id"], "spiffe://zerofn.local/callers/ci");
+    assert_eq!(
+        report["not_after_ms"].as_i64().unwrap() - report["not_before_ms"].as_i64().unwrap(),
+        (2 * 3600 + 60) * 1000
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("svid.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The certificate verifies against the bundle, names the caller, and matches the key.
+    let certificate = CertificateDer::from_pem_file(out.join("svid.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(out.join("svid.key.pem")).unwrap();
+    let policy = zerofn_identity::ClientCertPolicy::from_pem(bundle.as_bytes(), None).unwrap();
+    let identity = policy
+        .verify(
+            Some(std::slice::from_ref(&certificate)),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(
+        identity.spiffe_id.to_string(),
+        "spiffe://zerofn.local/callers/ci"
+    );
+    zerofn_identity::tls::client_identity(vec![certificate], key).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("bundle.pem"))
+            .unwrap()
+            .trim_end(),
+        bundle.trim_end()
+    );
+
+    // A function's identity is never issued to a caller.
+    let refused = zerofn(
+        &data,
+        &[
+            "ca",
+            "issue",
+            "spiffe://zerofn.local/app/hello/fn/hello",
+            "--out",
+            root.path().join("forged").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("reserves"),
+        "{refused:?}"
+    );
+    assert!(!root.path().join("forged").exists());
+
+    let status = terminate(&mut server);
+    assert!(status.success(), "{status:?}");
+    let after = zerofn(&data, &["ca", "bundle"]);
+    assert_eq!(after.status.code(), Some(4));
+}
+
+#[test]
+fn up_serves_https_with_the_builtin_ca_and_refuses_unknown_tls_values() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let config = root.path().join("zerofn.config.toml");
+
+    std::fs::write(&config, "[server]\ntls = \"yes\"\n").unwrap();
+    let refused = Command::new(ZEROFN)
+        .args(["up", "--no-build", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg(&app)
+        .env("ZEROFN_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("\"builtin\""));
+
+    std::fs::write(&config, "[server]\ntls = \"builtin\"\n").unwrap();
+    let ((mut server, addr), announcement) =
+        up_with(&app, &data, &["--config", config.to_str().unwrap()]);
+    assert_eq!(announcement["tls"], true);
+    assert_eq!(
+        announcement["functions"][0]["url"],
+        format!("https://{addr}/hello")
+    );
+    let bundle = zerofn(&data, &["ca", "bundle"]);
+    assert!(bundle.status.success());
+
+    // An ordinary TLS client that trusts only the exported bundle gets the function's answer.
+    let tls_config = zerofn_identity::tls::client_config(&bundle.stdout, None).unwrap();
+    let connection = rustls::ClientConnection::new(
+        std::sync::Arc::new(tls_config),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    write!(
+        tls,
+        "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    // The server may close without close_notify after `Connection: close`; what was read counts.
+    let _ = tls.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    // Plain HTTP gets no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        plain,
+        "GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/1.1"), "{answer:?}");
+
+    let status = terminate(&mut server);
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

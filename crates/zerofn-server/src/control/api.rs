@@ -122,3 +122,34 @@ pub struct EnrollOperatorRequest {
     /// The operator key, SPKI PEM.
     pub public_key: String,
 }
+
+/// `GET /v1/ca/bundle`: the built-in CA's trust bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaBundle {
+    pub trust_domain: String,
+    pub bundle_pem: String,
+}
+
+/// `POST /v1/ca/issue`: a client SVID for a caller of `mtls` functions. The caller keeps its
+/// private key and sends only the public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssueCertificateRequest {
+    pub spiffe_id: String,
+    /// SubjectPublicKeyInfo PEM of an ECDSA P-256 key.
+    pub public_key_pem: String,
+    /// Lifetime in seconds [default: 3600].
+    pub ttl_secs: Option<u64>,
+}
+
+/// The answer to `POST /v1/ca/issue`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedClientCertificate {
+    pub spiffe_id: String,
+    pub certificate_pem: String,
+    /// Lowercase hex.
+    pub serial: String,
+    pub not_before_ms: i64,
+    pub not_after_ms: i64,
+    /// The CA bundle that verifies it.
+    pub bundle_pem: String,
+}

@@ -64,6 +64,16 @@ pub(crate) async fn handle(
         },
         (Method::GET, ["v1", "metrics"]) => Ok(metrics(platform)),
         (Method::GET, ["v1", "jwks"]) => json(&platform.issuer().jwks()),
+        (Method::GET, ["v1", "ca", "bundle"]) => json(&super::api::CaBundle {
+            trust_domain: platform.ca().trust_domain().to_string(),
+            bundle_pem: platform.ca().bundle_pem().to_string(),
+        }),
+        (Method::POST, ["v1", "ca", "issue"]) => match parse_body(&body) {
+            Ok(request) => crate::certificates::issue_client_certificate(platform, request)
+                .await
+                .and_then(|issued| json(&issued)),
+            Err(problem) => Err(problem),
+        },
         (Method::POST, ["v1", "api-keys"]) => create_api_key(platform, &body).await,
         (Method::GET, ["v1", "api-keys"]) => parse_query::<super::api::ApiKeyQuery>(&query)
             .and_then(|query| {

@@ -11,9 +11,9 @@ mod remote;
 mod tls;
 
 pub use api::{
-    ApiKeyQuery, AppListing, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
-    EnrollOperatorRequest, InvokeRequest, InvokeResponse, LoginChallenge, LoginChallengeRequest,
-    LoginRequest, RollbackRequest,
+    ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
+    EnrollOperatorRequest, InvokeRequest, InvokeResponse, IssueCertificateRequest,
+    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, RollbackRequest,
 };
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;

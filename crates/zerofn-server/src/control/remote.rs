@@ -41,7 +41,9 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "jwks"])
         | (&Method::GET, ["v1", "logs"])
         | (&Method::GET, ["v1", "audit"])
-        | (&Method::GET, ["v1", "api-keys"]) => "control.read",
+        | (&Method::GET, ["v1", "api-keys"])
+        | (&Method::GET, ["v1", "ca", "bundle"]) => "control.read",
+        (&Method::POST, ["v1", "ca", "issue"]) => "control.ca.issue",
         (&Method::POST, ["v1", "deploy"]) => "control.deploy",
         (&Method::POST, ["v1", "apps", _, "rollback"]) => "control.rollback",
         (&Method::POST, ["v1", "invoke"]) => "control.invoke",

@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into library calls.
 
 mod build;
+mod ca;
 mod control;
 mod init;
 mod operator;
@@ -83,6 +84,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
         Command::Policy(command) => policy::run(command, data_dir()?, json),
+        Command::Ca(command) => ca::run(command, &target()?, json).await,
         Command::ApiKey(command) => control::api_key(command, &target()?, json).await,
         Command::Deps {
             app_dir,

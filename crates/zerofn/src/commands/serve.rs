@@ -75,6 +75,8 @@ pub async fn up(
 /// deploy report of `up`).
 fn announce(server: &RunningServer, json: bool, deployed: Option<&zerofn_server::DeployReport>) {
     let addr = server.http_addr();
+    let tls = server.function_tls() == zerofn_server::FunctionTls::Builtin;
+    let scheme = if tls { "https" } else { "http" };
     let routes = server.platform().routes();
     let functions: Vec<serde_json::Value> = routes
         .apps()
@@ -85,19 +87,23 @@ fn announce(server: &RunningServer, json: bool, deployed: Option<&zerofn_server:
                 "function": f.name,
                 "methods": f.methods,
                 "route": f.route.to_string(),
-                "url": format!("http://{addr}{}", f.route.base()),
+                "url": format!("{scheme}://{addr}{}", f.route.base()),
             })
         })
         .collect();
     let value = serde_json::json!({
         "listen": addr.to_string(),
+        "tls": tls,
         "control_socket": server.control_socket(),
         "remote_control": server.remote_control_addr().map(|a| a.to_string()),
         "functions": functions,
         "deployed": deployed,
     });
     crate::output::print(json, &value, || {
-        let mut text = format!("zerofn serving on http://{addr}\n");
+        let mut text = format!("zerofn serving on {scheme}://{addr}\n");
+        if tls {
+            text.push_str("  TLS with the built-in CA: clients trust `zerofn ca bundle`\n");
+        }
         if let Some(remote) = server.remote_control_addr() {
             text.push_str(&format!(
                 "remote control plane on https://{remote} (TLS 1.3)\n"
