@@ -22,12 +22,6 @@ pub const RULES: &[Rule] = &[
         fix: "Fix each diagnostic where it points (`zerofn admit APP_DIR` lists them all).",
     },
     Rule {
-        id: "unenforceable-auth",
-        level: Level::Error,
-        rationale: "Serving a route without the authentication it asks for is worse than not serving it.",
-        fix: "Use `jwt` or `api-key` until the authentication method is supported.",
-    },
-    Rule {
         id: "unenforceable-input",
         level: Level::Error,
         rationale: "Input checks that cannot be enforced must not look as if they were.",

@@ -47,9 +47,9 @@ impl Manifest {
     /// files with [`Manifest::check_components`] before sending them):
     ///
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
-    /// - `auth = { mtls }` is refused (`unenforceable-auth`), and so is
-    ///   `input` (`unenforceable-input`): this release cannot enforce them, and serving the
-    ///   route without the protection it asks for would be worse than not serving it;
+    /// - `input` is refused (`unenforceable-input`): this release cannot enforce it, and
+    ///   serving the route without the protection it asks for would be worse than not serving
+    ///   it;
     /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
     ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
     ///   time (`invoke` grants are provided: function-to-function calls);
@@ -165,26 +165,6 @@ impl Manifest {
                 .field(format!("functions.{name}.auth"))
                 .help(
                     "intended for public content only; require `api-key` authentication otherwise",
-                ),
-            );
-        }
-        if let (Some(auth), Some(span)) = (&function.auth, &function.spans.auth)
-            && !matches!(auth, Auth::Public | Auth::ApiKey(_) | Auth::Jwt(_))
-        {
-            findings.push(
-                Diagnostic::error(
-                    "unenforceable-auth",
-                    &self.path,
-                    format!(
-                        "function `{name}` asks for `{}` authentication, which this version of zerofn cannot enforce yet",
-                        auth.kind()
-                    ),
-                )
-                .at_key(&self.source, span.clone(), "not enforced yet")
-                .field(format!("functions.{name}.auth"))
-                .help(
-                    "refusing to deploy rather than serve the route without the authentication it asks for; \
-                     use `jwt` or `api-key` for now",
                 ),
             );
         }

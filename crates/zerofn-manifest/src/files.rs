@@ -85,7 +85,7 @@ impl Manifest {
             }
             Some(Auth::Mtls(mtls)) => files.push(ReferencedFile {
                 field: format!("functions.{name}.auth.mtls.ca"),
-                written: self.relative(&mtls.ca),
+                written: mtls.ca_written.clone(),
                 path: mtls.ca.clone(),
             }),
             _ => {}

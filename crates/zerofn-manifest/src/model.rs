@@ -281,6 +281,8 @@ impl JwtAuth {
 pub struct MtlsAuth {
     /// CA bundle, resolved against the manifest's directory.
     pub ca: PathBuf,
+    /// `ca` as written (with `/` separators): its key in the deploy bundle.
+    pub ca_written: String,
     /// SPIFFE ID pattern the client's SVID must match, if any.
     pub spiffe_id: Option<String>,
 }

@@ -681,6 +681,7 @@ impl<'a> Checker<'a> {
             }
             let mtls = Auth::Mtls(MtlsAuth {
                 ca: dir.join(mtls.ca.get_ref()),
+                ca_written: mtls.ca.get_ref().replace('\\', "/"),
                 spiffe_id: mtls.spiffe_id.map(Spanned::into_inner),
             });
             return Some((mtls, method_span));

@@ -92,6 +92,8 @@ pub struct Platform {
     control_pdp: zerofn_policy::ControlPdp,
     /// The built-in CA.
     ca: Arc<zerofn_identity::CertificateAuthority>,
+    /// Whether the function listener serves TLS (so `mtls` functions can be served).
+    function_tls: bool,
 }
 
 impl std::fmt::Debug for Platform {
@@ -140,6 +142,8 @@ pub struct PlatformPolicies {
     pub operators: crate::operators::OperatorAuth,
     /// The built-in CA: X.509 SVIDs for the node and for callers of `mtls` functions.
     pub ca: Arc<zerofn_identity::CertificateAuthority>,
+    /// Whether the function listener serves TLS.
+    pub function_tls: bool,
 }
 
 impl Platform {
@@ -177,6 +181,7 @@ impl Platform {
             operators: policies.operators,
             control_pdp,
             ca: policies.ca,
+            function_tls: policies.function_tls,
         }))
     }
 
@@ -479,6 +484,7 @@ impl Platform {
                     function.auth.as_ref(),
                     &files,
                     &self.jwks,
+                    self.function_tls,
                 )
                 .map_err(|reason| DeployError::Admission {
                     function: function.name.clone(),
@@ -911,6 +917,17 @@ impl Platform {
             CallerAuth::Public => return Ok(()),
             CallerAuth::ApiKey { header } => self.check_api_key(function, header, request).await,
             CallerAuth::Jwt(jwt) => jwt.authenticate(request.headers_mut()).await,
+            CallerAuth::Mtls(policy) => {
+                let peer = request
+                    .extensions()
+                    .get::<zerofn_identity::PeerCertificates>()
+                    .cloned();
+                crate::authn::authenticate_client_certificate(
+                    policy,
+                    peer.as_ref(),
+                    request.headers_mut(),
+                )
+            }
             // Not deployable (admission refuses it); refuse rather than serve.
             CallerAuth::Unsupported => Err(crate::authn::Refusal::new(
                 "auth-not-supported",

@@ -317,6 +317,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             jwks: jwks_client(&config)?,
             operators,
             ca,
+            function_tls: matches!(config.function_tls, FunctionTls::Builtin),
         },
     )?;
     let tls = server_svid

@@ -10,12 +10,8 @@ mod common;
 
 use bytes::Bytes;
 use common::TestServer;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::SystemTime;
 use zerofn_server::FunctionTls;
 use zerofn_server::control::{
@@ -25,44 +21,6 @@ use zerofn_test_artifacts::HOSTILE;
 
 fn client(server: &TestServer) -> ControlClient {
     ControlClient::new(server.server().control_socket())
-}
-
-/// `GET path` over HTTPS, checking the server against `bundle_pem` for `name`.
-async fn https_get(
-    addr: SocketAddr,
-    name: &str,
-    bundle_pem: &str,
-    identity: Option<(&str, &str)>,
-) -> Result<(u16, String), String> {
-    let identity = identity.map(|(cert_pem, key_pem)| {
-        zerofn_identity::tls::client_identity(
-            vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap()
-    });
-    let config = zerofn_identity::tls::client_config(bundle_pem.as_bytes(), identity).unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(name.to_string()).unwrap(), stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .uri("/headers")
-        .header("host", name)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 async fn issue(
@@ -108,7 +66,7 @@ async fn functions_are_served_over_tls_and_client_svids_are_issued_through_the_c
 
     // The node's SVID verifies against the exported bundle, by name and by address.
     for name in ["localhost", "127.0.0.1"] {
-        let (status, body) = https_get(server.addr, name, &bundle.bundle_pem, None)
+        let (status, body) = common::https_get(server.addr, name, &bundle.bundle_pem, None)
             .await
             .unwrap();
         assert_eq!(status, 200, "{body}");
@@ -146,7 +104,7 @@ async fn functions_are_served_over_tls_and_client_svids_are_issued_through_the_c
         "spiffe://zerofn.local/callers/ci"
     );
     // It works as a client certificate on the function listener (a public function ignores it).
-    let (status, _) = https_get(
+    let (status, _) = common::https_get(
         server.addr,
         "localhost",
         &bundle.bundle_pem,

@@ -67,17 +67,22 @@ pub enum CallerAuth {
     ApiKey { header: String },
     /// `jwt`: bearer tokens.
     Jwt(Arc<JwtAuthenticator>),
+    /// `mtls`: a client certificate from the function's CA, checked per request.
+    Mtls(Arc<zerofn_identity::ClientCertPolicy>),
     /// A method this release cannot enforce (admission refuses it; this fails closed).
     Unsupported,
 }
 
 impl CallerAuth {
     /// Compiles `auth`, with the version's referenced `files`; `jwks` fetches key sets given
-    /// by URL. A JWKS file that is not a usable key set is an error (refused at deploy).
+    /// by URL; `listener_tls` says whether the function listener serves TLS (without it no
+    /// client certificate can ever be presented). A JWKS or CA file that is not usable, or
+    /// `mtls` without TLS, is an error (refused at deploy and at restore).
     pub fn compile(
         auth: Option<&Auth>,
         files: &AttachedFiles,
         jwks: &JwksClient,
+        listener_tls: bool,
     ) -> Result<Self, String> {
         Ok(match auth {
             Some(Auth::Public) => CallerAuth::Public,
@@ -102,7 +107,20 @@ impl CallerAuth {
                 };
                 CallerAuth::Jwt(Arc::new(JwtAuthenticator { policy, keys }))
             }
-            Some(Auth::Mtls(_)) | None => CallerAuth::Unsupported,
+            Some(Auth::Mtls(mtls)) => {
+                if !listener_tls {
+                    return Err("`mtls` needs the function listener to serve TLS: set `[server] tls = \"builtin\"` in the platform config".into());
+                }
+                let path = mtls.ca_written.as_str();
+                let bundle = files
+                    .get(path)
+                    .ok_or_else(|| format!("the CA bundle `{path}` was not sent"))?;
+                let policy =
+                    zerofn_identity::ClientCertPolicy::from_pem(bundle, mtls.spiffe_id.as_deref())
+                        .map_err(|e| format!("`auth.mtls` is not usable ({path}): {e}"))?;
+                CallerAuth::Mtls(Arc::new(policy))
+            }
+            None => CallerAuth::Unsupported,
         })
     }
 
@@ -112,6 +130,7 @@ impl CallerAuth {
             CallerAuth::Public => "public",
             CallerAuth::ApiKey { .. } => "api-key",
             CallerAuth::Jwt(_) => "jwt",
+            CallerAuth::Mtls(_) => "mtls",
             CallerAuth::Unsupported => "unsupported",
         }
     }
@@ -171,5 +190,50 @@ impl JwtAuthenticator {
             credential: verified.key_id.clone(),
             subject: verified.claim("sub").map(str::to_string),
         })
+    }
+}
+
+/// Set by the platform on a request authenticated with a client certificate: the SPIFFE ID
+/// its X.509-SVID names.
+pub const CLIENT_SPIFFE_ID_HEADER: &str = "x-zerofn-client-spiffe-id";
+
+/// Checks the client certificate `peer` of the request's connection (the trigger attaches it
+/// after the TLS handshake proved the client holds its key) against `policy` now.
+pub fn authenticate_client_certificate(
+    policy: &zerofn_identity::ClientCertPolicy,
+    peer: Option<&zerofn_identity::PeerCertificates>,
+    headers: &mut HeaderMap,
+) -> Result<Authenticated, Refusal> {
+    let chain = peer.map(|peer| &peer.0[..]);
+    let identity = policy
+        .verify(chain, std::time::SystemTime::now())
+        .map_err(|refusal| {
+            let status = if refusal.is_forbidden() {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            let detail = match &refusal {
+                zerofn_identity::CertRefusal::Missing => "This function requires a client certificate (mutual TLS) issued by its CA; connect over TLS presenting one.".to_string(),
+                other => sentence(&other.to_string()),
+            };
+            Refusal::new(refusal.code(), status, detail)
+        })?;
+    let spiffe_id = identity.spiffe_id.to_string();
+    if let Ok(value) = HeaderValue::from_str(&spiffe_id) {
+        headers.insert(CLIENT_SPIFFE_ID_HEADER, value);
+    }
+    Ok(Authenticated {
+        credential: None,
+        subject: Some(spiffe_id),
+    })
+}
+
+/// `text` with its first letter capitalised and a full stop, as problem details read.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
     }
 }

@@ -328,3 +328,43 @@ pub async fn request(
         body,
     }
 }
+
+/// `GET path` over HTTPS, checking the server against `bundle_pem` for `name`.
+pub async fn https_get(
+    addr: SocketAddr,
+    name: &str,
+    bundle_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let identity = identity.map(|(cert_pem, key_pem)| {
+        zerofn_identity::tls::client_identity(
+            vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    });
+    let config = zerofn_identity::tls::client_config(bundle_pem.as_bytes(), identity).unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from(name.to_string()).unwrap(), stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .uri("/headers")
+        .header("host", name)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
