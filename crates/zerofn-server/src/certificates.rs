@@ -115,7 +115,7 @@ pub(crate) async fn rotate_svid(svid: Arc<RotatingSvid>, mut stopped: watch::Rec
                             serial = %issued.serial,
                             "server SVID rotated"
                         );
-                        until(issued.renew_at())
+                        until(svid.renew_at())
                     }
                     Err(error) => {
                         let spiffe_id = svid.resolver().certificate().spiffe_id;
