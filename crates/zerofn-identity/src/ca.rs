@@ -144,18 +144,6 @@ pub struct IssuedCertificate {
     pub not_after: SystemTime,
 }
 
-impl IssuedCertificate {
-    /// Half-way through its validity: when a holder should replace it, leaving the second half
-    /// for retries.
-    pub fn renew_at(&self) -> SystemTime {
-        let lifetime = self
-            .not_after
-            .duration_since(self.not_before)
-            .unwrap_or_default();
-        self.not_before + lifetime / 2
-    }
-}
-
 /// An X.509 SVID with its private key.
 pub struct X509Svid {
     pub certificate: IssuedCertificate,

@@ -128,9 +128,13 @@ impl RotatingSvid {
         &self.resolver
     }
 
-    /// When the current SVID should be replaced: half-way through its life.
+    /// When the current SVID should be replaced: half-way through the lifetime it was issued
+    /// for, counted from its issue. Not from `not_before`: that is backdated by the clock skew,
+    /// and with a lifetime near the skew the midpoint would be the moment of issue, so the
+    /// rotation task would reissue without pause.
     pub fn renew_at(&self) -> SystemTime {
-        self.resolver.certificate().renew_at()
+        let not_after = self.resolver.certificate().not_after;
+        not_after.checked_sub(self.ttl / 2).unwrap_or(not_after)
     }
 
     /// Issues a new SVID and serves it from the next handshake on. On failure the current one

@@ -204,9 +204,27 @@ async fn rotation_swaps_the_served_certificate_while_the_listener_keeps_acceptin
     assert_eq!(served, second.der, "the same listener serves the new SVID");
     seen.recv().await.unwrap().unwrap();
 
-    // Renewal is due half-way through the SVID's life.
-    let lifetime = second.not_after.duration_since(second.not_before).unwrap();
-    assert_eq!(svid.renew_at(), second.not_before + lifetime / 2);
+    // Renewal is due half-way through the lifetime it was issued for.
+    assert_eq!(
+        svid.renew_at(),
+        second.not_after - Duration::from_secs(3600) / 2
+    );
+}
+
+#[test]
+fn renewal_of_the_shortest_svid_is_half_its_lifetime_after_issue() {
+    // With a lifetime equal to the clock skew, the midpoint of the backdated validity is the
+    // moment of issue; renewal must still leave the SVID half its life.
+    let ca = new_ca();
+    let issued_at = SystemTime::now();
+    let ttl = zerofn_identity::ca::CLOCK_SKEW;
+    let template = SvidRequest::new(zerofn_identity::control_spiffe_id(DOMAIN), issued_at, ttl);
+    let svid = RotatingSvid::new(ca, template, ttl, issued_at).unwrap();
+    let wait = svid.renew_at().duration_since(issued_at).unwrap();
+    assert!(
+        (ttl / 2 - Duration::from_secs(1)..=ttl / 2).contains(&wait),
+        "renewal {wait:?} after issue"
+    );
 }
 
 #[test]

@@ -274,11 +274,7 @@ fn input_is_refused_and_mtls_names_its_ca_bundle() {
         .check_deployable(&LimitPolicy::default())
         .unwrap_err();
     let e = Severity::Error;
-    assert_diagnostics(
-        "unenforceable",
-        &err,
-        &[(e, "unenforceable-input", 12, 1)],
-    );
+    assert_diagnostics("unenforceable", &err, &[(e, "unenforceable-input", 12, 1)]);
 }
 
 #[test]

@@ -1,13 +1,15 @@
-//! The platform's use of the built-in CA: the node's server SVID on the function listener and
-//! its rotation, and client SVIDs for callers of `mtls` functions, issued through the control
-//! plane and audited.
+//! The platform's use of the built-in CA: the server SVIDs of its listeners (the node's on the
+//! function listener, the control plane's on the remote control listener) and their rotation,
+//! and client SVIDs for callers of `mtls` functions, issued through the control plane and
+//! audited.
 
-use crate::control::{IssueCertificateRequest, IssuedClientCertificate};
+use crate::control::{self, CertificateSource, IssueCertificateRequest, IssuedClientCertificate};
 use crate::platform::Platform;
 use crate::problem::Problem;
-use crate::server::{ServerConfig, ServerError};
+use crate::server::{RemoteControlConfig, ServerConfig, ServerError};
 use http::StatusCode;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use rustls::server::ResolvesServerCert;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -22,34 +24,55 @@ pub const MAX_SVID_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long to wait before retrying a failed rotation.
 const ROTATION_RETRY: Duration = Duration::from_secs(30);
 
-/// The node's server SVID, `spiffe://<trust domain>/node/<name>`, with `localhost` and the
-/// loopback addresses (and the listen address, when it is a specific one) as SANs so ordinary
-/// HTTPS clients can check the host name.
+/// The node's server SVID, `spiffe://<trust domain>/node/<name>`, for the function listener.
 pub(crate) fn server_svid(
     ca: &Arc<zerofn_identity::CertificateAuthority>,
     config: &ServerConfig,
-) -> Result<RotatingSvid, ServerError> {
+) -> Result<RotatingSvid, zerofn_identity::tls::TlsError> {
+    listener_svid(
+        ca,
+        zerofn_identity::node_spiffe_id(&config.trust_domain, &config.node_name),
+        config.listen.ip(),
+        config.svid_ttl,
+    )
+}
+
+/// The control plane's SVID, `spiffe://<trust domain>/control`, for the remote control
+/// listener at `listen` (`[control]` without certificate files). Same lifetime and rotation as
+/// the node's: both are listeners of this platform and nothing distinguishes their exposure.
+pub(crate) fn control_svid(
+    ca: &Arc<zerofn_identity::CertificateAuthority>,
+    config: &ServerConfig,
+    listen: SocketAddr,
+) -> Result<RotatingSvid, zerofn_identity::tls::TlsError> {
+    listener_svid(
+        ca,
+        zerofn_identity::control_spiffe_id(&config.trust_domain),
+        listen.ip(),
+        config.svid_ttl,
+    )
+}
+
+/// A rotating server SVID for `spiffe_id` with `localhost` and the loopback addresses (and
+/// `listen`, when it is a specific address) as SANs, so ordinary HTTPS clients can check the
+/// host name they dialled.
+fn listener_svid(
+    ca: &Arc<zerofn_identity::CertificateAuthority>,
+    spiffe_id: String,
+    listen: IpAddr,
+    ttl: Duration,
+) -> Result<RotatingSvid, zerofn_identity::tls::TlsError> {
     let mut addresses = vec![
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(Ipv6Addr::LOCALHOST),
     ];
-    let listen = config.listen.ip();
     if !listen.is_unspecified() && !addresses.contains(&listen) {
         addresses.push(listen);
     }
     let now = SystemTime::now();
-    let template = SvidRequest::new(
-        zerofn_identity::node_spiffe_id(&config.trust_domain, &config.node_name),
-        now,
-        config.svid_ttl,
-    )
-    .with_server_names(&["localhost"], &addresses);
-    Ok(RotatingSvid::new(
-        ca.clone(),
-        template,
-        config.svid_ttl,
-        now,
-    )?)
+    let template =
+        SvidRequest::new(spiffe_id, now, ttl).with_server_names(&["localhost"], &addresses);
+    RotatingSvid::new(ca.clone(), template, ttl, now)
 }
 
 /// The function listener's TLS acceptor, serving `svid`.
@@ -58,13 +81,29 @@ pub(crate) fn acceptor(svid: &RotatingSvid) -> Result<tokio_rustls::TlsAcceptor,
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Renews the server SVID half-way through its life until `stopped`; listeners keep running,
-/// new handshakes get the new certificate. A failed renewal is retried; the current SVID keeps
-/// serving meanwhile.
-pub(crate) async fn rotate_server_svid(
-    svid: Arc<RotatingSvid>,
-    mut stopped: watch::Receiver<bool>,
-) {
+/// The remote control listener's TLS acceptor and, when its certificate comes from the
+/// built-in CA, the SVID to keep rotating (with [`rotate_svid`]).
+pub(crate) fn control_acceptor(
+    ca: &Arc<zerofn_identity::CertificateAuthority>,
+    config: &ServerConfig,
+    remote: &RemoteControlConfig,
+) -> Result<(tokio_rustls::TlsAcceptor, Option<Arc<RotatingSvid>>), ServerError> {
+    let (certificate, svid): (Arc<dyn ResolvesServerCert>, _) = match &remote.certificate {
+        CertificateSource::Files { cert, key } => (control::load_certificate(cert, key)?, None),
+        CertificateSource::Builtin => {
+            let svid =
+                Arc::new(control_svid(ca, config, remote.listen).map_err(control::TlsError::Svid)?);
+            (svid.resolver().clone(), Some(svid))
+        }
+    };
+    let tls = control::server_config(certificate)?;
+    Ok((tokio_rustls::TlsAcceptor::from(tls), svid))
+}
+
+/// Renews `svid` (a listener's server SVID) half-way through its life until `stopped`;
+/// listeners keep running, new handshakes get the new certificate. A failed renewal is
+/// retried; the current SVID keeps serving meanwhile.
+pub(crate) async fn rotate_svid(svid: Arc<RotatingSvid>, mut stopped: watch::Receiver<bool>) {
     let mut wait = until(svid.renew_at());
     loop {
         tokio::select! {
@@ -76,10 +115,11 @@ pub(crate) async fn rotate_server_svid(
                             serial = %issued.serial,
                             "server SVID rotated"
                         );
-                        until(issued.renew_at())
+                        until(svid.renew_at())
                     }
                     Err(error) => {
-                        tracing::error!(%error, "server SVID not rotated; retrying");
+                        let spiffe_id = svid.resolver().certificate().spiffe_id;
+                        tracing::error!(%error, %spiffe_id, "server SVID not rotated; retrying");
                         ROTATION_RETRY
                     }
                 };

@@ -42,9 +42,10 @@ struct AuthSection {
 struct ControlSection {
     /// Where the remote control plane listens (TLS 1.3).
     listen: SocketAddr,
-    /// PEM certificate chain and private key, relative to the config file.
-    tls_cert: PathBuf,
-    tls_key: PathBuf,
+    /// PEM certificate chain and private key, relative to the config file; both or neither
+    /// (then the built-in CA issues the listener's SVID).
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     /// Session lifetime in seconds [default: 900].
     session_ttl_secs: Option<u64>,
 }
@@ -185,12 +186,23 @@ impl ServerConfig {
                     )));
                 }
             };
+            // Half a pair is refused rather than completed with the built-in CA: the operator
+            // meant to use files, and serving another certificate would surprise their clients.
+            let certificate = match (control.tls_cert, control.tls_key) {
+                (None, None) => crate::control::CertificateSource::Builtin,
+                (Some(cert), Some(key)) => crate::control::CertificateSource::Files {
+                    cert: base.join(cert),
+                    key: base.join(key),
+                },
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(invalid(
+                        "`control.tls_cert` and `control.tls_key` go together: give both (a certificate chain and its key from files), or neither (the built-in CA issues the control plane's certificate)".into(),
+                    ));
+                }
+            };
             config.remote_control = Some(crate::RemoteControlConfig {
                 listen: control.listen,
-                certificate: crate::control::CertificateSource::Files {
-                    cert: base.join(control.tls_cert),
-                    key: base.join(control.tls_key),
-                },
+                certificate,
                 session_ttl,
             });
         }
@@ -283,8 +295,17 @@ mod tests {
         let remote = config.remote_control.unwrap();
         assert_eq!(remote.listen.port(), 7443);
         assert_eq!(remote.session_ttl, Duration::from_secs(60));
-        let crate::control::CertificateSource::Files { cert, .. } = remote.certificate;
+        let crate::control::CertificateSource::Files { cert, key } = remote.certificate else {
+            panic!("both files named, yet {:?}", remote.certificate);
+        };
         assert!(cert.ends_with("tls/cert.pem"));
+        assert!(key.ends_with("tls/key.pem"));
+        let builtin = load("[control]\nlisten = \"127.0.0.1:7443\"\n").unwrap();
+        assert_eq!(
+            builtin.remote_control.unwrap().certificate,
+            crate::control::CertificateSource::Builtin,
+            "no files: the built-in CA"
+        );
         let too_long = load(
             "[control]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nsession_ttl_secs = 999999\n",
         )
@@ -293,9 +314,15 @@ mod tests {
             too_long.to_string().contains("session_ttl_secs"),
             "{too_long}"
         );
-        let no_key =
-            load("[control]\nlisten = \"127.0.0.1:7443\"\ntls_cert = \"c\"\n").unwrap_err();
-        assert!(no_key.to_string().contains("tls_key"), "{no_key}");
+        for half in ["tls_cert = \"c\"", "tls_key = \"k\""] {
+            let error =
+                load(&format!("[control]\nlisten = \"127.0.0.1:7443\"\n{half}\n")).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.contains("`control.tls_cert` and `control.tls_key` go together"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

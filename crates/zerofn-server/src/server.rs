@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_identity::tls::RotatingSvid;
 use zerofn_manifest::LimitPolicy;
 use zerofn_runtime::{Runtime, RuntimeConfig};
 use zerofn_store::Store;
@@ -221,6 +222,8 @@ pub struct RunningServer {
     function_tls: FunctionTls,
     control_socket: PathBuf,
     remote_control_addr: Option<SocketAddr>,
+    /// The remote control listener's SVID, when the built-in CA issues it.
+    control_svid: Option<Arc<RotatingSvid>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Apps that could not be restored at start-up, with the reason.
@@ -272,11 +275,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         FunctionTls::Builtin => Some(Arc::new(crate::certificates::server_svid(&ca, &config)?)),
     };
     let control_listener = bind_control_socket(&control_socket)?;
-    let remote_tls = match &config.remote_control {
-        Some(remote) => Some(tokio_rustls::TlsAcceptor::from(
-            remote.certificate.server_config()?,
-        )),
-        None => None,
+    let (remote_tls, control_svid) = match &config.remote_control {
+        Some(remote) => {
+            let (acceptor, svid) = crate::certificates::control_acceptor(&ca, &config, remote)?;
+            (Some(acceptor), svid)
+        }
+        None => (None, None),
     };
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let node_secret = zerofn_runtime::load_or_create_key(&config.data_dir.join(NODE_SECRET_FILE))
@@ -393,9 +397,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             stop.subscribe(),
         )));
     }
-    if let Some(svid) = server_svid {
-        tasks.push(tokio::spawn(crate::certificates::rotate_server_svid(
-            svid, stopped,
+    for svid in server_svid.iter().chain(&control_svid) {
+        tasks.push(tokio::spawn(crate::certificates::rotate_svid(
+            svid.clone(),
+            stopped.clone(),
         )));
     }
     audit
@@ -413,6 +418,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         function_tls: config.function_tls,
         control_socket,
         remote_control_addr,
+        control_svid,
         stop,
         tasks,
         restore_failures,
@@ -429,6 +435,13 @@ impl RunningServer {
     /// The remote control listener's address, when one is configured.
     pub fn remote_control_addr(&self) -> Option<SocketAddr> {
         self.remote_control_addr
+    }
+
+    /// The remote control listener's rotating SVID, when its certificate comes from the
+    /// built-in CA: what it serves now, and [`RotatingSvid::rotate`] to renew it ahead of the
+    /// rotation task (which keeps its own schedule).
+    pub fn control_svid(&self) -> Option<&Arc<RotatingSvid>> {
+        self.control_svid.as_ref()
     }
 
     /// Whether the function listener serves TLS.

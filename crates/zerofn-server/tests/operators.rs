@@ -1,6 +1,6 @@
 //! The remote control plane through the real path: a server with a TLS 1.3 listener on
-//! loopback (certificate from a CA made here with rcgen), operators enrolled over the local
-//! socket, logins with real signatures and real TOTP codes, and each role's actions allowed or
+//! loopback (certificate from the built-in CA, or from files of a CA made here with rcgen),
+//! operators enrolled over the local socket, logins with real signatures and real TOTP codes, and each role's actions allowed or
 //! refused with problem details and audit events.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,11 +9,14 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{HELLO_MANIFEST, TestServer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+use zerofn_identity::ClientCertPolicy;
 use zerofn_server::control::{
-    ControlClient, ControlError, EnrollOperatorRequest, LoginChallenge, LoginChallengeRequest,
-    LoginRequest,
+    CaBundle, ControlClient, ControlError, EnrollOperatorRequest, LoginChallenge,
+    LoginChallengeRequest, LoginRequest,
 };
 use zerofn_server::operators::{Enrolled, IssuedSession, login_message};
 use zerofn_server::{RemoteControlConfig, control::CertificateSource};
@@ -47,27 +50,62 @@ fn write_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 struct Remote {
     server: TestServer,
     url: String,
+    /// The CA bundle operators pass with `--ca`.
     ca: PathBuf,
-    _tls: tempfile::TempDir,
+    /// Holds the certificate files and the bundle for the test.
+    tls: tempfile::TempDir,
+}
+
+/// Where the control listener's certificate comes from in a test.
+#[derive(Clone, Copy)]
+enum Certificates {
+    /// The built-in CA (the default); operators trust the bundle from `GET /v1/ca/bundle`.
+    Builtin,
+    /// Files from a CA made here ([`write_certificates`]).
+    Files,
 }
 
 async fn start(session_ttl: Duration) -> Remote {
+    start_serving(session_ttl, Certificates::Builtin).await
+}
+
+async fn start_serving(session_ttl: Duration, certificates: Certificates) -> Remote {
     let tls = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = write_certificates(tls.path());
+    let (ca, certificate) = match certificates {
+        Certificates::Builtin => (None, CertificateSource::Builtin),
+        Certificates::Files => {
+            let (ca, cert, key) = write_certificates(tls.path());
+            (Some(ca), CertificateSource::Files { cert, key })
+        }
+    };
     let server = TestServer::start_with(|config| {
         config.remote_control = Some(RemoteControlConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            certificate: CertificateSource::Files { cert, key },
+            certificate,
             session_ttl,
         });
     })
     .await;
+    // What an operator does with the built-in CA: `zerofn ca bundle` on the local socket, and
+    // that file as `--ca`.
+    let ca = match ca {
+        Some(ca) => ca,
+        None => {
+            let bundle: CaBundle = ControlClient::new(server.server().control_socket())
+                .get("/v1/ca/bundle")
+                .await
+                .unwrap();
+            let path = tls.path().join("bundle.pem");
+            std::fs::write(&path, bundle.bundle_pem).unwrap();
+            path
+        }
+    };
     let addr = server.server().remote_control_addr().unwrap();
     Remote {
         url: format!("https://localhost:{}", addr.port()),
         server,
         ca,
-        _tls: tls,
+        tls,
     }
 }
 
@@ -672,4 +710,134 @@ async fn repeated_failures_lock_the_operator_out_even_with_the_right_factors() {
     let listed: Vec<zerofn_store::OperatorRecord> =
         remote.local().get("/v1/operators").await.unwrap();
     assert_eq!(listed[0].failed_logins, 5);
+}
+
+/// The certificate the control listener at `addr` serves to a client that trusts `bundle` (the
+/// CLI's client configuration) and dials `name`.
+async fn served_certificate(
+    addr: std::net::SocketAddr,
+    bundle: &Path,
+    name: &str,
+) -> Result<CertificateDer<'static>, std::io::Error> {
+    let config = zerofn_server::control::client_config(bundle).unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(name.to_string()).unwrap(), stream)
+        .await?;
+    Ok(tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned())
+}
+
+#[tokio::test]
+async fn without_certificate_files_the_control_plane_serves_its_svid_from_the_built_in_ca() {
+    let remote = start(Duration::from_secs(900)).await;
+    let addr = remote.server.server().remote_control_addr().unwrap();
+    // The bundle operators get from `zerofn ca bundle` is the platform's CA.
+    let bundle = std::fs::read_to_string(&remote.ca).unwrap();
+    assert_eq!(bundle, remote.server.server().platform().ca().bundle_pem());
+
+    // It verifies by name and by address, so ordinary TLS clients can check the host.
+    let served = served_certificate(addr, &remote.ca, "localhost")
+        .await
+        .unwrap();
+    let by_address = served_certificate(addr, &remote.ca, "127.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(served, by_address);
+    // Its single URI SAN is the control plane's SPIFFE ID (the policy refuses zero or two).
+    let identity =
+        ClientCertPolicy::from_pem(bundle.as_bytes(), Some("spiffe://zerofn.local/control"))
+            .unwrap()
+            .verify(Some(std::slice::from_ref(&served)), SystemTime::now())
+            .unwrap();
+    assert_eq!(
+        identity.spiffe_id.to_string(),
+        "spiffe://zerofn.local/control"
+    );
+    // Short-lived, with the node SVID's lifetime (plus the backdating for clock skew).
+    let current = remote
+        .server
+        .server()
+        .control_svid()
+        .unwrap()
+        .resolver()
+        .certificate();
+    assert_eq!(current.der, served);
+    assert_eq!(
+        current
+            .not_after
+            .duration_since(current.not_before)
+            .unwrap(),
+        zerofn_identity::ca::DEFAULT_SVID_TTL + zerofn_identity::ca::CLOCK_SKEW
+    );
+
+    // An operator whose `--ca` is the bundle logs in and lists apps.
+    let viewer = remote.enroll("vera", "viewer", Algorithm::Ed25519).await;
+    let client = remote.login(&viewer, 0).await;
+    let apps: Vec<zerofn_server::control::AppListing> = client.get("/v1/apps").await.unwrap();
+    assert!(apps.is_empty());
+
+    // A client that trusts another CA refuses the server before sending anything.
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = write_certificates(other.path());
+    let refused = served_certificate(addr, &other_ca, "localhost").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let result = ControlClient::remote(&remote.url, &other_ca)
+        .unwrap()
+        .get::<serde_json::Value>("/v1/health")
+        .await;
+    assert!(
+        matches!(result, Err(ControlError::Unreachable { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn rotation_swaps_the_control_certificate_on_the_same_listener() {
+    let remote = start(Duration::from_secs(900)).await;
+    let addr = remote.server.server().remote_control_addr().unwrap();
+    let svid = remote.server.server().control_svid().unwrap().clone();
+    let first = served_certificate(addr, &remote.ca, "localhost")
+        .await
+        .unwrap();
+    let viewer = remote.enroll("vera", "viewer", Algorithm::Ed25519).await;
+    let client = remote.login(&viewer, 0).await;
+
+    // What the rotation task does half-way through the SVID's life, called directly.
+    let rotated = svid.rotate(SystemTime::now()).unwrap();
+    assert_eq!(rotated.spiffe_id, "spiffe://zerofn.local/control");
+    let second = served_certificate(addr, &remote.ca, "localhost")
+        .await
+        .unwrap();
+    assert_ne!(second, first);
+    assert_eq!(second, rotated.der, "the same listener serves the new SVID");
+    // Nothing restarted: the same address answers, and the session from before still works.
+    assert_eq!(remote.server.server().remote_control_addr(), Some(addr));
+    let apps: Vec<zerofn_server::control::AppListing> = client.get("/v1/apps").await.unwrap();
+    assert!(apps.is_empty());
+}
+
+#[tokio::test]
+async fn certificate_files_are_served_when_both_are_configured() {
+    let remote = start_serving(Duration::from_secs(900), Certificates::Files).await;
+    assert!(remote.server.server().control_svid().is_none());
+    let addr = remote.server.server().remote_control_addr().unwrap();
+    let served = served_certificate(addr, &remote.ca, "localhost")
+        .await
+        .unwrap();
+    let file = CertificateDer::from_pem_file(remote.tls.path().join("cert.pem")).unwrap();
+    assert_eq!(served, file);
+    let viewer = remote.enroll("vera", "viewer", Algorithm::Ed25519).await;
+    let client = remote.login(&viewer, 0).await;
+    let apps: Vec<zerofn_server::control::AppListing> = client.get("/v1/apps").await.unwrap();
+    assert!(apps.is_empty());
+    // The built-in CA's bundle does not vouch for a certificate from files.
+    let bundle = remote.tls.path().join("bundle.pem");
+    std::fs::write(&bundle, remote.server.server().platform().ca().bundle_pem()).unwrap();
+    assert!(
+        served_certificate(addr, &bundle, "localhost")
+            .await
+            .is_err()
+    );
 }

@@ -901,45 +901,14 @@ expect = "deny"
     );
 }
 
-/// A CA and a `localhost` certificate it signed, as PEM files: (ca, cert, key).
-fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, leaf.pem()).unwrap();
-    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
-    paths
-}
-
 #[test]
 fn an_operator_enrolls_locally_logs_in_remotely_and_is_held_to_their_role() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let app = app_dir(root.path(), "hello", MANIFEST, true);
-    let (ca, cert, key) = certificates(root.path());
+    // No certificate files: the control listener serves the built-in CA's SVID.
     let config = root.path().join("zerofn.config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[control]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
-            cert.display().to_string(),
-            key.display().to_string()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, "[control]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     let (_server, announcement) = up_with(&app, &data, &["--config", config.to_str().unwrap()]);
     let remote_addr: SocketAddr = announcement["remote_control"]
         .as_str()
@@ -956,6 +925,10 @@ fn an_operator_enrolls_locally_logs_in_remotely_and_is_held_to_their_role() {
             .output()
             .unwrap()
     };
+    // The operator's `--ca`: the bundle the server's owner exports.
+    let ca = root.path().join("bundle.pem");
+    let exported = run(&["ca", "bundle", "--out", ca.to_str().unwrap()]);
+    assert!(exported.status.success(), "{exported:?}");
     let prefix = root.path().join("operator");
     let keygen = run(&[
         "keygen",

@@ -19,6 +19,7 @@ pub use client::{ControlClient, ControlError};
 pub use remote::control_action;
 pub(crate) use remote::serve as serve_remote;
 pub use tls::{CertificateSource, TlsError, client_config};
+pub(crate) use tls::{load_certificate, server_config};
 
 use crate::platform::Platform;
 use hyper::server::conn::http1;

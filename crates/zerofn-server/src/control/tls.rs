@@ -1,8 +1,11 @@
-//! TLS 1.3 for the remote control plane (rustls, ring): the server's certificate source and
-//! the client's configuration, which trusts only a CA bundle it is given.
+//! TLS 1.3 for the remote control plane (rustls, ring): where the server's certificate comes
+//! from (the built-in CA or files), and the client's configuration, which trusts only a CA
+//! bundle it is given.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::ResolvesServerCert;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,45 +20,60 @@ pub enum TlsError {
     CaBundle { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Config(String),
+    #[error("cannot issue the control plane's SVID: {0}")]
+    Svid(#[source] zerofn_identity::tls::TlsError),
 }
 
-/// Where the control listener's certificate comes from. Files named in the config for now;
-/// the built-in CA will be another variant, and nothing else changes.
+/// Where the control listener's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertificateSource {
-    /// A PEM certificate chain (leaf first) and its PEM private key.
+    /// An X.509 SVID for `spiffe://<trust domain>/control` from the platform's built-in CA,
+    /// short-lived and rotated half-way through its life without restarting the listener;
+    /// operators trust the CA bundle (`zerofn ca bundle`). The default: no setup, no key file.
+    Builtin,
+    /// A PEM certificate chain (leaf first) and its PEM private key, read once at start.
     Files { cert: PathBuf, key: PathBuf },
 }
 
-impl CertificateSource {
-    /// The server configuration: TLS 1.3 only, no client certificates (operators prove who
-    /// they are at login).
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let CertificateSource::Files { cert, key } = self;
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect::<Result<_, _>>())
-            .map_err(|e| TlsError::Certificate {
-                path: cert.clone(),
-                reason: e.to_string(),
-            })?;
-        if chain.is_empty() {
-            return Err(TlsError::Certificate {
-                path: cert.clone(),
-                reason: "no certificate in it".into(),
-            });
-        }
-        let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-            path: key.clone(),
+/// Reads a PEM certificate chain and its private key (which must match) as the certificate
+/// served to every handshake.
+pub(crate) fn load_certificate(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<dyn ResolvesServerCert>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| TlsError::Certificate {
+            path: cert.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(chain, private)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Arc::new(config))
+    if chain.is_empty() {
+        return Err(TlsError::Certificate {
+            path: cert.to_path_buf(),
+            reason: "no certificate in it".into(),
+        });
     }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let certified = CertifiedKey::from_der(chain, private, &provider())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(SingleCertAndKey::from(certified)))
+}
+
+/// The control listener's server configuration: TLS 1.3 only, no client certificates
+/// (operators prove who they are at login), serving what `certificate` resolves (fixed for
+/// files, swapped by rotation for the built-in SVID).
+pub(crate) fn server_config(
+    certificate: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate);
+    Ok(Arc::new(config))
 }
 
 /// A client configuration that trusts exactly the certificates in `ca_bundle` (PEM): the
