@@ -132,9 +132,11 @@ fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Equality whose time does not depend on where the inputs differ.
+/// Equality whose time does not depend on where the inputs differ (`subtle`, the RustCrypto
+/// crate the signature crates use for the same purpose).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]
