@@ -2,9 +2,9 @@
 //! presented tokens against it, rotates its signing key and publishes the verification keys.
 
 use crate::jws::{self, JwsError};
+use crate::jws::{SigningKey, VerifyingKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::HashMap;
@@ -105,7 +105,7 @@ impl Issuer {
     /// An issuer with a fresh signing key.
     pub fn new() -> Result<Self, TokenError> {
         let (kid, key) = new_key()?;
-        let verifying = vec![(kid.clone(), *key.verifying_key(), None)];
+        let verifying = vec![(kid.clone(), key.verifying_key(), None)];
         Ok(Issuer {
             inner: Arc::new(Inner {
                 keys: RwLock::new(KeyRing {
@@ -212,7 +212,7 @@ impl Issuer {
         keys.verifying
             .retain(|(_, _, retire_after)| retire_after.is_none_or(|at| at > now));
         keys.verifying
-            .push((kid.clone(), *key.verifying_key(), None));
+            .push((kid.clone(), key.verifying_key(), None));
         keys.current_kid = kid;
         keys.current = key;
         Ok(())
@@ -227,12 +227,11 @@ impl Issuer {
             .iter()
             .filter(|(_, _, retire_after)| retire_after.is_none_or(|at| at > now))
             .map(|(kid, key, _)| {
-                let point = key.to_sec1_point(false);
                 serde_json::json!({
                     "kty": "EC",
                     "crv": "P-256",
-                    "x": point.x().map(|x| B64.encode(x)),
-                    "y": point.y().map(|y| B64.encode(y)),
+                    "x": B64.encode(key.x()),
+                    "y": B64.encode(key.y()),
                     "kid": kid,
                     "use": "jwt-svid",
                     "alg": "ES256",
@@ -262,17 +261,9 @@ impl Inner {
 }
 
 fn new_key() -> Result<(String, SigningKey), TokenError> {
-    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-    loop {
-        getrandom::fill(secret.as_mut_slice())
-            .map_err(|e| TokenError::Randomness(e.to_string()))?;
-        // A random 256-bit string is a valid P-256 scalar except with negligible probability.
-        if let Ok(key) = SigningKey::from_slice(secret.as_slice()) {
-            let point = key.verifying_key().to_sec1_point(false);
-            let kid = hex::encode(&sha2::Sha256::digest(point.as_bytes())[..16]);
-            return Ok((kid, key));
-        }
-    }
+    let key = SigningKey::generate().map_err(TokenError::Randomness)?;
+    let kid = hex::encode(&sha2::Sha256::digest(key.verifying_key().sec1())[..16]);
+    Ok((kid, key))
 }
 
 /// Seconds since the Unix epoch.

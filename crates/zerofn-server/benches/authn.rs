@@ -99,7 +99,11 @@ fn main() {
         Algorithm::ES256,
         EncodingKey::from_ec_der(&ec.serialize_der()),
     );
-    jwt_case("RS256", Algorithm::RS256, EncodingKey::from_rsa_der(RSA_KEY));
+    jwt_case(
+        "RS256",
+        Algorithm::RS256,
+        EncodingKey::from_rsa_der(RSA_KEY),
+    );
 
     // mTLS: the per-request chain check of a client SVID against a function's CA bundle.
     let ca = CertificateAuthority::create("zerofn.local", SystemTime::now()).unwrap();
@@ -110,9 +114,11 @@ fn main() {
             Duration::from_secs(3600),
         ))
         .unwrap();
-    let policy =
-        ClientCertPolicy::from_pem(ca.bundle_pem().as_bytes(), Some("spiffe://zerofn.local/svc/*"))
-            .unwrap();
+    let policy = ClientCertPolicy::from_pem(
+        ca.bundle_pem().as_bytes(),
+        Some("spiffe://zerofn.local/svc/*"),
+    )
+    .unwrap();
     let chain = [client.certificate.der.clone()];
     percentiles(
         "mtls: chain + SPIFFE ID check",
@@ -122,8 +128,8 @@ fn main() {
     );
 
     // API keys: the check after the store lookup (SHA-256, constant-time compare, scope).
-    let created = zerofn_server::authn::create_api_key("shop", vec!["*".into()], "b", 0, None)
-        .unwrap();
+    let created =
+        zerofn_server::authn::create_api_key("shop", vec!["*".into()], "b", 0, None).unwrap();
     percentiles(
         "api-key: hash + compare + scope",
         measure(|| {
