@@ -224,16 +224,22 @@ fn rego_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
-    // Symbolic links inside the directory are not followed: a link loop must not recurse
-    // forever (as in zerofn-provenance's advisory walk).
-    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(path)
-        .map_err(io)?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let is_dir = entry.file_type().ok()?.is_dir();
-            Some((entry.path(), is_dir))
-        })
-        .collect();
+    // A symbolic link to a directory is refused, neither followed (a link loop would recurse
+    // forever) nor skipped (the rules behind it would silently not apply); an unreadable
+    // entry is refused too.
+    let mut entries: Vec<(PathBuf, bool)> = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let kind = entry.file_type().map_err(io)?;
+        let entry_path = entry.path();
+        if kind.is_symlink() && entry_path.is_dir() {
+            return Err(io(std::io::Error::other(format!(
+                "{} is a symbolic link to a directory, which is not followed: name the directory itself",
+                entry_path.display()
+            ))));
+        }
+        entries.push((entry_path, kind.is_dir()));
+    }
     entries.sort();
     for (entry, is_dir) in entries {
         if is_dir {
@@ -336,12 +342,12 @@ helper := 1
 
     #[test]
     #[cfg(unix)]
-    fn a_symbolic_link_loop_in_a_policy_directory_is_not_followed() {
+    fn a_linked_directory_of_policies_is_refused_not_followed_or_skipped() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.rego"), "package main\n").unwrap();
         std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
-        let policy = OperatorPolicy::load(&[dir.path().to_path_buf()]).unwrap();
-        assert_eq!(policy.files().len(), 1);
+        let error = OperatorPolicy::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
     }
 
     #[test]

@@ -111,16 +111,22 @@ fn cedar_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     if std::fs::metadata(path).map_err(io)?.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    // Symbolic links inside the directory are not followed: a link loop must not recurse
-    // forever (as in zerofn-provenance's advisory walk).
-    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(path)
-        .map_err(io)?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let is_dir = entry.file_type().ok()?.is_dir();
-            Some((entry.path(), is_dir))
-        })
-        .collect();
+    // A symbolic link to a directory is refused, neither followed (a link loop would recurse
+    // forever) nor skipped (the rules behind it would silently not apply); an unreadable
+    // entry is refused too.
+    let mut entries: Vec<(PathBuf, bool)> = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let kind = entry.file_type().map_err(io)?;
+        let entry_path = entry.path();
+        if kind.is_symlink() && entry_path.is_dir() {
+            return Err(io(std::io::Error::other(format!(
+                "{} is a symbolic link to a directory, which is not followed: name the directory itself",
+                entry_path.display()
+            ))));
+        }
+        entries.push((entry_path, kind.is_dir()));
+    }
     entries.sort();
     let mut files = Vec::new();
     for (entry, is_dir) in entries {
