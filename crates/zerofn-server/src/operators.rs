@@ -152,11 +152,15 @@ impl OperatorAuth {
         audience: String,
         session_ttl: Duration,
     ) -> Self {
+        // HMAC-SHA256 keyed with the node secret, zero-padded to the block size as HMAC itself
+        // pads it (so the derived key is unchanged): `new` takes a full block and cannot fail,
+        // so there is no path that would seal under a zero key.
+        let mut block = Zeroizing::new([0u8; 64]);
+        block[..32].copy_from_slice(node_secret);
+        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new((&*block).into());
+        mac.update(b"zerofn-operator-totp-seal-v1");
         let mut key = Zeroizing::new([0u8; 32]);
-        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(node_secret) {
-            mac.update(b"zerofn-operator-totp-seal-v1");
-            key.copy_from_slice(&mac.finalize().into_bytes());
-        }
+        key.copy_from_slice(&mac.finalize().into_bytes());
         Self {
             store,
             sealing_key: key,
@@ -254,7 +258,7 @@ impl OperatorAuth {
 
     /// Checks both factors and issues a session. `now_secs` is the Unix time the TOTP code is
     /// checked at. Order: the challenge is consumed first (so a nonce is never usable twice,
-    /// whatever else fails), then lockout, signature, TOTP, replay.
+    /// whatever else fails), then lockout, signature, the counted attempt, TOTP, replay.
     pub fn login(
         &self,
         operator: &str,
@@ -285,16 +289,20 @@ impl OperatorAuth {
         if record.locked_until_ms.is_some_and(|until| until > now) {
             return Err(refuse("locked-out"));
         }
-        let result = self.check_factors(&record, nonce, signature, code, now_secs);
-        if let Err(refusal) = &result {
-            // A replay is not a guess, but it is counted too: it is as suspicious.
-            let _ = self.store.record_login_failure(
-                operator,
-                MAX_FAILED_LOGINS,
-                now.saturating_add(LOCKOUT.as_millis() as i64),
-            );
-            return Err(refusal.clone());
+        // The key factor first, uncounted: a wrong signature needs no stolen key, so counting it
+        // would let anyone who knows a name lock its operator out. Past it, each attempt is
+        // counted (atomically) before the code is checked, so guesses in parallel share one
+        // budget of MAX_FAILED_LOGINS.
+        self.check_signature(&record, nonce, signature)?;
+        let lock_until = now.saturating_add(i64::try_from(LOCKOUT.as_millis()).unwrap_or(i64::MAX));
+        if !self
+            .store
+            .reserve_login_attempt(operator, now, MAX_FAILED_LOGINS, lock_until)
+            .map_err(|_| refuse("internal-error"))?
+        {
+            return Err(refuse("locked-out"));
         }
+        self.check_code(&record, code, now_secs)?;
         let role: Role = record.role.parse().map_err(|_| refuse("role-unknown"))?;
         let _ = self.store.reset_login_failures(operator);
         let mut token_bytes = Zeroizing::new([0u8; 32]);
@@ -321,13 +329,11 @@ impl OperatorAuth {
         ))
     }
 
-    fn check_factors(
+    fn check_signature(
         &self,
         record: &OperatorRecord,
         nonce: &str,
         signature: &[u8],
-        code: &str,
-        now_secs: u64,
     ) -> Result<(), LoginRefusal> {
         let refuse = |reason| LoginRefusal { reason };
         let key = zerofn_signing::PublicKey::from_pem(&record.public_key)
@@ -338,6 +344,17 @@ impl OperatorAuth {
         ) {
             return Err(refuse("signature-invalid"));
         }
+        Ok(())
+    }
+
+    /// The TOTP code, then the replay guard (a step at or before the last accepted one).
+    fn check_code(
+        &self,
+        record: &OperatorRecord,
+        code: &str,
+        now_secs: u64,
+    ) -> Result<(), LoginRefusal> {
+        let refuse = |reason| LoginRefusal { reason };
         let secret = self.open(&record.name, &record.totp_sealed)?;
         let generator = totp(&secret, &record.name).map_err(|_| refuse("totp-unreadable"))?;
         let code = code.trim();

@@ -97,29 +97,24 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Counts a failed login; from `max_failures` consecutive failures on, the operator is
-    /// locked until `lock_until_ms`. Returns the new count.
-    pub fn record_login_failure(
+    /// Takes one login attempt for `name` unless it is locked out at `now_ms`, in one
+    /// statement, so parallel attempts cannot all pass a lock check made before any failure is
+    /// written. Every attempt counts until a success resets the count; the one that reaches
+    /// `max_failures` locks the operator until `lock_until_ms`. False: locked out, or unknown.
+    pub fn reserve_login_attempt(
         &self,
         name: &str,
+        now_ms: i64,
         max_failures: i64,
         lock_until_ms: i64,
-    ) -> Result<i64, StoreError> {
-        let connection = self.connection();
-        connection.execute(
+    ) -> Result<bool, StoreError> {
+        let changed = self.connection().execute(
             "UPDATE operators SET failed_logins = failed_logins + 1,
-                locked_until_ms = CASE WHEN failed_logins + 1 >= ?2 THEN ?3 ELSE locked_until_ms END
-             WHERE name = ?1",
-            params![name, max_failures, lock_until_ms],
+                locked_until_ms = CASE WHEN failed_logins + 1 >= ?3 THEN ?4 ELSE locked_until_ms END
+             WHERE name = ?1 AND (locked_until_ms IS NULL OR locked_until_ms <= ?2)",
+            params![name, now_ms, max_failures, lock_until_ms],
         )?;
-        Ok(connection
-            .query_row(
-                "SELECT failed_logins FROM operators WHERE name = ?1",
-                params![name],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
+        Ok(changed == 1)
     }
 
     /// Clears the failure count after a successful login.

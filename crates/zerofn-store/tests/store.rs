@@ -291,16 +291,20 @@ fn totp_steps_only_move_forward_and_removing_an_operator_ends_their_sessions() {
     assert!(store.accept_totp_step("vic", 101).unwrap());
     assert!(!store.accept_totp_step("nobody", 1).unwrap());
 
-    assert_eq!(store.record_login_failure("vic", 2, 500).unwrap(), 1);
+    // Two attempts allowed, the second locks until 500; none is taken while locked.
+    assert!(store.reserve_login_attempt("vic", 0, 2, 500).unwrap());
     assert_eq!(
         store.operator("vic").unwrap().unwrap().locked_until_ms,
         None
     );
-    assert_eq!(store.record_login_failure("vic", 2, 500).unwrap(), 2);
+    assert!(store.reserve_login_attempt("vic", 0, 2, 500).unwrap());
     assert_eq!(
         store.operator("vic").unwrap().unwrap().locked_until_ms,
         Some(500)
     );
+    assert!(!store.reserve_login_attempt("vic", 499, 2, 900).unwrap());
+    assert_eq!(store.operator("vic").unwrap().unwrap().failed_logins, 2);
+    assert!(!store.reserve_login_attempt("nobody", 0, 2, 500).unwrap());
     store.reset_login_failures("vic").unwrap();
     let reset = store.operator("vic").unwrap().unwrap();
     assert_eq!((reset.failed_logins, reset.locked_until_ms), (0, None));
