@@ -19,7 +19,7 @@ use zerofn_identity::PeerCertificates;
 use zerofn_runtime::ResponseBody;
 
 /// A client that has not sent a request head by then is disconnected (slow-loris defence).
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The same for a TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = HEADER_READ_TIMEOUT;
 

@@ -82,7 +82,10 @@ pub(crate) async fn serve(
                         let platform = platform.clone();
                         async move { handle(&platform, peer, request).await }
                     });
+                    // The same slow-loris defence as the function listener.
                     if let Err(error) = http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(crate::trigger::HEADER_READ_TIMEOUT)
                         .serve_connection(TokioIo::new(tls), service)
                         .await
                     {
@@ -232,7 +235,9 @@ async fn authorized(
     request: hyper::Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // The path as routing reads it (`//v1/apps/x/` routes like `/v1/apps/x`): a guardrail on
+    // `context.path` must see what was routed, or an extra slash would step around it.
+    let path = format!("/{}", request.uri().path().trim_matches('/'));
     let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)

@@ -213,6 +213,10 @@ fn decision_point(
     paths.extend(sources.guardrails.iter().cloned());
     let guardrails =
         Guardrails::load(&paths).map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+    // The server also builds its control-plane PDP from the same guardrails, and refuses to
+    // start if that fails: so must this, or a guardrail could pass here and stop the server.
+    zerofn_policy::ControlPdp::build(&guardrails)
+        .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
     let app = manifest.app_name().to_string();
     let pdp = Pdp::build(
         &guardrails,
