@@ -4,7 +4,6 @@
 //! swapped key set is caught exactly like swapped code.
 
 use crate::{Auth, Diagnostic, Diagnostics, Function, Manifest};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -49,22 +48,12 @@ impl AttachedFiles {
             .iter()
             .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
     }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl FromIterator<(String, Vec<u8>)> for AttachedFiles {
     fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
     }
-}
-
-/// The lowercase hex SHA-256 of `bytes`, as statement subjects carry it.
-pub fn file_digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl Manifest {
@@ -78,8 +67,8 @@ impl Manifest {
                 if let Some(path) = jwt.jwks_file() {
                     files.push(ReferencedFile {
                         field: format!("functions.{name}.auth.jwt.jwks"),
-                        written: path.replace('\\', "/"),
-                        path: self.dir().join(path),
+                        path: self.dir().join(&path),
+                        written: path,
                     });
                 }
             }
@@ -107,18 +96,26 @@ impl Manifest {
         let mut files = AttachedFiles::new();
         for function in self.functions() {
             for file in self.referenced_files(function) {
-                let read = std::fs::read(&file.path);
+                // Read at most one byte past the limit: a path such as `/dev/zero` must not
+                // run the CLI out of memory before the size check.
+                let read = std::fs::File::open(&file.path).and_then(|f| {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(f, MAX_ATTACHED_FILE_BYTES as u64 + 1),
+                        &mut bytes,
+                    )
+                    .map(|_| bytes)
+                });
                 match read {
                     Ok(bytes) if bytes.len() <= MAX_ATTACHED_FILE_BYTES => {
                         files.insert(file.written, bytes);
                     }
-                    Ok(bytes) => findings.push(self.file_finding(
+                    Ok(_) => findings.push(self.file_finding(
                         &file,
                         "file-too-large",
                         format!(
-                            "{} is {} bytes, above the limit of {MAX_ATTACHED_FILE_BYTES}",
-                            file.path.display(),
-                            bytes.len()
+                            "{} is larger than the limit of {MAX_ATTACHED_FILE_BYTES} bytes",
+                            file.path.display()
                         ),
                         "referenced files (key sets, CA bundles, schemas) must be at most 1 MiB",
                     )),

@@ -28,7 +28,7 @@ use std::path::Path;
 
 pub use deploy::{Deployable, DeployableFunction};
 pub use diagnostic::{Diagnostic, Diagnostics, Location, Related, Severity};
-pub use files::{AttachedFiles, MAX_ATTACHED_FILE_BYTES, ReferencedFile, file_digest};
+pub use files::{AttachedFiles, MAX_ATTACHED_FILE_BYTES, ReferencedFile};
 pub use limits::{
     LimitExceeded, LimitPolicy, LimitPolicyConfig, LimitPolicyError, LimitsConfig, LimitsSpec,
     ResolvedLimits,

@@ -270,9 +270,10 @@ impl JwtAuth {
             .then_some(self.jwks.as_str())
     }
 
-    /// `jwks` when it is a path relative to the manifest, sent with the deploy.
-    pub fn jwks_file(&self) -> Option<&str> {
-        (!self.jwks.contains("://")).then_some(self.jwks.as_str())
+    /// `jwks` when it is a path relative to the manifest, with `/` separators: its key in the
+    /// deploy bundle (the one name the CLI, admission and the server all use).
+    pub fn jwks_file(&self) -> Option<String> {
+        (!self.jwks.contains("://")).then(|| self.jwks.replace('\\', "/"))
     }
 }
 

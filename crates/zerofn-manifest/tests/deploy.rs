@@ -291,7 +291,7 @@ fn jwt_auth_deploys_and_names_its_key_set_file() {
     assert_eq!(jwt.algorithms, ["ES256"]);
     assert_eq!(jwt.required_claims, ["sub"]);
     assert_eq!(
-        (jwt.jwks_file(), jwt.jwks_url()),
+        (jwt.jwks_file().as_deref(), jwt.jwks_url()),
         (Some("keys/jwks.json"), None)
     );
     assert!(manifest.check_deployable(&LimitPolicy::default()).is_ok());

@@ -605,7 +605,7 @@ impl Platform {
                 Err(error) => return Err(error.into()),
             },
         };
-        // The version id is a digest over the manifest and the components: recomputing it
+        // The version id is a digest over the manifest, the components and the files: recomputing it
         // catches a manifest edited in the store (routes, limits) as well as swapped blobs.
         if version.version_id() != record.version_id {
             let error = zerofn_store::StoreError::Integrity {

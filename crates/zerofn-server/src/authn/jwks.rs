@@ -75,8 +75,7 @@ impl JwksClient {
                 })?;
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let config = rustls::ClientConfig::builder_with_provider(zerofn_identity::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
@@ -159,7 +158,20 @@ impl RemoteKeySet {
         if let Some(keys) = self.usable(&seen, &has_key, now) {
             return Ok(keys);
         }
-        let _fetching = self.fetching.lock().await;
+        let _fetching = match self.fetching.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // A fetch is under way (it may take FETCH_TIMEOUT while the issuer is down):
+                // a held set that is still within MAX_STALE and has the key answers now,
+                // rather than every request queueing behind the fetch.
+                if let Ok(keys) = self.held(&seen, now)
+                    && has_key(&keys)
+                {
+                    return Ok(keys);
+                }
+                self.fetching.lock().await
+            }
+        };
         // Another request may have fetched while this one waited.
         let current = self.snapshot();
         if current.last_fetch != seen.last_fetch

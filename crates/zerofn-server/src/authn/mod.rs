@@ -95,7 +95,7 @@ impl CallerAuth {
                     (Some(url), _) => KeySource::Remote(jwks.remote(url)?),
                     (None, Some(path)) => {
                         let bytes = files
-                            .get(path)
+                            .get(&path)
                             .ok_or_else(|| format!("the JWKS file `{path}` was not sent"))?;
                         let set = jwt::parse_jwks(bytes)
                             .map_err(|e| format!("the JWKS file `{path}` is not usable: {e}"))?;

@@ -103,5 +103,5 @@ pub fn client_config(ca_bundle: &Path) -> Result<Arc<rustls::ClientConfig>, TlsE
 /// ring, the one crypto provider of the workspace (no process-wide default is installed, so
 /// nothing else can pick another).
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    zerofn_identity::tls::provider()
 }
