@@ -13,7 +13,7 @@ impl Manifest {
     pub fn canonical_config(&self, function: &Function) -> Value {
         let grants = &function.grants;
         let limits = &function.limits;
-        json!({
+        let mut config = json!({
             "app": self.app_name(),
             "function": function.name,
             "trigger": {"http": {
@@ -40,7 +40,26 @@ impl Manifest {
                 "max_body_bytes": input.max_body_bytes,
                 "max_json_depth": input.max_json_depth,
             })),
-        })
+        });
+        // Rate limits joined the format later: written only when set, so that the digests of
+        // functions signed before them do not change.
+        let rates = [
+            ("requests_per_second", limits.requests_per_second),
+            ("burst", limits.burst),
+            (
+                "caller_requests_per_second",
+                limits.caller_requests_per_second,
+            ),
+            ("caller_burst", limits.caller_burst),
+        ];
+        if let Some(written) = config["limits"].as_object_mut() {
+            for (key, value) in rates {
+                if let Some(value) = value {
+                    written.insert(key.to_string(), Value::from(value));
+                }
+            }
+        }
+        config
     }
 
     /// The canonical configuration as bytes: JSON with sorted keys and no whitespace.

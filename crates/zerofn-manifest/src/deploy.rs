@@ -273,6 +273,10 @@ fn limit_span(function: &Function, field: &str) -> Option<Range<usize>> {
         "max_concurrency" => spans.max_concurrency.clone(),
         "max_request_body_bytes" => spans.max_request_body_bytes.clone(),
         "max_response_body_bytes" => spans.max_response_body_bytes.clone(),
+        "requests_per_second" => spans.requests_per_second.clone(),
+        "burst" => spans.burst.clone(),
+        "caller_requests_per_second" => spans.caller_requests_per_second.clone(),
+        "caller_burst" => spans.caller_burst.clone(),
         _ => None,
     }
 }

@@ -20,6 +20,14 @@ pub struct LimitsSpec {
     pub max_request_body_bytes: Option<u64>,
     /// Largest response body returned, in bytes.
     pub max_response_body_bytes: Option<u64>,
+    /// Requests per second the function accepts from everyone together (token refill rate).
+    pub requests_per_second: Option<u64>,
+    /// Requests the function accepts at once above its rate (token bucket size).
+    pub burst: Option<u64>,
+    /// Requests per second the function accepts from one caller.
+    pub caller_requests_per_second: Option<u64>,
+    /// Requests one caller may send at once above its rate.
+    pub caller_burst: Option<u64>,
 }
 
 /// Limits with every value decided.
@@ -35,6 +43,14 @@ pub struct ResolvedLimits {
     pub max_request_body_bytes: u64,
     /// Largest response body returned, in bytes.
     pub max_response_body_bytes: u64,
+    /// Requests per second from everyone together.
+    pub requests_per_second: u64,
+    /// Requests at once above the rate, from everyone together.
+    pub burst: u64,
+    /// Requests per second from one caller.
+    pub caller_requests_per_second: u64,
+    /// Requests at once above the rate, from one caller.
+    pub caller_burst: u64,
 }
 
 /// The operator's limits: defaults for what a manifest leaves out, ceilings it may not exceed.
@@ -51,8 +67,9 @@ pub struct LimitPolicy {
 const MIB: u64 = 1024 * 1024;
 
 impl Default for LimitPolicy {
-    /// Safe defaults: 5 s, 64 MiB, 32 concurrent, 1 MiB requests, 8 MiB responses;
-    /// ceilings: 60 s, 512 MiB, 256 concurrent, 16 MiB requests, 64 MiB responses.
+    /// Safe defaults: 5 s, 64 MiB, 32 concurrent, 1 MiB requests, 8 MiB responses, 500
+    /// requests/s (burst 1000) in all and 100/s (burst 200) per caller; ceilings: 60 s, 512 MiB,
+    /// 256 concurrent, 16 MiB requests, 64 MiB responses, 10 000 requests/s (burst 20 000).
     fn default() -> Self {
         LimitPolicy {
             defaults: ResolvedLimits {
@@ -61,6 +78,10 @@ impl Default for LimitPolicy {
                 max_concurrency: 32,
                 max_request_body_bytes: MIB,
                 max_response_body_bytes: 8 * MIB,
+                requests_per_second: 500,
+                burst: 1_000,
+                caller_requests_per_second: 100,
+                caller_burst: 200,
             },
             ceilings: ResolvedLimits {
                 timeout_ms: 60_000,
@@ -68,6 +89,10 @@ impl Default for LimitPolicy {
                 max_concurrency: 256,
                 max_request_body_bytes: 16 * MIB,
                 max_response_body_bytes: 64 * MIB,
+                requests_per_second: 10_000,
+                burst: 20_000,
+                caller_requests_per_second: 10_000,
+                caller_burst: 20_000,
             },
         }
     }
@@ -94,6 +119,12 @@ impl LimitPolicy {
             max_concurrency: d.max_concurrency.min(c.max_concurrency),
             max_request_body_bytes: d.max_request_body_bytes.min(c.max_request_body_bytes),
             max_response_body_bytes: d.max_response_body_bytes.min(c.max_response_body_bytes),
+            requests_per_second: d.requests_per_second.min(c.requests_per_second),
+            burst: d.burst.min(c.burst),
+            caller_requests_per_second: d
+                .caller_requests_per_second
+                .min(c.caller_requests_per_second),
+            caller_burst: d.caller_burst.min(c.caller_burst),
         }
     }
 
@@ -144,6 +175,25 @@ impl LimitPolicy {
                 defaults.max_response_body_bytes,
                 c.max_response_body_bytes,
             ),
+            requests_per_second: pick(
+                "requests_per_second",
+                spec.requests_per_second,
+                defaults.requests_per_second,
+                c.requests_per_second,
+            ),
+            burst: pick("burst", spec.burst, defaults.burst, c.burst),
+            caller_requests_per_second: pick(
+                "caller_requests_per_second",
+                spec.caller_requests_per_second,
+                defaults.caller_requests_per_second,
+                c.caller_requests_per_second,
+            ),
+            caller_burst: pick(
+                "caller_burst",
+                spec.caller_burst,
+                defaults.caller_burst,
+                c.caller_burst,
+            ),
         };
         if exceeded.is_empty() {
             Ok(resolved)
@@ -192,6 +242,14 @@ pub struct LimitsConfig {
     pub max_request_body_bytes: Option<u64>,
     /// See [`ResolvedLimits::max_response_body_bytes`].
     pub max_response_body_bytes: Option<u64>,
+    /// See [`ResolvedLimits::requests_per_second`].
+    pub requests_per_second: Option<u64>,
+    /// See [`ResolvedLimits::burst`].
+    pub burst: Option<u64>,
+    /// See [`ResolvedLimits::caller_requests_per_second`].
+    pub caller_requests_per_second: Option<u64>,
+    /// See [`ResolvedLimits::caller_burst`].
+    pub caller_burst: Option<u64>,
 }
 
 /// The platform config's limits cannot be used.
@@ -245,6 +303,25 @@ impl LimitsConfig {
                 base.max_response_body_bytes,
                 section,
                 "max_response_body_bytes",
+            )?,
+            requests_per_second: nonzero(
+                self.requests_per_second,
+                base.requests_per_second,
+                section,
+                "requests_per_second",
+            )?,
+            burst: nonzero(self.burst, base.burst, section, "burst")?,
+            caller_requests_per_second: nonzero(
+                self.caller_requests_per_second,
+                base.caller_requests_per_second,
+                section,
+                "caller_requests_per_second",
+            )?,
+            caller_burst: nonzero(
+                self.caller_burst,
+                base.caller_burst,
+                section,
+                "caller_burst",
             )?,
         })
     }

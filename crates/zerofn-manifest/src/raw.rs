@@ -70,6 +70,10 @@ pub(crate) struct RawLimits {
     pub max_concurrency: Option<Spanned<i64>>,
     pub max_request_body_bytes: Option<Spanned<i64>>,
     pub max_response_body_bytes: Option<Spanned<i64>>,
+    pub requests_per_second: Option<Spanned<i64>>,
+    pub burst: Option<Spanned<i64>>,
+    pub caller_requests_per_second: Option<Spanned<i64>>,
+    pub caller_burst: Option<Spanned<i64>>,
 }
 
 /// `[functions.<name>.grants]`.

@@ -395,6 +395,34 @@ impl<'a> Checker<'a> {
                 defaults.max_response_body_bytes,
                 &mut spans.max_response_body_bytes,
             ),
+            requests_per_second: field(
+                "requests_per_second",
+                raw.requests_per_second,
+                u64::MAX,
+                defaults.requests_per_second,
+                &mut spans.requests_per_second,
+            ),
+            burst: field(
+                "burst",
+                raw.burst,
+                u64::MAX,
+                defaults.burst,
+                &mut spans.burst,
+            ),
+            caller_requests_per_second: field(
+                "caller_requests_per_second",
+                raw.caller_requests_per_second,
+                u64::MAX,
+                defaults.caller_requests_per_second,
+                &mut spans.caller_requests_per_second,
+            ),
+            caller_burst: field(
+                "caller_burst",
+                raw.caller_burst,
+                u64::MAX,
+                defaults.caller_burst,
+                &mut spans.caller_burst,
+            ),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod operators;
 mod platform;
 pub mod problem;
+pub mod rate_limit;
 mod routes;
 mod server;
 pub mod signatures;

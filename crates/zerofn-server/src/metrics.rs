@@ -17,11 +17,19 @@ struct RuleLabels {
     rule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLabels {
+    app: String,
+    function: String,
+    scope: String,
+}
+
 /// Counters of deploy decisions.
 pub struct Metrics {
     registry: Registry,
     deploys: Family<OutcomeLabels, Counter>,
     refusals: Family<RuleLabels, Counter>,
+    rate_limited: Family<RateLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -45,10 +53,17 @@ impl Default for Metrics {
             "Refused deploys by the rule that refused them (a deploy refused by two rules counts once for each)",
             refusals.clone(),
         );
+        let rate_limited = Family::<RateLabels, Counter>::default();
+        registry.register(
+            "requests_rate_limited",
+            "Requests refused with 429 by a function's rate limit, by bucket (function: everyone together; caller: one caller)",
+            rate_limited.clone(),
+        );
         Metrics {
             registry,
             deploys,
             refusals,
+            rate_limited,
         }
     }
 }
@@ -87,6 +102,17 @@ impl Metrics {
                 .get_or_create(&RuleLabels { rule: rule.into() })
                 .inc();
         }
+    }
+
+    /// Counts a request refused by a rate limit.
+    pub fn count_rate_limited(&self, app: &str, function: &str, scope: crate::rate_limit::Scope) {
+        self.rate_limited
+            .get_or_create(&RateLabels {
+                app: app.into(),
+                function: function.into(),
+                scope: scope.as_str().into(),
+            })
+            .inc();
     }
 
     /// The metrics in the OpenMetrics text format.

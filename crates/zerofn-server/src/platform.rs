@@ -4,6 +4,7 @@
 use crate::DeployError;
 use crate::authn::CallerAuth;
 use crate::problem::Problem;
+use crate::rate_limit::Caller;
 use crate::routes::{ActiveApp, ActiveFunction, Lookup, RouteTable};
 use crate::trust::TrustPolicy;
 use http::StatusCode;
@@ -479,6 +480,7 @@ impl Platform {
                 max_concurrency: limits.max_concurrency,
                 permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
                 output_budget: OutputBudget::new(&self.runtime.config().output),
+                rate_limits: crate::rate_limit::RateLimits::new(limits),
                 grants: function.grants.clone(),
                 caller_auth: crate::authn::CallerAuth::compile(
                     function.auth.as_ref(),
@@ -910,11 +912,11 @@ impl Platform {
         function: &ActiveFunction,
         invocation_id: &str,
         request: &mut hyper::Request<B>,
-    ) -> Result<(), Problem> {
+    ) -> Result<Option<Caller>, Problem> {
         crate::calls::remove_reserved_headers(request.headers_mut());
         let auth = &function.caller_auth;
         let result = match auth {
-            CallerAuth::Public => return Ok(()),
+            CallerAuth::Public => return Ok(None),
             CallerAuth::ApiKey { header } => self.check_api_key(function, header, request).await,
             CallerAuth::Jwt(jwt) => jwt.authenticate(request.headers_mut()).await,
             CallerAuth::Mtls(policy) => {
@@ -961,28 +963,30 @@ impl Platform {
                     .detail("subject", subject),
             )
             .await;
-        result.map(|_| ()).map_err(|refusal| {
-            let mut problem = Problem::new(
-                refusal.status,
-                refusal.rule,
+        result
+            .map(|who| who.caller(auth.method()))
+            .map_err(|refusal| {
+                let mut problem = Problem::new(
+                    refusal.status,
+                    refusal.rule,
+                    if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+                        "Authentication unavailable"
+                    } else {
+                        "Not authenticated"
+                    },
+                    refusal.detail,
+                )
+                .already_recorded();
+                if let Some(challenge) = refusal.challenge
+                    && refusal.status == StatusCode::UNAUTHORIZED
+                {
+                    problem = problem.challenge(challenge);
+                }
                 if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
-                    "Authentication unavailable"
-                } else {
-                    "Not authenticated"
-                },
-                refusal.detail,
-            )
-            .already_recorded();
-            if let Some(challenge) = refusal.challenge
-                && refusal.status == StatusCode::UNAUTHORIZED
-            {
-                problem = problem.challenge(challenge);
-            }
-            if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
-                problem = problem.retry_after(RETRY_AFTER_SECS);
-            }
-            problem
-        })
+                    problem = problem.retry_after(RETRY_AFTER_SECS);
+                }
+                problem
+            })
     }
 
     /// Checks the API key in `header`, removes it and sets the key's id in its place.
@@ -1259,6 +1263,17 @@ impl Platform {
             )
             .await;
         }
+        if let Err(problem) = self
+            .check_rates(
+                &callee,
+                &Caller::Function(caller_id.clone()),
+                crate::rate_limit::Buckets::Both,
+                &call.caller_invocation,
+            )
+            .await
+        {
+            return problem;
+        }
         let mut chain = claims.chain;
         chain.push(caller_id.clone());
         crate::calls::set_identity_headers(request.headers_mut(), &caller_id, &chain);
@@ -1271,6 +1286,61 @@ impl Platform {
             Some(call.deadline),
         ))
         .await
+    }
+
+    /// Takes a token from `caller`'s bucket, then from the function's, as `buckets` says (see
+    /// [`crate::rate_limit`]), or answers 429 with `Retry-After`. Refusals are counted in the
+    /// metrics; at most one a second per function and bucket is written to the audit stream,
+    /// carrying the number of those only counted since.
+    pub async fn check_rates(
+        &self,
+        function: &ActiveFunction,
+        caller: &Caller,
+        buckets: crate::rate_limit::Buckets,
+        invocation_id: &str,
+    ) -> Result<(), hyper::Response<ResponseBody>> {
+        let Err(refused) = function.rate_limits.check(caller, buckets) else {
+            return Ok(());
+        };
+        let limits = &function.rate_limits;
+        self.metrics
+            .count_rate_limited(&function.app, &function.name, refused.scope);
+        let (rate_field, burst_field) = refused.fields();
+        let whose = match refused.scope {
+            crate::rate_limit::Scope::Function => "from all callers together".to_string(),
+            crate::rate_limit::Scope::Caller => format!("from one caller ({})", caller.key()),
+        };
+        let problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            refused.scope.rule(),
+            "Too many requests",
+            format!(
+                "Function `{}` accepts {} requests a second (bursts of {}) {whose} (manifest fields `{rate_field}` and `{burst_field}`); retry after {} s.",
+                function.name,
+                refused.per_second,
+                refused.burst,
+                refused.retry_after_secs()
+            ),
+        )
+        .with("limit", refused.per_second)
+        .with("burst", refused.burst)
+        .retry_after(refused.retry_after_secs())
+        .already_recorded();
+        if let Some(suppressed) = limits.audit_due(refused.scope) {
+            self.audit
+                .record(
+                    AuditEvent::new(EventKind::RequestRefused, Outcome::Denied)
+                        .reason(refused.scope.rule())
+                        .invocation(invocation_id)
+                        .function(function.app.clone(), function.name.clone())
+                        .version(function.version_id.clone())
+                        .detail("status", 429)
+                        .detail("caller", caller.key())
+                        .detail("suppressed", suppressed),
+                )
+                .await;
+        }
+        Err(problem.into_response(invocation_id))
     }
 
     /// Takes a global and a per-function permit, or says which cap is full.

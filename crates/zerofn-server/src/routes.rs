@@ -24,6 +24,8 @@ pub struct ActiveFunction {
     pub grants: zerofn_manifest::Grants,
     /// Who may call it from outside, and how that is checked.
     pub caller_auth: crate::authn::CallerAuth,
+    /// Its request-rate buckets, for everyone and per caller (new with each version).
+    pub rate_limits: crate::rate_limit::RateLimits,
 }
 
 impl ActiveFunction {

@@ -4,6 +4,7 @@
 //! as a [`PeerCertificates`] extension, for the function's `auth` to judge.
 
 use crate::platform::Platform;
+use crate::rate_limit::{Buckets, Caller};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -68,7 +69,7 @@ async fn accept<H, F>(
                 let watcher = graceful.watcher();
                 let handler = handler.clone();
                 let Some(acceptor) = tls.clone() else {
-                    tokio::spawn(serve_connection(stream, None, handler, watcher));
+                    tokio::spawn(serve_connection(stream, peer, None, handler, watcher));
                     continue;
                 };
                 tokio::spawn(async move {
@@ -96,7 +97,7 @@ async fn accept<H, F>(
                         .map(|chain| {
                             PeerCertificates(chain.iter().map(|c| c.clone().into_owned()).collect())
                         });
-                    serve_connection(stream, certificates, handler, watcher).await;
+                    serve_connection(stream, peer, certificates, handler, watcher).await;
                 });
             }
             _ = stop.changed() => break,
@@ -111,10 +112,15 @@ async fn accept<H, F>(
     }
 }
 
-/// Serves HTTP/1.1 (keep-alive) on one connection; each request gets the connection's client
-/// certificate chain, if it has one.
+/// The address a request came from, put on each request of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::SocketAddr);
+
+/// Serves HTTP/1.1 (keep-alive) on one connection; each request gets the connection's peer
+/// address and client certificate chain, if it has one.
 async fn serve_connection<S, H, F>(
     stream: S,
+    peer: std::net::SocketAddr,
     certificates: Option<PeerCertificates>,
     handler: H,
     watcher: Watcher,
@@ -124,6 +130,7 @@ async fn serve_connection<S, H, F>(
     F: Future<Output = hyper::Response<ResponseBody>> + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ClientAddress(peer));
         if let Some(certificates) = &certificates {
             request.extensions_mut().insert(certificates.clone());
         }
@@ -148,11 +155,37 @@ async fn handle(
     match platform.route(request.uri().path(), request.method().as_str()) {
         Ok(function) => {
             let mut request = request;
+            let address = request
+                .extensions()
+                .get::<ClientAddress>()
+                .map_or(Caller::Unknown, |a| Caller::Address(a.0.ip()));
+            // The address's own bucket before any credential is checked, so that a flood from
+            // one address spends its tokens rather than the platform's signature checks.
+            if let Err(refused) = platform
+                .check_rates(&function, &address, Buckets::Caller, &invocation_id)
+                .await
+            {
+                return refused;
+            }
             match platform
                 .authenticate(&function, &invocation_id, &mut request)
                 .await
             {
-                Ok(()) => platform.invoke(&function, invocation_id, request).await,
+                Ok(identity) => {
+                    // An authenticated caller has its own bucket too; an anonymous one has
+                    // spent its address's token already.
+                    let (caller, buckets) = match identity {
+                        Some(identity) => (identity, Buckets::Both),
+                        None => (address, Buckets::Function),
+                    };
+                    if let Err(refused) = platform
+                        .check_rates(&function, &caller, buckets, &invocation_id)
+                        .await
+                    {
+                        return refused;
+                    }
+                    platform.invoke(&function, invocation_id, request).await
+                }
                 Err(problem) => {
                     platform
                         .refuse(problem, &invocation_id, Some(&function))

@@ -58,6 +58,21 @@ pub struct Authenticated {
     pub subject: Option<String>,
 }
 
+impl Authenticated {
+    /// The caller for its own rate-limit bucket, named by the `method` that proved it
+    /// (`jwt:<sub>`, `mtls:<SPIFFE ID>`, `api-key:<id>`); `None` when nothing names the caller
+    /// (a token without `sub`), whose address stands for it.
+    pub fn caller(&self, method: &str) -> Option<crate::rate_limit::Caller> {
+        let name = match method {
+            "api-key" => self.credential.as_ref()?,
+            _ => self.subject.as_ref()?,
+        };
+        Some(crate::rate_limit::Caller::Identity(format!(
+            "{method}:{name}"
+        )))
+    }
+}
+
 /// A function's `auth`, ready to check requests.
 #[derive(Debug, Clone)]
 pub enum CallerAuth {
