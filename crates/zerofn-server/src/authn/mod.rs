@@ -252,3 +252,43 @@ fn sentence(text: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::Caller;
+
+    #[test]
+    fn each_method_names_its_caller_for_the_rate_limits() {
+        let key = Authenticated {
+            credential: Some("zfk_1".into()),
+            subject: None,
+        };
+        assert_eq!(
+            key.caller("api-key"),
+            Some(Caller::Identity("api-key:zfk_1".into()))
+        );
+        let token = Authenticated {
+            credential: Some("kid-1".into()),
+            subject: Some("alice".into()),
+        };
+        assert_eq!(
+            token.caller("jwt"),
+            Some(Caller::Identity("jwt:alice".into()))
+        );
+        // A token without `sub` names no caller (its key id is shared by every holder).
+        let anonymous = Authenticated {
+            credential: Some("kid-1".into()),
+            subject: None,
+        };
+        assert_eq!(anonymous.caller("jwt"), None);
+        let certificate = Authenticated {
+            credential: None,
+            subject: Some("spiffe://example.org/billing".into()),
+        };
+        assert_eq!(
+            certificate.caller("mtls"),
+            Some(Caller::Identity("mtls:spiffe://example.org/billing".into()))
+        );
+    }
+}
