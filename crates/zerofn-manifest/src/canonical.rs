@@ -52,6 +52,12 @@ impl Manifest {
             ),
             ("caller_burst", limits.caller_burst),
         ];
+        // Likewise `config`, written only when the function has any.
+        if !function.config.is_empty()
+            && let Some(object) = config.as_object_mut()
+        {
+            object.insert("config".into(), json!(function.config));
+        }
         if let Some(written) = config["limits"].as_object_mut() {
             for (key, value) in rates {
                 if let Some(value) = value {

@@ -39,6 +39,8 @@ pub struct DeployableFunction {
     pub grants: crate::Grants,
     /// Who may call it (always set: a function without `auth` is not deployable).
     pub auth: Option<Auth>,
+    /// Plain config values it reads through `wasi:config`.
+    pub config: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -70,6 +72,7 @@ impl Manifest {
                     limits,
                     grants: function.grants.clone(),
                     auth: function.auth.clone(),
+                    config: function.config.clone(),
                 }),
                 Err(exceeded) => {
                     for e in exceeded {

@@ -104,6 +104,8 @@ pub struct Function {
     pub auth: Option<Auth>,
     /// `input`, if written.
     pub input: Option<InputSpec>,
+    /// `config`: plain (not secret) values the function reads through `wasi:config`.
+    pub config: BTreeMap<String, String>,
     /// Where things were written, for deploy-time diagnostics.
     pub(crate) spans: FunctionSpans,
 }
@@ -129,6 +131,7 @@ pub(crate) struct FunctionSpans {
     pub invoke: Option<Range<usize>>,
     pub auth: Option<Range<usize>>,
     pub input: Option<Range<usize>>,
+    pub config: Option<Range<usize>>,
 }
 
 /// `build = { command, workdir }`.

@@ -36,6 +36,7 @@ pub(crate) struct RawFunction {
     pub grants: Option<Spanned<RawGrants>>,
     pub auth: Option<Spanned<RawAuth>>,
     pub input: Option<Spanned<RawInput>>,
+    pub config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 
 /// `build = { command, workdir }`.

@@ -22,6 +22,9 @@ use crate::raw::{
 };
 use crate::route::{HttpMethod, Route, RouteError};
 
+/// The longest `config` value, in bytes.
+pub const MAX_CONFIG_VALUE_BYTES: usize = 4096;
+
 /// Parses and validates `text`, the contents of the manifest at `path`.
 pub(crate) fn parse(path: &Path, text: &str) -> Result<Manifest, Diagnostics> {
     let mut cx = Checker {
@@ -224,6 +227,14 @@ impl<'a> Checker<'a> {
             self.input(input.into_inner(), dir)
         });
 
+        let config = match raw.config {
+            Some(config) => {
+                spans.config = Some(config.span());
+                self.config(config.into_inner(), &grants)
+            }
+            None => BTreeMap::new(),
+        };
+
         let ((route, methods), route_span) = trigger?;
         let function = Function {
             name: name.to_string(),
@@ -236,9 +247,56 @@ impl<'a> Checker<'a> {
             grants,
             auth,
             input,
+            config,
             spans,
         };
         Some((function, route_span))
+    }
+
+    /// `config = { name = "value" }`: names as secret names, values short text, and no name
+    /// that is also a granted secret (which one the function read would be ambiguous).
+    fn config(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, Spanned<String>>,
+        grants: &Grants,
+    ) -> BTreeMap<String, String> {
+        let mut config = BTreeMap::new();
+        for (name, value) in raw {
+            let mut valid = self.identifier("config name", &name);
+            if grants.secrets.contains(name.get_ref()) {
+                valid = false;
+                self.error(
+                    "config-shadows-secret",
+                    name.span(),
+                    format!(
+                        "`{}` is both a config value and a granted secret",
+                        name.get_ref()
+                    ),
+                    "also in `grants.secrets`",
+                    "rename the config value: a function reads both through `wasi:config`, so one \
+                     name must mean one thing"
+                        .into(),
+                );
+            }
+            if value.get_ref().len() > MAX_CONFIG_VALUE_BYTES {
+                valid = false;
+                self.error(
+                    "invalid-config",
+                    value.span(),
+                    format!(
+                        "config value `{}` is {} bytes; at most {MAX_CONFIG_VALUE_BYTES} are allowed",
+                        name.get_ref(),
+                        value.get_ref().len()
+                    ),
+                    "too long",
+                    "keep config values short; large data belongs in a key-value bucket".into(),
+                );
+            }
+            if valid {
+                config.insert(name.into_inner(), value.into_inner());
+            }
+        }
+        config
     }
 
     fn http_trigger(&mut self, http: RawHttpTrigger) -> Option<(Route, Vec<HttpMethod>)> {

@@ -44,6 +44,11 @@ fn every_permission_change_changes_the_digest() {
         ("methods = [\"POST\"]", "methods = [\"POST\", \"PUT\"]"),
         ("route = \"/checkout\"", "route = \"/checkout/...\""),
         ("timeout_ms = 2000", "timeout_ms = 3000"),
+        ("timeout_ms = 2000", "timeout_ms = 2000, caller_burst = 5"),
+        (
+            "auth = { public = true }",
+            "auth = { public = true }\nconfig = { payments_url = \"https://payments.example.com\" }",
+        ),
         (
             "auth = { public = true }",
             "auth = { api-key = { header = \"x-key\" } }",
@@ -66,4 +71,17 @@ fn the_canonical_form_is_sorted_compact_json() {
         "{text}"
     );
     assert!(!text.contains(' '));
+}
+
+#[test]
+fn keys_added_later_are_left_out_when_not_written() {
+    // Functions signed before rate limits and `config` existed keep their digests.
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), BASE).unwrap();
+    let function = manifest.function("checkout").unwrap();
+    let text = String::from_utf8(manifest.canonical_config_bytes(function)).unwrap();
+    assert!(!text.contains("config"), "{text}");
+    assert!(
+        !text.contains("burst") && !text.contains("per_second"),
+        "{text}"
+    );
 }

@@ -24,6 +24,10 @@ const CASES: &[(&str, &[Expected])] = &[
         "duplicate-route-default-methods",
         &[("duplicate-route", 11, 30)],
     ),
+    (
+        "config-shadows-secret",
+        &[("config-shadows-secret", 9, 68), ("invalid-name", 9, 91)],
+    ),
     ("duplicate-secret", &[("duplicate-grant", 10, 28)]),
     ("egress-bad-scheme", &[("invalid-egress", 10, 11)]),
     ("egress-bare-wildcard", &[("invalid-egress", 10, 11)]),
