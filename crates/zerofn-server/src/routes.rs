@@ -24,6 +24,8 @@ pub struct ActiveFunction {
     pub grants: zerofn_manifest::Grants,
     /// Who may call it from outside, and how that is checked.
     pub caller_auth: crate::authn::CallerAuth,
+    /// What its request bodies must look like (`None`: anything within the body limit).
+    pub input: Option<Arc<crate::input::InputGuard>>,
 }
 
 impl ActiveFunction {
