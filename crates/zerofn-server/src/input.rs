@@ -142,6 +142,27 @@ impl InputGuard {
         Ok(hyper::Request::from_parts(parts, bytes))
     }
 
+    /// Checks a CloudEvent's `data` exactly as a request body: its `datacontenttype` (the JSON
+    /// format's default `application/json` when absent) against the accepted media types, then
+    /// size, encoding, depth and schema. An event without data passes like a bodiless request.
+    pub fn check_event(
+        &self,
+        function: &str,
+        event: &crate::cloudevents::CloudEvent,
+    ) -> Result<(), Problem> {
+        let Some(data) = &event.data else {
+            return Ok(());
+        };
+        let header = http::HeaderValue::from_str(event.data_media_type()).ok();
+        let media_type = match header {
+            Some(header) => {
+                self.check_content_type(function, &http::Method::POST, Some(&header))?
+            }
+            None => self.check_content_type(function, &http::Method::POST, None)?,
+        };
+        self.check_data(function, media_type.as_deref(), data)
+    }
+
     /// Checks a complete body (a request's, or an event's `data`) whose media type is
     /// `content_type` (already checked against the accepted ones).
     pub fn check_data(
@@ -498,6 +519,32 @@ mod tests {
         }
         spec(&mut input);
         InputGuard::compile(&input, &files, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn event_data_is_checked_like_a_body() {
+        use crate::cloudevents::CloudEvent;
+        let guard = guard(Some(r#"{"type":"object","required":["qty"]}"#), |_| {});
+        let mut event = CloudEvent::new("1", "/orders", "order.created");
+        assert!(guard.check_event("f", &event).is_ok());
+        event.data = Some(Bytes::from_static(br#"{"qty":1}"#));
+        assert!(guard.check_event("f", &event).is_ok());
+        event.data = Some(Bytes::from_static(br#"{"item":"x"}"#));
+        assert_eq!(
+            guard.check_event("f", &event).unwrap_err().code,
+            "input-schema-violation"
+        );
+        event.datacontenttype = Some("text/plain".into());
+        assert_eq!(
+            guard.check_event("f", &event).unwrap_err().code,
+            "input-unsupported-media-type"
+        );
+        event.datacontenttype = Some("application/json".into());
+        event.data = Some(Bytes::from("[".repeat(100_000) + &"]".repeat(100_000)));
+        assert_eq!(
+            guard.check_event("f", &event).unwrap_err().code,
+            "input-too-deep"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod admission;
 pub mod authn;
 pub mod calls;
 pub mod certificates;
+pub mod cloudevents;
 mod config;
 pub mod control;
 mod error;
