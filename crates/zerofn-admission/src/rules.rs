@@ -22,10 +22,22 @@ pub const RULES: &[Rule] = &[
         fix: "Fix each diagnostic where it points (`zerofn admit APP_DIR` lists them all).",
     },
     Rule {
-        id: "unenforceable-input",
+        id: "input-schema-invalid",
         level: Level::Error,
-        rationale: "Input checks that cannot be enforced must not look as if they were.",
-        fix: "Remove `input` until input validation is supported.",
+        rationale: "A schema that does not compile as JSON Schema 2020-12 checks nothing; guessing what it meant would let hostile input through.",
+        fix: "Fix the schema (`$schema`, if written, must be https://json-schema.org/draft/2020-12/schema; formats must be known ones), then sign again.",
+    },
+    Rule {
+        id: "input-schema-external-ref",
+        level: Level::Error,
+        rationale: "A schema that fetches parts of itself at run time is only as trustworthy as the network and the files it reaches, none of which were signed.",
+        fix: "Inline the referenced schema under `$defs` and refer to it as `#/$defs/...`.",
+    },
+    Rule {
+        id: "input-body-above-limit",
+        level: Level::Error,
+        rationale: "Two body caps that disagree would silently enforce the smaller one.",
+        fix: "Lower `input.max_body_bytes`, or raise `limits.max_request_body_bytes` with it.",
     },
     Rule {
         id: "unknown-invoke-target",
@@ -73,7 +85,7 @@ pub const RULES: &[Rule] = &[
         id: "input-schema-missing",
         level: Level::Warning,
         rationale: "A write route without a schema hands hostile bodies to code.",
-        fix: "Declare `input.schema` (enforced once input validation lands).",
+        fix: "Declare `input.schema`: bodies that break it are refused before the function runs.",
     },
     Rule {
         id: "limit-above-ceiling",

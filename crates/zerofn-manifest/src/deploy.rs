@@ -1,9 +1,9 @@
 //! Deploy-time checks: what must hold before a manifest's functions may serve traffic.
 //!
 //! Parsing accepts features that later releases will enforce. Until then this module decides
-//! what happens to them, failing closed: a route that asks for authentication or input
-//! validation is refused (serving it without would silently drop a protection), while grants
-//! are accepted with a warning because nothing is provided at run time yet (deny by default).
+//! what happens to them, failing closed: a route that asks for a protection the platform
+//! cannot give is refused (serving it without would silently drop it), while grants are
+//! accepted with a warning because nothing is provided at run time yet (deny by default).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -41,6 +41,8 @@ pub struct DeployableFunction {
     pub auth: Option<Auth>,
     /// Plain config values it reads through `wasi:config`.
     pub config: std::collections::BTreeMap<String, String>,
+    /// What a request must look like before the function sees it.
+    pub input: Option<crate::InputSpec>,
 }
 
 impl Manifest {
@@ -49,9 +51,8 @@ impl Manifest {
     /// files with [`Manifest::check_components`] before sending them):
     ///
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
-    /// - `input` is refused (`unenforceable-input`): this release cannot enforce it, and
-    ///   serving the route without the protection it asks for would be worse than not serving
-    ///   it;
+    /// - `input.max_body_bytes` is not above the function's `limits.max_request_body_bytes`
+    ///   (`input-body-above-limit`; the smaller bound would silently win otherwise);
     /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
     ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
     ///   time (`invoke` grants are provided: function-to-function calls);
@@ -64,16 +65,20 @@ impl Manifest {
         for function in self.functions() {
             self.check_features(function, &mut findings);
             match policy.resolve(&function.limits) {
-                Ok(limits) => functions.push(DeployableFunction {
-                    name: function.name.clone(),
-                    component_path: function.component_path.clone(),
-                    route: function.route.clone(),
-                    methods: function.methods.clone(),
-                    limits,
-                    grants: function.grants.clone(),
-                    auth: function.auth.clone(),
-                    config: function.config.clone(),
-                }),
+                Ok(limits) => {
+                    self.check_input_bounds(function, &limits, &mut findings);
+                    functions.push(DeployableFunction {
+                        name: function.name.clone(),
+                        component_path: function.component_path.clone(),
+                        route: function.route.clone(),
+                        methods: function.methods.clone(),
+                        limits,
+                        grants: function.grants.clone(),
+                        auth: function.auth.clone(),
+                        input: function.input.clone(),
+                        config: function.config.clone(),
+                    })
+                }
                 Err(exceeded) => {
                     for e in exceeded {
                         let d = Diagnostic::error(
@@ -171,21 +176,6 @@ impl Manifest {
                 ),
             );
         }
-        if let Some(span) = &function.spans.input {
-            findings.push(
-                Diagnostic::error(
-                    "unenforceable-input",
-                    &self.path,
-                    format!("function `{name}` declares `input` checks, which this version of zerofn cannot enforce yet"),
-                )
-                .at_key(&self.source, span.clone(), "not enforced yet")
-                .field(format!("functions.{name}.input"))
-                .help(
-                    "refusing to deploy rather than pass unchecked input to the function; \
-                     remove `input` and validate requests inside the function for now",
-                ),
-            );
-        }
         // Admission rule: every egress destination is named exactly. A `*.` grant reaches any
         // host an attacker can register under the domain.
         for (index, rule) in function.grants.egress.iter().enumerate() {
@@ -207,8 +197,8 @@ impl Manifest {
                 ),
             );
         }
-        // Admission rule: what a write route accepts is declared. Input validation arrives with
-        // the guards issue; until then this is a warning, not a refusal.
+        // Admission rule: what a write route accepts is declared. A warning, not a refusal:
+        // some write routes take bodies no schema describes (uploads, forms).
         let writes = function
             .methods
             .iter()
@@ -250,6 +240,42 @@ impl Manifest {
                 );
             }
         }
+    }
+
+    /// `input-body-above-limit`: the body cap of `input` may not exceed the function's request
+    /// body limit, which the operator's ceiling bounds.
+    fn check_input_bounds(
+        &self,
+        function: &Function,
+        limits: &ResolvedLimits,
+        findings: &mut Diagnostics,
+    ) {
+        let Some(max) = function.input.as_ref().and_then(|i| i.max_body_bytes) else {
+            return;
+        };
+        if max <= limits.max_request_body_bytes {
+            return;
+        }
+        let name = &function.name;
+        let d = Diagnostic::error(
+            "input-body-above-limit",
+            &self.path,
+            format!(
+                "`input.max_body_bytes` of function `{name}` is {max}, above its request body limit of {}",
+                limits.max_request_body_bytes
+            ),
+        );
+        findings.push(
+            self.at_field(
+                d,
+                &format!("functions.{name}.input.max_body_bytes"),
+                "above `limits.max_request_body_bytes`",
+            )
+            .help(format!(
+                "lower it to at most {}, or raise `limits.max_request_body_bytes` of `{name}` too",
+                limits.max_request_body_bytes
+            )),
+        );
     }
 
     /// Points `diagnostic` at the field `path`, with the value written there.

@@ -79,10 +79,12 @@ impl Manifest {
             }),
             _ => {}
         }
-        if let Some(schema) = function.input.as_ref().and_then(|i| i.schema.as_ref()) {
+        if let Some(input) = &function.input
+            && let (Some(schema), Some(written)) = (&input.schema, &input.schema_file)
+        {
             files.push(ReferencedFile {
                 field: format!("functions.{name}.input.schema"),
-                written: self.relative(schema),
+                written: written.clone(),
                 path: schema.clone(),
             });
         }

@@ -307,10 +307,38 @@ pub struct ApiKeyAuth {
 pub struct InputSpec {
     /// JSON Schema file, resolved against the manifest's directory.
     pub schema: Option<PathBuf>,
-    /// Accepted `Content-Type`s; empty means any.
+    /// `schema` as written (with `/` separators): its key in the deploy bundle.
+    pub schema_file: Option<String>,
+    /// Accepted `Content-Type`s, lowercase; empty means the default (see
+    /// [`InputSpec::accepted_content_types`]).
     pub content_types: Vec<String>,
-    /// Largest body accepted, in bytes.
+    /// Largest body accepted, in bytes; `limits.max_request_body_bytes` when not written.
     pub max_body_bytes: Option<u64>,
-    /// Deepest JSON nesting accepted.
+    /// Deepest JSON nesting accepted; [`InputSpec::DEFAULT_MAX_JSON_DEPTH`] when not written.
     pub max_json_depth: Option<u32>,
+}
+
+impl InputSpec {
+    /// The JSON nesting accepted when `max_json_depth` is not written: deep enough for any
+    /// reasonable document, shallow enough that no parser or validator recursion is at risk.
+    pub const DEFAULT_MAX_JSON_DEPTH: u32 = 64;
+    /// The most `max_json_depth` may say. JSON parsing and schema validation recurse once per
+    /// level; above this the parser's own limit (128) would refuse anyway.
+    pub const MAX_JSON_DEPTH_CEILING: u32 = 100;
+
+    /// `max_json_depth`, or the default.
+    pub fn json_depth(&self) -> u32 {
+        self.max_json_depth.unwrap_or(Self::DEFAULT_MAX_JSON_DEPTH)
+    }
+
+    /// The media types a request may carry: `content_types` as written or, when it is empty,
+    /// `application/json` if there is a schema (a schema describes JSON), and any type
+    /// otherwise (an empty list).
+    pub fn accepted_content_types(&self) -> Vec<String> {
+        if self.content_types.is_empty() && self.schema.is_some() {
+            vec!["application/json".to_string()]
+        } else {
+            self.content_types.clone()
+        }
+    }
 }

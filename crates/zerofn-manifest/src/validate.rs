@@ -847,12 +847,13 @@ impl<'a> Checker<'a> {
                 "input.max_json_depth",
                 "invalid-input",
                 v,
-                u64::from(u32::MAX),
+                u64::from(InputSpec::MAX_JSON_DEPTH_CEILING),
                 "set a positive depth, or remove it",
             )
         });
         InputSpec {
-            schema: raw.schema.map(|s| dir.join(s.get_ref())),
+            schema: raw.schema.as_ref().map(|s| dir.join(s.get_ref())),
+            schema_file: raw.schema.map(|s| s.get_ref().replace('\\', "/")),
             content_types: raw
                 .content_types
                 .into_iter()

@@ -41,6 +41,7 @@ const CASES: &[(&str, &[Expected])] = &[
     ("empty-methods", &[("invalid-methods", 7, 53)]),
     ("grants-not-a-list", &[("invalid-type", 10, 11)]),
     ("huge-integer", &[("invalid-type", 8, 37)]),
+    ("input-depth-too-large", &[("invalid-input", 10, 18)]),
     ("invalid-app-name", &[("invalid-name", 2, 8)]),
     ("invalid-function-name", &[("invalid-name", 5, 12)]),
     ("invalid-secret-name", &[("invalid-name", 10, 12)]),

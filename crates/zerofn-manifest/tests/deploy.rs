@@ -234,13 +234,13 @@ fn limit_above_ceiling_is_refused_not_clamped() {
 }
 
 #[test]
-fn input_is_refused_and_mtls_names_its_ca_bundle() {
+fn input_deploys_and_mtls_names_its_ca_bundle() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.admin]\n\
                 component = \"admin.wasm\"\ntrigger = { http = { route = \"/admin/...\" } }\n\n\
                 [functions.admin.auth]\n\
                 mtls = { ca = \"certs/ca.pem\", spiffe_id = \"spiffe://example.com/ops/*\" }\n\n\
                 [functions.admin.input]\nschema = \"schemas/admin.json\"\ncontent_types = [\"application/json\"]\nmax_body_bytes = 65536\nmax_json_depth = 32\n";
-    let manifest = zerofn_manifest::load(&app("unenforceable", text, &["admin.wasm"])).unwrap();
+    let manifest = zerofn_manifest::load(&app("input", text, &["admin.wasm"])).unwrap();
     let admin = manifest.function("admin").unwrap();
     let input = admin.input.as_ref().unwrap();
     assert_eq!(
@@ -270,11 +270,39 @@ fn input_is_refused_and_mtls_names_its_ca_bundle() {
         ]
     );
 
+    assert_eq!(input.schema_file.as_deref(), Some("schemas/admin.json"));
+    assert_eq!(input.accepted_content_types(), ["application/json"]);
+    let deployable = manifest.check_deployable(&LimitPolicy::default()).unwrap();
+    assert_eq!(deployable.functions[0].input.as_ref(), Some(input));
+}
+
+#[test]
+fn input_bounds_have_defaults_and_may_not_exceed_the_request_limit() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.orders]\n\
+                component = \"orders.wasm\"\ntrigger = { http = { route = \"/orders\", methods = [\"POST\"] } }\n\
+                limits = { max_request_body_bytes = 4096 }\n\n\
+                [functions.orders.auth]\npublic = true\n\n\
+                [functions.orders.input]\nschema = \"./schemas/order.json\"\nmax_body_bytes = 8192\n";
+    let manifest =
+        zerofn_manifest::load(&app("input-body-above-limit", text, &["orders.wasm"])).unwrap();
+    let input = manifest.function("orders").unwrap().input.clone().unwrap();
+    // The bundle key is the path as written, so the CLI and the server name the same file.
+    assert_eq!(input.schema_file.as_deref(), Some("./schemas/order.json"));
+    assert_eq!(
+        input.json_depth(),
+        zerofn_manifest::InputSpec::DEFAULT_MAX_JSON_DEPTH
+    );
     let err = manifest
         .check_deployable(&LimitPolicy::default())
         .unwrap_err();
-    let e = Severity::Error;
-    assert_diagnostics("unenforceable", &err, &[(e, "unenforceable-input", 12, 1)]);
+    assert_diagnostics(
+        "input-body-above-limit",
+        &err,
+        &[
+            (Severity::Warning, "public-route", 11, 10),
+            (Severity::Error, "input-body-above-limit", 15, 18),
+        ],
+    );
 }
 
 #[test]

@@ -99,6 +99,7 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
         &manifest.check_attached_files(&bundle.files),
     ));
     findings.extend(undefined_grants(&manifest, policies.definitions));
+    findings.extend(input_schemas(&manifest, &bundle.files));
     let mut verified = BTreeMap::new();
     let mut digests = BTreeMap::new();
     for function in manifest.functions() {
@@ -180,6 +181,38 @@ fn undefined_grants(manifest: &Manifest, definitions: &dyn Definitions) -> Vec<F
             )
             .field(format!("functions.{}.grants.secrets[{index}]", function.name))
             .help("a grant must name something that exists: define the secret for this app first, or remove the grant");
+            findings.push(locate(manifest, finding));
+        }
+    }
+    findings
+}
+
+/// `input-schema-invalid`, `input-schema-external-ref`: every input schema compiles, as JSON
+/// Schema 2020-12, from the file that was sent, without fetching anything. (A schema file that
+/// was not sent is `missing-file`, reported by the attached-file check.)
+fn input_schemas(manifest: &Manifest, files: &zerofn_manifest::AttachedFiles) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for function in manifest.functions() {
+        let Some(written) = function.input.as_ref().and_then(|i| i.schema_file.as_ref()) else {
+            continue;
+        };
+        let Some(bytes) = files.get(written) else {
+            continue;
+        };
+        if let Err(refusal) = crate::input::compile_schema(bytes) {
+            let fix = zerofn_admission::rule(refusal.rule).map(|r| r.fix);
+            let mut finding = Finding::new(
+                refusal.rule,
+                Level::Error,
+                format!(
+                    "the input schema `{written}` of function `{}` cannot be installed: {}",
+                    function.name, refusal.message
+                ),
+            )
+            .field(format!("functions.{}.input.schema", function.name));
+            if let Some(fix) = fix {
+                finding = finding.help(fix);
+            }
             findings.push(locate(manifest, finding));
         }
     }

@@ -8,6 +8,7 @@ use crate::rate_limit::Caller;
 use crate::routes::{ActiveApp, ActiveFunction, Lookup, RouteTable};
 use crate::trust::TrustPolicy;
 use http::StatusCode;
+use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -493,6 +494,21 @@ impl Platform {
                     rule: "auth-unusable",
                     reason,
                 })?,
+                input: match &function.input {
+                    Some(spec) => Some(Arc::new(
+                        crate::input::InputGuard::compile(
+                            spec,
+                            &files,
+                            limits.max_request_body_bytes,
+                        )
+                        .map_err(|refusal| DeployError::Admission {
+                            function: function.name.clone(),
+                            rule: refusal.rule,
+                            reason: refusal.message,
+                        })?,
+                    )),
+                    None => None,
+                },
             }));
         }
         Ok(Arc::new(ActiveApp {
@@ -832,7 +848,10 @@ impl Platform {
             );
             return self.refuse(problem, &invocation_id, Some(function)).await;
         }
-        if let Some(length) = content_length(&request)
+        // A function with `input` has its body checked against its own cap (at most this one)
+        // below, under the more specific rule.
+        if function.input.is_none()
+            && let Some(length) = content_length(&request)
             && length > function.limits.max_request_body_bytes
         {
             let problem = Problem::new(
@@ -853,6 +872,22 @@ impl Platform {
                 .timeout
                 .min(deadline.saturating_duration_since(std::time::Instant::now()));
         }
+        // Input checks come before the sandbox, the token and the invocation's start: a
+        // refused body never reaches code. Reading it counts against the function's time.
+        let request: hyper::Request<zerofn_runtime::RequestBody> = match &function.input {
+            Some(guard) => match guard
+                .check_request(
+                    &function.name,
+                    request,
+                    tokio::time::Instant::now() + limits.timeout,
+                )
+                .await
+            {
+                Ok(request) => request.map(crate::problem::full_body),
+                Err(problem) => return self.refuse(problem, &invocation_id, Some(function)).await,
+            },
+            None => request.map(|body| body.map_err(Into::into).boxed_unsync()),
+        };
         let (token, token_lease) =
             match self.mint_token(function, limits.timeout, &invocation_id, &chain) {
                 Ok(minted) => minted,
@@ -1387,6 +1422,10 @@ impl Platform {
             .reason(problem.code.clone())
             .invocation(invocation_id)
             .detail("status", problem.status.as_u16());
+        // Where a body broke its schema (pointers, keywords; never the values).
+        if let Some((_, errors)) = problem.extra.iter().find(|(key, _)| key == "errors") {
+            event = event.detail("errors", errors.clone());
+        }
         if let Some(function) = function {
             event = event
                 .function(function.app.clone(), function.name.clone())

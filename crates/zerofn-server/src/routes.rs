@@ -26,6 +26,8 @@ pub struct ActiveFunction {
     pub caller_auth: crate::authn::CallerAuth,
     /// Its request-rate buckets, for everyone and per caller (new with each version).
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// What its request bodies must look like (`None`: anything within the body limit).
+    pub input: Option<Arc<crate::input::InputGuard>>,
 }
 
 impl ActiveFunction {

@@ -95,9 +95,28 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                         Some("POST") => Method::Post,
                         _ => Method::Get,
                     };
-                    respond_json(out, &call(host, &method, path))
+                    respond_json(out, &call(host, &method, path, None))
                 }
                 _ => respond_text(out, 400, "expected ?host=H[&method=POST]&path=P"),
+            },
+            "/forward" => match (query_text(query, "host"), query_text(query, "path")) {
+                // A compromised caller: relays whatever body it was sent to another function.
+                (Some(host), Some(path)) => {
+                    let content_type = request
+                        .headers()
+                        .get("content-type")
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
+                    match read_body(&request) {
+                        Ok(body) => respond_json(
+                            out,
+                            &call(host, &Method::Post, path, Some((&content_type, &body))),
+                        ),
+                        Err(error) => respond_text(out, 400, &format!("cannot read body: {error}")),
+                    }
+                }
+                _ => respond_text(out, 400, "expected ?host=H&path=P"),
             },
             "/pingpong" => match (
                 query_text(query, "me"),
@@ -109,7 +128,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                     // call-depth cap ends it.
                     let host = format!("{peer}.{app}.fn.internal");
                     let path = format!("/pingpong?me={peer}&peer={me}&app={app}");
-                    respond_json(out, &call(&host, &Method::Get, &path));
+                    respond_json(out, &call(&host, &Method::Get, &path, None));
                 }
                 _ => respond_text(out, 400, "expected ?me=A&peer=B&app=X"),
             },
@@ -402,15 +421,21 @@ fn outbound() -> String {
 
 /// `/call`: a GET (or `method=POST`) to `http://HOST/PATH` (another function, through the platform), forging the
 /// identity headers only the platform may set. Answers `{"status": N, "body": "..."}` or
-/// `{"error": "..."}`.
-fn call(host: &str, method: &Method, path: &str) -> String {
-    let forged = Fields::from_list(&[
+/// `{"error": "..."}`. `/forward` sends `body` (its media type, its bytes) along.
+fn call(host: &str, method: &Method, path: &str, body: Option<(&[u8], &[u8])>) -> String {
+    let mut fields = vec![
         (
             "x-zerofn-caller".to_owned(),
             b"spiffe://evil.example/app/admin/fn/root".to_vec(),
         ),
         ("x-zerofn-caller-chain".to_owned(), b"forged".to_vec()),
-    ]);
+    ];
+    if let Some((content_type, _)) = body
+        && !content_type.is_empty()
+    {
+        fields.push(("content-type".to_owned(), content_type.to_vec()));
+    }
+    let forged = Fields::from_list(&fields);
     let Ok(headers) = forged else {
         return "{\"error\":\"headers\"}".to_owned();
     };
@@ -420,8 +445,22 @@ fn call(host: &str, method: &Method, path: &str) -> String {
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(host));
     let _ = request.set_path_with_query(Some(path));
+    let outgoing = body.and_then(|(_, bytes)| Some((request.body().ok()?, bytes)));
     let mut json = String::from("{");
-    match outgoing_handler::handle(request, None) {
+    let handled = outgoing_handler::handle(request, None);
+    if let Some((outgoing, bytes)) = outgoing {
+        // Written after the request is handed over, so that the host is already reading.
+        if let Ok(mut stream) = outgoing.write() {
+            let written = stream
+                .write_all(bytes)
+                .and_then(|()| io::Write::flush(&mut stream));
+            drop(stream);
+            if written.is_ok() {
+                let _ = OutgoingBody::finish(outgoing, None);
+            }
+        }
+    }
+    match handled {
         Err(code) => {
             json.push_str("\"error\":");
             push_json_string(&mut json, &format!("{code:?}"));
