@@ -12,6 +12,7 @@ mod api_keys;
 mod audit;
 mod error;
 mod operators;
+mod queue;
 mod schema;
 mod versions;
 
@@ -19,6 +20,7 @@ pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
 pub use operators::{OperatorRecord, SessionRecord};
+pub use queue::QueueMessage;
 pub use versions::{Activation, AppSummary, Attestation, ComponentRef, NewVersion, VersionRecord};
 
 use rusqlite::Connection;

@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -126,6 +126,27 @@ CREATE TABLE operator_sessions (
 CREATE INDEX operator_sessions_by_operator ON operator_sessions(operator);
 ";
 
+/// Version 6: local queues (`trigger.queue`). A message is a CloudEvent in the JSON format; it
+/// is deleted once delivered, and dead-lettered (`dead_ms` set, kept with its last error) when
+/// its attempts run out.
+const SCHEMA_V6: &str = "
+CREATE TABLE queue_messages (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    app            TEXT NOT NULL,
+    queue          TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    event          TEXT NOT NULL,
+    enqueued_ms    INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL,
+    available_ms   INTEGER NOT NULL,
+    lease_until_ms INTEGER,
+    last_error     TEXT,
+    dead_ms        INTEGER
+) STRICT;
+CREATE INDEX queue_messages_due ON queue_messages(dead_ms, available_ms, id);
+CREATE INDEX queue_messages_by_queue ON queue_messages(app, queue, id);
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -148,6 +169,7 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
         (3, SCHEMA_V3),
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
+        (6, SCHEMA_V6),
     ] {
         if found < version {
             connection.execute_batch(&format!(
