@@ -21,10 +21,12 @@ pub mod operators;
 mod platform;
 pub mod problem;
 mod routes;
+pub mod secrets;
 mod server;
 pub mod signatures;
 mod trigger;
 pub mod trust;
+pub mod vault;
 
 pub use config::ConfigError;
 pub use error::DeployError;
