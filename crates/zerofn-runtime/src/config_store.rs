@@ -124,7 +124,7 @@ impl wit::Host for ConfigHost {
         let Some(source) = &self.source else {
             return Ok(Err(Self::refused(NOTHING_GRANTED)));
         };
-        Ok(match source.get(key).await {
+        Ok(match off_the_fiber(source.get(key)).await {
             Ok(Some(value)) => {
                 // This copy goes to the component model, which writes it into the guest's
                 // memory and frees it; the kept one is wiped at the end of the invocation.
@@ -141,7 +141,7 @@ impl wit::Host for ConfigHost {
         let Some(source) = &self.source else {
             return Ok(Err(Self::refused(NOTHING_GRANTED)));
         };
-        Ok(match source.get_all().await {
+        Ok(match off_the_fiber(source.get_all()).await {
             Ok(pairs) => Ok(pairs
                 .into_iter()
                 .map(|(name, value)| {
@@ -153,6 +153,15 @@ impl wit::Host for ConfigHost {
             Err(ConfigRefusal(message)) => Err(Self::refused(message)),
         })
     }
+}
+
+/// Runs the platform's answer as its own task. Host calls run on the guest's fiber, a small
+/// stack whose bounds stack probes cannot see (the Cedar PDP refuses to evaluate there, taking
+/// it for a stack overflow); platform code belongs on a worker's stack.
+async fn off_the_fiber<T: Send + 'static>(answer: ConfigFuture<T>) -> Result<T, ConfigRefusal> {
+    tokio::spawn(answer)
+        .await
+        .unwrap_or_else(|_| Err(ConfigRefusal("the configuration store failed".into())))
 }
 
 /// Links `wasi:config/store` into `linker`, served by each sandbox's [`ConfigHost`].

@@ -109,7 +109,7 @@ async fn a_granted_secret_is_read_and_the_read_is_audited_without_its_value() {
     let server = server_with_secret().await;
     let reply = server.get("/secret?name=api_key").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.json()["value"], VALUE);
+    assert_eq!(reply.json()["value"], VALUE, "{}", reply.text());
     let invocation = invocation_id(&reply);
     ended(&server, &invocation).await;
 
