@@ -21,7 +21,7 @@ pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
 pub use operators::{OperatorRecord, SessionRecord};
-pub use sealed::{Rewrapped, SEALED_TABLES, SealedTable, UnopenedRow};
+pub use sealed::{Rewrap, Rewrapped, SEALED_TABLES, SealedTable, UnopenedRow};
 pub use secrets::{SecretRecord, SecretWrite, secret_context};
 pub use versions::{Activation, AppSummary, Attestation, ComponentRef, NewVersion, VersionRecord};
 

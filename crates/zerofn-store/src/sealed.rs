@@ -30,6 +30,10 @@ impl std::fmt::Debug for SealedTable {
     }
 }
 
+/// Re-wraps one sealed row, given the context it was sealed under: the row under the current
+/// master key, or `None` when it already is (`zerofn_vault::Keyring::rewrap`).
+pub type Rewrap<'a> = dyn FnMut(&str, &Sealed) -> Result<Option<Sealed>, VaultError> + 'a;
+
 /// Every table holding sealed rows. A master-key rotation re-wraps each of them.
 pub const SEALED_TABLES: &[SealedTable] = &[crate::secrets::SEALED];
 
@@ -62,7 +66,7 @@ impl Store {
     /// not fatal.
     pub fn rewrap_sealed(
         &self,
-        rewrap: &mut dyn FnMut(&str, &Sealed) -> Result<Option<Sealed>, VaultError>,
+        rewrap: &mut Rewrap<'_>,
     ) -> Result<Rewrapped, StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
