@@ -64,10 +64,7 @@ impl Store {
     /// returns `None` for a row already under the current key), in one transaction: either
     /// every row that opens is re-wrapped, or none is. Rows that do not open are reported,
     /// not fatal.
-    pub fn rewrap_sealed(
-        &self,
-        rewrap: &mut Rewrap<'_>,
-    ) -> Result<Rewrapped, StoreError> {
+    pub fn rewrap_sealed(&self, rewrap: &mut Rewrap<'_>) -> Result<Rewrapped, StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
         let mut outcome = Rewrapped::default();
