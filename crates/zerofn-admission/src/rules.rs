@@ -49,7 +49,13 @@ pub const RULES: &[Rule] = &[
         id: "grant-undefined",
         level: Level::Error,
         rationale: "A grant that names something undefined grants whatever takes that name later.",
-        fix: "Define the secret for the app first, or remove the grant.",
+        fix: "Store the secret first (`zerofn secrets set APP NAME`), or remove the grant.",
+    },
+    Rule {
+        id: "grant-unchecked",
+        level: Level::Warning,
+        rationale: "`zerofn admit` runs without the server's store, so it cannot tell whether a granted secret exists.",
+        fix: "Nothing to do offline: deploy refuses the grant (`grant-undefined`) if the secret is not stored.",
     },
     Rule {
         id: "self-invoke",

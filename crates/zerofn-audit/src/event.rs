@@ -60,6 +60,14 @@ pub enum EventKind {
     /// An operator created or revoked a credential (an API key); never carries the secret.
     #[serde(rename = "credential.change")]
     CredentialChange,
+    /// An invocation read a secret through `wasi:config/store`, or was refused; carries the
+    /// name and version, never the value.
+    #[serde(rename = "secret.read")]
+    SecretRead,
+    /// An operator listed, set, rotated or deleted secrets, or rotated the master key (or the
+    /// server finished an interrupted rotation); never carries a value or a key.
+    #[serde(rename = "secret.admin")]
+    SecretAdmin,
     /// The server started serving.
     #[serde(rename = "server.start")]
     ServerStart,
@@ -88,6 +96,8 @@ impl EventKind {
             Self::AuthzDecision => "authz.decision",
             Self::AuthnDecision => "authn.decision",
             Self::CredentialChange => "credential.change",
+            Self::SecretRead => "secret.read",
+            Self::SecretAdmin => "secret.admin",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",
         }

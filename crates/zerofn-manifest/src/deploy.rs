@@ -53,9 +53,10 @@ impl Manifest {
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
     /// - `input.max_body_bytes` is not above the function's `limits.max_request_body_bytes`
     ///   (`input-body-above-limit`; the smaller bound would silently win otherwise);
-    /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
+    /// - a non-empty `egress` or `kv` grant is accepted with a warning
     ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
-    ///   time (`invoke` grants are provided: function-to-function calls);
+    ///   time (`invoke` grants are provided: function-to-function calls; `secrets` grants
+    ///   through `wasi:config/store`);
     ///
     /// Returns every function's resolved settings and the warnings, or all errors and
     /// warnings together.
@@ -223,7 +224,6 @@ impl Manifest {
         }
         let grants = [
             ("egress", &function.spans.egress),
-            ("secrets", &function.spans.secrets),
             ("kv", &function.spans.kv),
         ];
         for (kind, span) in grants {

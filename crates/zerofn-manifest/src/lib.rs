@@ -84,6 +84,16 @@ pub fn load(path: &Path) -> Result<Manifest, Diagnostics> {
     }
 }
 
+/// Whether `name` is a valid secret or bucket name: 1 to 64 lowercase letters, digits and `_`,
+/// not starting with a digit.
+pub fn is_identifier(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=64).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
 /// Whether `name` is a valid app or function name: a DNS label of 1 to 63 lowercase letters,
 /// digits and `-`, starting with a letter and not ending with `-`.
 pub fn is_dns_label(name: &str) -> bool {

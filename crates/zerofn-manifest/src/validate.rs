@@ -982,11 +982,7 @@ impl<'a> Checker<'a> {
     /// `[a-z_][a-z0-9_]{0,63}`: secret and bucket names.
     fn identifier(&mut self, what: &str, value: &Spanned<String>) -> bool {
         let text = value.get_ref();
-        let b = text.as_bytes();
-        let valid = (1..=64).contains(&b.len())
-            && (b[0].is_ascii_lowercase() || b[0] == b'_')
-            && b.iter()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
+        let valid = crate::is_identifier(text);
         if !valid {
             let fix = suggested_fix(text, '_');
             self.error(

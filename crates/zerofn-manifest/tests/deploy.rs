@@ -178,7 +178,6 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
         &[
             (w, "input-schema-missing", 5, 12),
             (w, "grant-not-available", 12, 10),
-            (w, "grant-not-available", 13, 11),
             (w, "grant-not-available", 14, 6),
             (w, "public-route", 18, 10),
             (w, "public-route", 25, 10),
@@ -377,7 +376,7 @@ fn a_jwks_url_must_be_https() {
 #[test]
 fn errors_and_warnings_are_reported_together() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
-                trigger = { http = { route = \"/a\" } }\ngrants = { secrets = [\"token\"] }\n";
+                trigger = { http = { route = \"/a\" } }\ngrants = { egress = [\"https://a.example.com\"] }\n";
     let err = deploy("errors-and-warnings", text, &[], &LimitPolicy::default()).unwrap_err();
     assert!(err.has_errors());
     // No `auth` at all is refused: a route is never public by default.
@@ -386,7 +385,7 @@ fn errors_and_warnings_are_reported_together() {
         &err,
         &[
             (Severity::Error, "missing-auth", 5, 12),
-            (Severity::Warning, "grant-not-available", 8, 22),
+            (Severity::Warning, "grant-not-available", 8, 21),
         ],
     );
     let json = err.to_json();

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const CONTROL_SCHEMA: &str = include_str!("control.cedarschema");
 
 /// Every control action, in the order the docs list them.
-pub const CONTROL_ACTIONS: [&str; 7] = [
+pub const CONTROL_ACTIONS: [&str; 8] = [
     "control.read",
     "control.deploy",
     "control.rollback",
@@ -22,6 +22,7 @@ pub const CONTROL_ACTIONS: [&str; 7] = [
     "control.trust.reload",
     "control.api-key.manage",
     "control.ca.issue",
+    "control.secrets.manage",
 ];
 
 /// An operator's role. Least privilege: each role has only the actions its job needs, and the
@@ -30,12 +31,14 @@ pub const CONTROL_ACTIONS: [&str; 7] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Reads state: apps, versions, metrics, JWKS, logs, audit events, API key records.
+    /// Reads state: apps, versions, metrics, JWKS, logs, audit events, API key records, the
+    /// names and versions of secrets (never their values).
     Viewer,
     /// Reads, deploys, rolls back and invokes functions.
     Deployer,
-    /// Reads, reloads the trust policy, creates or revokes API keys and issues client
-    /// certificates from the built-in CA.
+    /// Reads, reloads the trust policy, creates or revokes API keys, issues client
+    /// certificates from the built-in CA, and sets, rotates and deletes secrets (and rotates
+    /// the master key).
     SecurityAdmin,
 }
 
@@ -65,6 +68,7 @@ impl Role {
                 "control.trust.reload",
                 "control.api-key.manage",
                 "control.ca.issue",
+                "control.secrets.manage",
             ],
         }
     }

@@ -42,6 +42,7 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.trust.reload",
                 "control.api-key.manage",
                 "control.ca.issue",
+                "control.secrets.manage",
             ],
         ),
     ];

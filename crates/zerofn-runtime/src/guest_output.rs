@@ -125,6 +125,7 @@ impl CapturedOutput {
         self,
         stream: &'static str,
         budget: &OutputBudget,
+        revealed: &crate::config_store::Revealed,
         tag: impl Fn(&'static str, String) -> GuestOutputLine,
     ) -> Vec<GuestOutputLine> {
         let captured = std::mem::replace(
@@ -138,13 +139,16 @@ impl CapturedOutput {
         if captured.bytes.is_empty() && captured.dropped == 0 {
             return Vec::new();
         }
-        let granted = budget.take(captured.bytes.len());
-        let mut lines: Vec<GuestOutputLine> = captured.bytes[..granted]
+        // Redacted before anything is counted or kept: no value the invocation read leaves it.
+        let mut bytes = revealed.redact(captured.bytes, captured.dropped > 0);
+        let granted = budget.take(bytes.len());
+        let mut lines: Vec<GuestOutputLine> = bytes[..granted]
             .split(|b| *b == b'\n')
             .filter(|line| !line.is_empty())
             .map(|line| tag(stream, String::from_utf8_lossy(line).into_owned()))
             .collect();
-        let over_rate = captured.bytes.len() - granted;
+        let over_rate = bytes.len() - granted;
+        zeroize::Zeroize::zeroize(&mut bytes);
         if captured.dropped > 0 {
             lines.push(tag(
                 PLATFORM_STREAM,

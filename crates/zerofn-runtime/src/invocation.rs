@@ -1,6 +1,7 @@
 //! One invocation: a new store and instance for the request, run under its deadline, memory
 //! ceiling and body caps, with its start and end recorded, then thrown away.
 
+use crate::config_store::{ConfigHost, Revealed};
 use crate::error::{FailureKind, InvocationFailure};
 use crate::guest_output::{CapturedOutput, OutputBudget};
 use crate::sandbox::{Sandbox, SandboxIdentity};
@@ -37,6 +38,8 @@ pub struct Invocation {
     pub lease: Option<Box<dyn Send>>,
     /// Takes the sandbox's outbound requests it can answer; the rest are refused.
     pub outbound: Option<Arc<dyn crate::Outbound>>,
+    /// Answers the sandbox's `wasi:config/store` reads; without it every read is refused.
+    pub config: Option<Arc<dyn crate::ConfigSource>>,
 }
 
 impl std::fmt::Debug for Invocation {
@@ -89,6 +92,9 @@ impl Runtime {
         let output_cap = self.inner.config.output.max_bytes_per_invocation;
         let stdout = CapturedOutput::new(output_cap);
         let stderr = CapturedOutput::new(output_cap);
+        // What the guest reads through `wasi:config`: redacted from its output and errors,
+        // wiped when the invocation is over.
+        let revealed = Revealed::default();
         let mut store = Store::new(
             &self.inner.engine,
             Sandbox::new(
@@ -98,6 +104,7 @@ impl Runtime {
                 stdout.clone(),
                 stderr.clone(),
                 invocation.outbound,
+                ConfigHost::new(invocation.config, revealed.clone()),
             ),
         );
         store.limiter(|sandbox| &mut sandbox.limiter);
@@ -156,7 +163,9 @@ impl Runtime {
         let task_identity = identity.clone();
         let budget = invocation.output_budget;
         let lease = invocation.lease;
+        let task_revealed = revealed.clone();
         let task = tokio::spawn(async move {
+            let revealed = task_revealed;
             let run = async {
                 let proxy = pre
                     .instantiate_async(&mut store)
@@ -194,6 +203,9 @@ impl Runtime {
                     _ => {}
                 }
             }
+            if let Err((_, detail)) = &mut result {
+                *detail = revealed.redact_text(std::mem::take(detail));
+            }
             // The sandbox is gone before its end is recorded: nothing of it outlives the
             // invocation.
             drop(store);
@@ -205,14 +217,15 @@ impl Runtime {
                 stream,
                 line,
             };
-            let mut lines = stdout.into_lines("stdout", &budget, tag);
-            lines.extend(stderr.into_lines("stderr", &budget, tag));
+            let mut lines = stdout.into_lines("stdout", &budget, &revealed, tag);
+            lines.extend(stderr.into_lines("stderr", &budget, &revealed, tag));
             // The output is queued before the end is recorded: once `invocation.end` is in the
             // stream, so is everything the invocation wrote.
             if !lines.is_empty() {
                 audit.guest_output(lines).await;
             }
             finish(&audit, &task_identity, started, &status, &result).await;
+            drop(revealed);
             result
         });
 
@@ -238,7 +251,10 @@ impl Runtime {
                     .boxed_unsync()
                 }))
             }
-            Ok(Err(code)) => Err(failure(FailureKind::GuestError, format!("{code:?}"))),
+            Ok(Err(code)) => Err(failure(
+                FailureKind::GuestError,
+                revealed.redact_text(format!("{code:?}")),
+            )),
             Err(_) => match task.await {
                 Ok(Err((kind, detail))) => Err(failure(kind, detail)),
                 Ok(Ok(())) => Err(failure(

@@ -9,12 +9,16 @@
 //!   Every WASI 0.2 interface is linked so ordinary components instantiate, and what the guest
 //!   was not granted fails at call time with an error the guest can handle.
 //! - Outbound HTTP is refused (`HttpRequestDenied`) before any connection exists.
+//! - `wasi:config/store` answers only through the platform's [`ConfigSource`] for the
+//!   invocation; every value it hands over is redacted from the invocation's captured output
+//!   and error details, and wiped from host memory when the invocation ends.
 //! - This crate knows nothing of manifests, routes or the store: callers hand it bytes, limits
 //!   and an invocation id; it hands back a response or a typed failure and records the
 //!   invocation's start and end through the audit log.
 
 mod compile_cache;
 mod component;
+mod config_store;
 mod engine;
 mod error;
 mod guest_output;
@@ -25,6 +29,7 @@ mod sandbox;
 
 pub use compile_cache::{CompileCache, load_or_create_key};
 pub use component::{ComponentOrigin, LoadedComponent};
+pub use config_store::{ConfigFuture, ConfigRefusal, ConfigSource, ConfigValue, REDACTED};
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};

@@ -2,6 +2,7 @@
 //! HTTP context, the memory limiter, and the hook that passes outbound requests to the
 //! platform's [`Outbound`] and refuses what it does not take.
 
+use crate::config_store::ConfigHost;
 use crate::guest_output::CapturedOutput;
 use crate::limits::MemoryLimiter;
 use crate::outbound::Outbound;
@@ -26,6 +27,8 @@ pub(crate) struct Sandbox {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     outbound: OutboundHook,
+    /// `wasi:config/store`: reads go to the platform's source for the invocation.
+    pub(crate) config: ConfigHost,
 }
 
 impl Sandbox {
@@ -36,6 +39,7 @@ impl Sandbox {
         stdout: CapturedOutput,
         stderr: CapturedOutput,
         outbound: Option<std::sync::Arc<dyn Outbound>>,
+        config: ConfigHost,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         // No environment, arguments or preopened directories: the builder's defaults, relied
@@ -56,6 +60,7 @@ impl Sandbox {
                 audit,
                 outbound,
             },
+            config,
         }
     }
 }

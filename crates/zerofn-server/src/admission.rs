@@ -25,15 +25,33 @@ pub struct AdmissionPolicies<'a> {
 pub trait Definitions: Send + Sync {
     /// Whether a secret called `name` is defined for `app`.
     fn has_secret(&self, app: &str, name: &str) -> bool;
+    /// Whether [`Definitions::has_secret`] knows; when it does not (no store at hand),
+    /// secret grants are reported as `grant-unchecked` warnings instead.
+    fn knows_secrets(&self) -> bool {
+        true
+    }
 }
 
-/// The platform as it stands: there is no secret store yet (the secrets broker arrives with
-/// the runtime guards), so no secret is defined and every `secrets` grant is refused.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoSecretStore;
+/// The server's store: a secret is defined once `zerofn secrets set` stored it. A store that
+/// cannot answer defines nothing (the grant is refused).
+impl Definitions for zerofn_store::Store {
+    fn has_secret(&self, app: &str, name: &str) -> bool {
+        zerofn_store::Store::has_secret(self, app, name).unwrap_or(false)
+    }
+}
 
-impl Definitions for NoSecretStore {
+/// For `zerofn admit`, which runs without the server's store (only the server opens it):
+/// secret grants cannot be checked, and are reported as `grant-unchecked` warnings; deploy
+/// checks them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offline;
+
+impl Definitions for Offline {
     fn has_secret(&self, _app: &str, _name: &str) -> bool {
+        false
+    }
+
+    fn knows_secrets(&self) -> bool {
         false
     }
 }
@@ -168,6 +186,21 @@ fn undefined_grants(manifest: &Manifest, definitions: &dyn Definitions) -> Vec<F
     let mut findings = Vec::new();
     for function in manifest.functions() {
         for (index, secret) in function.grants.secrets.iter().enumerate() {
+            let field = format!("functions.{}.grants.secrets[{index}]", function.name);
+            if !definitions.knows_secrets() {
+                let finding = Finding::new(
+                    "grant-unchecked",
+                    Level::Warning,
+                    format!(
+                        "function `{}` is granted secret `{secret}`, which only the server can check exists for app `{app}`",
+                        function.name
+                    ),
+                )
+                .field(field)
+                .help("deploy refuses the grant (`grant-undefined`) unless `zerofn secrets set` stored the secret first");
+                findings.push(locate(manifest, finding));
+                continue;
+            }
             if definitions.has_secret(app, secret) {
                 continue;
             }
@@ -179,8 +212,8 @@ fn undefined_grants(manifest: &Manifest, definitions: &dyn Definitions) -> Vec<F
                     function.name
                 ),
             )
-            .field(format!("functions.{}.grants.secrets[{index}]", function.name))
-            .help("a grant must name something that exists: define the secret for this app first, or remove the grant");
+            .field(field)
+            .help("a grant must name something that exists: store it with `zerofn secrets set APP NAME` first, or remove the grant");
             findings.push(locate(manifest, finding));
         }
     }

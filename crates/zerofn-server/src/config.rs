@@ -27,6 +27,17 @@ struct ConfigFile {
     #[serde(default)]
     auth: AuthSection,
     control: Option<ControlSection>,
+    #[serde(default)]
+    secrets: SecretsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSection {
+    /// `"file"` (the default) or `"env"`.
+    master_key: Option<String>,
+    /// The key file, relative to the config file [default: `DATA_DIR/master.key`].
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +233,27 @@ impl ServerConfig {
             }
             config.svid_ttl = ttl;
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.master_key = match (
+            file.secrets.master_key.as_deref(),
+            file.secrets.master_key_file,
+        ) {
+            (None | Some("file"), None) => None,
+            (None | Some("file"), Some(key_file)) => {
+                Some(zerofn_vault::MasterKeySource::File(base.join(key_file)))
+            }
+            (Some("env"), None) => Some(zerofn_vault::MasterKeySource::Environment),
+            (Some("env"), Some(_)) => {
+                return Err(invalid(
+                    "`secrets.master_key = \"env\"` takes the key from ZEROFN_MASTER_KEY; remove `secrets.master_key_file`, or set `master_key = \"file\"`".into(),
+                ));
+            }
+            (Some(other), _) => {
+                return Err(invalid(format!(
+                    "`secrets.master_key` is `{other}`; use \"file\" (a 0600 key file, `secrets.master_key_file`, default DATA_DIR/master.key) or \"env\" (ZEROFN_MASTER_KEY and ZEROFN_MASTER_KEY_PREVIOUS)"
+                )));
+            }
+        };
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }
@@ -322,6 +354,42 @@ mod tests {
                 message.contains("`control.tls_cert` and `control.tls_key` go together"),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn the_master_key_comes_from_a_file_or_the_environment_and_nothing_else() {
+        let default = load("").unwrap();
+        assert_eq!(default.master_key, None);
+        assert!(
+            default
+                .master_key_source()
+                .describe()
+                .ends_with("data/master.key")
+        );
+        let file = load("[secrets]\nmaster_key_file = \"keys/master.key\"\n").unwrap();
+        let Some(zerofn_vault::MasterKeySource::File(path)) = file.master_key else {
+            panic!("{:?}", file.master_key)
+        };
+        assert!(path.ends_with("keys/master.key"));
+        assert_eq!(
+            load("[secrets]\nmaster_key = \"env\"\n")
+                .unwrap()
+                .master_key,
+            Some(zerofn_vault::MasterKeySource::Environment)
+        );
+        for (text, expected) in [
+            ("master_key = \"vault\"", "`secrets.master_key` is `vault`"),
+            (
+                "master_key = \"env\"\nmaster_key_file = \"k\"",
+                "remove `secrets.master_key_file`",
+            ),
+            ("master_kee = \"env\"", "master_kee"),
+        ] {
+            let error = load(&format!("[secrets]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
         }
     }
 

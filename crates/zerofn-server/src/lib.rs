@@ -24,10 +24,12 @@ mod platform;
 pub mod problem;
 pub mod rate_limit;
 mod routes;
+pub mod secrets;
 mod server;
 pub mod signatures;
 mod trigger;
 pub mod trust;
+pub mod vault;
 
 pub use config::ConfigError;
 pub use error::DeployError;

@@ -96,6 +96,8 @@ pub struct Platform {
     ca: Arc<zerofn_identity::CertificateAuthority>,
     /// Whether the function listener serves TLS (so `mtls` functions can be served).
     function_tls: bool,
+    /// The master keys that seal secrets (and anything else kept encrypted at rest).
+    vault: Arc<crate::vault::Vault>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -146,6 +148,8 @@ pub struct PlatformPolicies {
     pub ca: Arc<zerofn_identity::CertificateAuthority>,
     /// Whether the function listener serves TLS.
     pub function_tls: bool,
+    /// The master keys.
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 impl Platform {
@@ -184,7 +188,13 @@ impl Platform {
             control_pdp,
             ca: policies.ca,
             function_tls: policies.function_tls,
+            vault: policies.vault,
         }))
+    }
+
+    /// The master keys (see [`crate::vault`]), shared by everything sealed at rest.
+    pub fn vault(&self) -> &Arc<crate::vault::Vault> {
+        &self.vault
     }
 
     /// The built-in CA (see [`crate::certificates`]).
@@ -361,7 +371,7 @@ impl Platform {
                 trust: &trust,
                 advisories: self.advisory_gate.as_ref(),
                 operator: self.operator_policy.as_ref(),
-                definitions: &crate::admission::NoSecretStore,
+                definitions: &self.store,
             },
         );
         let Some(admitted) = admission.admitted else {
@@ -910,6 +920,12 @@ impl Platform {
             output_budget: function.output_budget.clone(),
             // The token is revoked when the lease goes, that is when the sandbox is gone.
             lease: Some(Box::new((lease, token_lease))),
+            config: Some(Arc::new(crate::secrets::InvocationSecrets {
+                platform: self.me.clone(),
+                function: function.clone(),
+                invocation_id: invocation_id.as_str().into(),
+                chain: chain.clone(),
+            })),
             outbound: Some(Arc::new(crate::calls::CallerOutbound {
                 platform: self.me.clone(),
                 caller: function.clone(),
@@ -1207,37 +1223,15 @@ impl Platform {
             ))
             .await;
         }
-        let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
-            principal: zerofn_policy::FunctionRef::new(&*caller.app, &*caller.name),
-            capability: zerofn_policy::Capability::Invoke {
-                callee: call.callee.clone(),
-            },
-            context: zerofn_policy::RequestContext {
-                invocation_id: call.caller_invocation.to_string(),
-                caller_chain: call.chain.to_vec(),
-                time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
-                risk: 0,
-            },
-        });
-        self.audit
-            .record(
-                AuditEvent::new(
-                    EventKind::AuthzDecision,
-                    if decision.allowed {
-                        Outcome::Success
-                    } else {
-                        Outcome::Denied
-                    },
-                )
-                .reason(decision.explanation())
-                .invocation(call.caller_invocation.clone())
-                .function(caller.app.clone(), caller.name.clone())
-                .version(caller.version_id.clone())
-                .detail("action", "invoke")
-                .detail("resource", self.spiffe_id(&call.callee_app, &call.callee))
-                .detail("policies", decision.policies.clone()),
+        let decision = self
+            .authorize(
+                caller,
+                &call.caller_invocation,
+                &call.chain,
+                zerofn_policy::Capability::Invoke {
+                    callee: call.callee.clone(),
+                },
+                self.spiffe_id(&call.callee_app, &call.callee),
             )
             .await;
         if !decision.allowed {
@@ -1376,6 +1370,52 @@ impl Platform {
                 .await;
         }
         Err(problem.into_response(invocation_id))
+    }
+
+    /// Asks the PDP whether `function`, running as `invocation_id` for the callers `chain`,
+    /// may use `capability`, and records the decision (`authz.decision`, naming `resource`)
+    /// either way. Every enforcement point of a guest capability decides through this.
+    pub(crate) async fn authorize(
+        &self,
+        function: &ActiveFunction,
+        invocation_id: &Arc<str>,
+        chain: &[String],
+        capability: zerofn_policy::Capability,
+        resource: String,
+    ) -> zerofn_policy::Decision {
+        let action = capability.action();
+        let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
+            principal: zerofn_policy::FunctionRef::new(&*function.app, &*function.name),
+            capability,
+            context: zerofn_policy::RequestContext {
+                invocation_id: invocation_id.to_string(),
+                caller_chain: chain.to_vec(),
+                time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+                risk: 0,
+            },
+        });
+        self.audit
+            .record(
+                AuditEvent::new(
+                    EventKind::AuthzDecision,
+                    if decision.allowed {
+                        Outcome::Success
+                    } else {
+                        Outcome::Denied
+                    },
+                )
+                .reason(decision.explanation())
+                .invocation(invocation_id.clone())
+                .function(function.app.clone(), function.name.clone())
+                .version(function.version_id.clone())
+                .detail("action", action)
+                .detail("resource", resource)
+                .detail("policies", decision.policies.clone()),
+            )
+            .await;
+        decision
     }
 
     /// Takes a global and a per-function permit, or says which cap is full.

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub svid_ttl: Duration,
     /// This node's name in its SPIFFE ID, `spiffe://<trust domain>/node/<name>`.
     pub node_name: String,
+    /// Where the master keys that seal secrets come from [default: the key file
+    /// `DATA_DIR/master.key`, created on first start].
+    pub master_key: Option<zerofn_vault::MasterKeySource>,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -123,7 +126,15 @@ impl ServerConfig {
             function_tls: FunctionTls::Off,
             svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
             node_name: DEFAULT_NODE_NAME.to_string(),
+            master_key: None,
         }
+    }
+
+    /// Where the master keys come from.
+    pub fn master_key_source(&self) -> zerofn_vault::MasterKeySource {
+        self.master_key.clone().unwrap_or_else(|| {
+            zerofn_vault::MasterKeySource::File(self.data_dir.join(crate::vault::MASTER_KEY_FILE))
+        })
     }
 
     /// The trust policy file in force.
@@ -208,6 +219,13 @@ pub enum ServerError {
     Jwks(String),
     #[error("cannot set up TLS for the remote control listener: {0}")]
     ControlTls(#[from] control::TlsError),
+    #[error("cannot load the master key ({source_description}): {error}")]
+    MasterKey {
+        source_description: String,
+        error: zerofn_vault::VaultError,
+    },
+    #[error("cannot finish the interrupted master-key rotation: {0}")]
+    Rotation(#[from] crate::vault::RotationError),
 }
 
 /// The node's secret (32 bytes, mode 0600) that authenticates the compiled-code cache.
@@ -262,6 +280,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     zerofn_store::create_private_dir(&config.data_dir)?;
     let data_dir_lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir)?;
+    let key_source = config.master_key_source();
+    let vault =
+        crate::vault::Vault::open(key_source.clone()).map_err(|error| ServerError::MasterKey {
+            source_description: key_source.describe(),
+            error,
+        })?;
+    // A rotation a crash interrupted is finished before anything is served, so every row is
+    // under the current key when the old one is retired.
+    let finished_rotation = vault.finish_rotation(&store)?;
     let trust = crate::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)?;
     let advisory_gate = config.advisory_gate()?;
     let operator_policy = config.operator_policy()?;
@@ -322,8 +349,20 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             operators,
             ca,
             function_tls: matches!(config.function_tls, FunctionTls::Builtin),
+            vault: Arc::new(vault),
         },
     )?;
+    if let Some(rotation) = finished_rotation {
+        if rotation.previous_still_configured {
+            tracing::warn!(
+                retired = ?rotation.retired_key_ids,
+                "every sealed row is now under the current master key: remove the previous keys from ZEROFN_MASTER_KEY_PREVIOUS"
+            );
+        }
+        platform
+            .record_rotation("master-key-rotation-finished", &Ok(rotation))
+            .await;
+    }
     let tls = server_svid
         .as_ref()
         .map(|svid| crate::certificates::acceptor(svid))

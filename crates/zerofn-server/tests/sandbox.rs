@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestServer, hostile_manifest, request};
+use common::{TestServer, hostile_manifest, invocation_id, request};
 use std::time::{Duration, Instant};
 use zerofn_store::AuditQuery;
 use zerofn_test_artifacts::HOSTILE;
@@ -19,13 +19,6 @@ async fn hostile_server() -> TestServer {
         .deploy(&hostile_manifest("evil", LIMITS), &[("hostile", HOSTILE)])
         .await;
     server
-}
-
-fn invocation_id(reply: &common::Reply) -> String {
-    reply.headers["x-zerofn-invocation-id"]
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 /// The end event of `invocation`, waiting for it: it is recorded when the sandbox is gone,

@@ -35,6 +35,14 @@ pub enum StoreError {
         "stored component {digest} does not match its digest (store corrupted or tampered with)"
     )]
     Integrity { digest: String },
+    /// A secret of that name already exists (set creates; rotate replaces).
+    #[error(
+        "app `{app}` already has a secret `{name}`: use `zerofn secrets rotate {app} {name}` to replace its value"
+    )]
+    SecretExists { app: String, name: String },
+    /// The app has no secret of that name.
+    #[error("app `{app}` has no secret `{name}` (see `zerofn secrets list {app}`)")]
+    UnknownSecret { app: String, name: String },
     /// A record could not be encoded or decoded.
     #[error("malformed record in the store: {0}")]
     Malformed(String),

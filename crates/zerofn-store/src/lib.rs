@@ -14,6 +14,8 @@ mod error;
 mod operators;
 mod queue;
 mod schema;
+mod sealed;
+mod secrets;
 mod versions;
 
 pub use api_keys::ApiKeyRecord;
@@ -21,6 +23,8 @@ pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
 pub use operators::{OperatorRecord, SessionRecord};
 pub use queue::QueueMessage;
+pub use sealed::{Rewrap, Rewrapped, SEALED_TABLES, SealedTable, UnopenedRow};
+pub use secrets::{SecretRecord, SecretWrite, secret_context};
 pub use versions::{Activation, AppSummary, Attestation, ComponentRef, NewVersion, VersionRecord};
 
 use rusqlite::Connection;

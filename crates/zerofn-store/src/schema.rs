@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -147,6 +147,23 @@ CREATE INDEX queue_messages_due ON queue_messages(dead_ms, available_ms, id);
 CREATE INDEX queue_messages_by_queue ON queue_messages(app, queue, id);
 ";
 
+/// Version 7: secrets, per app and name, sealed by `zerofn-vault` (envelope encryption): the
+/// id of the master key that wrapped the data key, the wrapped data key and the ciphertext.
+/// No plaintext column exists. A rotation replaces the row with a new version.
+const SCHEMA_V7: &str = "
+CREATE TABLE secrets (
+    app           TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    master_key_id TEXT NOT NULL,
+    wrapped_key   BLOB NOT NULL,
+    ciphertext    BLOB NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    rotated_ms    INTEGER NOT NULL,
+    PRIMARY KEY (app, name)
+) STRICT;
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -170,6 +187,7 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
         (4, SCHEMA_V4),
         (5, SCHEMA_V5),
         (6, SCHEMA_V6),
+        (7, SCHEMA_V7),
     ] {
         if found < version {
             connection.execute_batch(&format!(

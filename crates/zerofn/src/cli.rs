@@ -179,6 +179,10 @@ pub enum Command {
     /// API keys for functions with `auth.api-key`: create (shown once), list, revoke.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Secrets of an app, which functions read through `wasi:config/store` when their grants
+    /// name them: set, list, rotate, delete; and the master key that seals them.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// The policy decision point, offline: explain a decision, or test a file of cases.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -337,6 +341,47 @@ pub enum ApiKeyCommand {
     List { app: String },
     /// Revoke a key: the next request with it is refused.
     Revoke { id: String },
+}
+
+/// `zerofn secrets ...`. A value is never taken from the command line (where `ps` and shell
+/// history would show it): it is read from stdin, asked for on the terminal, or read from a
+/// file.
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretsCommand {
+    /// Store a new secret for an app. The value comes from stdin (one trailing newline is
+    /// removed), or is asked for when stdin is a terminal, or comes from `--from-file`
+    /// (exactly its bytes).
+    Set {
+        app: String,
+        name: String,
+        #[command(flatten)]
+        value: SecretValueArgs,
+    },
+    /// List an app's secrets: names, versions and times, never values.
+    List { app: String },
+    /// Give a secret a new value (a new version). Invocations already running keep what they
+    /// read; the next read gets the new value.
+    Rotate {
+        app: String,
+        name: String,
+        #[command(flatten)]
+        value: SecretValueArgs,
+    },
+    /// Delete a secret; functions granted it read nothing from then on.
+    Delete { app: String, name: String },
+    /// Replace the master key and re-wrap every secret under the new one, while serving
+    /// (key file only; see docs/configuration.md for keys in the environment).
+    RotateMaster,
+    /// Print a new master key (`zmk1.`...) for `ZEROFN_MASTER_KEY`. Talks to no server.
+    GenerateMasterKey,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, clap::Args)]
+pub struct SecretValueArgs {
+    /// Read the value from this file (exactly its bytes) instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
 }
 
 /// `zerofn ca ...`

@@ -1016,3 +1016,100 @@ fn an_operator_enrolls_locally_logs_in_remotely_and_is_held_to_their_role() {
         "{after:?}"
     );
 }
+
+/// `zerofn ARGS` with `input` on stdin.
+fn zerofn_with_stdin(data_dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(ZEROFN)
+        .args(args)
+        .env("ZEROFN_DATA_DIR", data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn secrets_come_from_stdin_or_a_file_never_from_the_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let (_server, _addr) = up(&app, &data);
+    let value = "cli-secret-4d2e";
+
+    let set = zerofn_with_stdin(
+        &data,
+        &["secrets", "set", "hello", "api_key", "--json"],
+        format!("{value}\n").as_bytes(),
+    );
+    assert!(set.status.success(), "{set:?}");
+    let record: serde_json::Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!(record["version"], 1);
+
+    // There is no way to give the value as an argument: clap refuses it (usage, exit 2).
+    for args in [
+        &["secrets", "set", "hello", "other", value][..],
+        &["secrets", "set", "hello", "other", "--value", value][..],
+        &["secrets", "rotate", "hello", "api_key", value][..],
+    ] {
+        let refused = zerofn_with_stdin(&data, args, b"x");
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {refused:?}");
+    }
+    // An empty value is refused before anything is sent.
+    let empty = zerofn_with_stdin(&data, &["secrets", "set", "hello", "other"], b"\n");
+    assert_eq!(empty.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("the value is empty"));
+    // Set twice: refused, pointing at rotate.
+    let again = zerofn_with_stdin(&data, &["secrets", "set", "hello", "api_key"], b"v");
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("zerofn secrets rotate"));
+
+    let file = root.path().join("new-value");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let rotated = zerofn(
+        &data,
+        &[
+            "secrets",
+            "rotate",
+            "hello",
+            "api_key",
+            "--from-file",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(rotated.status.success(), "{rotated:?}");
+    let record: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    assert_eq!(record["version"], 2);
+
+    let list = zerofn(&data, &["secrets", "list", "hello", "--json"]);
+    assert!(list.status.success(), "{list:?}");
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    let records: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(records[0]["name"], "api_key");
+    assert_eq!(records[0]["version"], 2);
+    assert!(!listed.contains(value) && !listed.contains("from-a-file"));
+
+    let rotation = zerofn(&data, &["secrets", "rotate-master", "--json"]);
+    assert!(rotation.status.success(), "{rotation:?}");
+    let rotation: serde_json::Value = serde_json::from_slice(&rotation.stdout).unwrap();
+    assert_eq!(rotation["rewrapped"], 1);
+
+    let deleted = zerofn(&data, &["secrets", "delete", "hello", "api_key"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    let gone = zerofn(&data, &["secrets", "delete", "hello", "api_key"]);
+    assert_eq!(gone.status.code(), Some(3));
+
+    let key = zerofn(&data, &["secrets", "generate-master-key"]);
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap();
+    assert!(key.starts_with("zmk1.") && key.trim().len() == 48, "{key}");
+    let data_files: Vec<u8> = std::fs::read(data.join("zerofn.db")).unwrap();
+    assert!(
+        !data_files
+            .windows(value.len())
+            .any(|w| w == value.as_bytes())
+    );
+}

@@ -153,3 +153,40 @@ pub struct IssuedClientCertificate {
     /// The CA bundle that verifies it.
     pub bundle_pem: String,
 }
+
+/// `POST /v1/secrets/set` (a new secret) and `POST /v1/secrets/rotate` (a new version of
+/// one): the value travels base64-encoded in the body, never in a path, query or argument.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SecretValueRequest {
+    pub app: String,
+    pub name: String,
+    pub value_base64: String,
+}
+
+impl std::fmt::Debug for SecretValueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValueRequest")
+            .field("app", &self.app)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SecretValueRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value_base64);
+    }
+}
+
+/// `POST /v1/secrets/delete`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretNameRequest {
+    pub app: String,
+    pub name: String,
+}
+
+/// `GET /v1/secrets?app=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretsQuery {
+    pub app: String,
+}

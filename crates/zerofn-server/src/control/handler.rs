@@ -108,6 +108,31 @@ pub(crate) async fn handle(
         (Method::POST, ["v1", "operators", name, "remove"]) => {
             remove_operator(platform, name).await
         }
+        (Method::GET, ["v1", "secrets"]) => match parse_query::<super::api::SecretsQuery>(&query) {
+            Ok(query) => match platform.list_secrets(&query.app).await {
+                Ok(records) => json(&records),
+                Err(error) => Err(Problem::from(error)),
+            },
+            Err(problem) => Err(problem),
+        },
+        (Method::POST, ["v1", "secrets", action @ ("set" | "rotate")]) => {
+            write_secret(platform, action, &body).await
+        }
+        (Method::POST, ["v1", "secrets", "delete"]) => {
+            match parse_body::<super::api::SecretNameRequest>(&body) {
+                Ok(request) => platform
+                    .delete_secret(&request.app, &request.name)
+                    .await
+                    .map_err(|e| Problem::from(e).already_recorded())
+                    .and_then(|deleted| json(&deleted)),
+                Err(problem) => Err(problem),
+            }
+        }
+        (Method::POST, ["v1", "secrets", "rotate-master"]) => platform
+            .rotate_master_key()
+            .await
+            .map_err(|e| Problem::from(e).already_recorded())
+            .and_then(|rotation| json(&rotation)),
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
         _ => Err(Problem::new(
@@ -237,6 +262,25 @@ async fn create_api_key(platform: &Platform, body: &[u8]) -> Result<Response, Pr
         .await
         .map_err(Problem::from)?;
     json(&super::api::CreatedApiKey { key, record })
+}
+
+async fn write_secret(platform: &Platform, action: &str, body: &[u8]) -> Result<Response, Problem> {
+    let request: super::api::SecretValueRequest = parse_body(body)?;
+    let value = zeroize::Zeroizing::new(
+        BASE64
+            .decode(request.value_base64.as_bytes())
+            .map_err(|_| bad_request("`value_base64` is not valid base64".into()))?,
+    );
+    let write = if action == "rotate" {
+        zerofn_store::SecretWrite::Rotate
+    } else {
+        zerofn_store::SecretWrite::Create
+    };
+    let record = platform
+        .write_secret(&request.app, &request.name, write, value)
+        .await
+        .map_err(|e| Problem::from(e).already_recorded())?;
+    json(&record)
 }
 
 async fn enroll_operator(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {

@@ -14,6 +14,7 @@ pub use api::{
     ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
     EnrollOperatorRequest, InvokeRequest, InvokeResponse, IssueCertificateRequest,
     IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, RollbackRequest,
+    SecretNameRequest, SecretValueRequest, SecretsQuery,
 };
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;

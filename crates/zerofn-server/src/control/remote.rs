@@ -42,6 +42,7 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "logs"])
         | (&Method::GET, ["v1", "audit"])
         | (&Method::GET, ["v1", "api-keys"])
+        | (&Method::GET, ["v1", "secrets"])
         | (&Method::GET, ["v1", "ca", "bundle"]) => "control.read",
         (&Method::POST, ["v1", "ca", "issue"]) => "control.ca.issue",
         (&Method::POST, ["v1", "deploy"]) => "control.deploy",
@@ -51,6 +52,14 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         (&Method::POST, ["v1", "api-keys"]) | (&Method::POST, ["v1", "api-keys", _, "revoke"]) => {
             "control.api-key.manage"
         }
+        (
+            &Method::POST,
+            [
+                "v1",
+                "secrets",
+                "set" | "rotate" | "delete" | "rotate-master",
+            ],
+        ) => "control.secrets.manage",
         _ => return None,
     })
 }

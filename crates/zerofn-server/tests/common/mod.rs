@@ -264,6 +264,14 @@ public = true
     )
 }
 
+/// The invocation id the platform put on a response.
+pub fn invocation_id(reply: &Reply) -> String {
+    reply.headers["x-zerofn-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 #[derive(Debug)]
 pub struct Reply {
     /// 0 when the connection broke before a response head arrived.

@@ -443,7 +443,7 @@ pub fn admit(
             trust: &trust,
             advisories: gate.as_ref(),
             operator: operator.as_ref(),
-            definitions: &zerofn_server::admission::NoSecretStore,
+            definitions: &zerofn_server::admission::Offline,
         },
     );
     let findings = &admission.findings;

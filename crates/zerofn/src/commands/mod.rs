@@ -6,6 +6,7 @@ mod control;
 mod init;
 mod operator;
 mod policy;
+mod secrets;
 mod serve;
 mod signing;
 
@@ -84,6 +85,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
         Command::Policy(command) => policy::run(command, data_dir()?, json),
+        Command::Secrets(crate::cli::SecretsCommand::GenerateMasterKey) => {
+            secrets::generate_master_key(json)
+        }
+        Command::Secrets(command) => secrets::run(command, &target()?, json).await,
         Command::Ca(command) => ca::run(command, &target()?, json).await,
         Command::ApiKey(command) => control::api_key(command, &target()?, json).await,
         Command::Deps {

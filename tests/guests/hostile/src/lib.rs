@@ -10,7 +10,9 @@
 //! `/marker`, which has to read memory the Rust abstract machine considers uninitialised;
 //! each block says why it is sound enough for that purpose.
 //!
-//! Query strings are parsed by hand so the component has no dependency but `wasip2`.
+//! Query strings are parsed by hand so the component depends only on `wasip2` and, for
+//! `wasi:config` (which `wasip2` does not cover), `wit-bindgen` over the WIT vendored in
+//! `wit/config`.
 
 #[cfg(not(target_arch = "wasm32"))]
 compile_error!("`hostile` is a Wasm component: build it with `--target wasm32-wasip2`");
@@ -31,6 +33,16 @@ use wasip2::http::types::{
 use wasip2::io::streams::OutputStream;
 
 wasip2::http::proxy::export!(Hostile);
+
+/// `wasi:config/store`, the interface through which functions read their granted secrets.
+mod config {
+    wit_bindgen::generate!({
+        path: "wit/config",
+        world: "wasi:config/imports",
+    });
+}
+
+use config::wasi::config::store as config_store;
 
 struct Hostile;
 
@@ -132,6 +144,38 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 _ => respond_text(out, 400, "expected ?me=A&peer=B&app=X"),
             },
+            "/secret" => match query_text(query, "name") {
+                Some(name) => respond_json(out, &read_secret(name)),
+                None => respond_text(out, 400, "expected ?name=N"),
+            },
+            "/secret-all" => respond_json(out, &read_all_secrets()),
+            "/secret-print" => match query_text(query, "name") {
+                Some(name) => {
+                    // What a careless function does: log the value it read.
+                    if let Ok(Some(value)) = config_store::get(name) {
+                        println!("the secret is {value}!");
+                        eprintln!("secret={value}");
+                    }
+                    respond_text(out, 200, "printed");
+                }
+                None => respond_text(out, 400, "expected ?name=N"),
+            },
+            "/secret-error" => match query_text(query, "name") {
+                // Puts the value it read into the error it sets instead of a response.
+                Some(name) => {
+                    let value = match config_store::get(name) {
+                        Ok(Some(value)) => value,
+                        _ => String::new(),
+                    };
+                    ResponseOutparam::set(
+                        out,
+                        Err(wasip2::http::types::ErrorCode::InternalError(Some(
+                            format!("failed with {value}"),
+                        ))),
+                    );
+                }
+                None => respond_text(out, 400, "expected ?name=N"),
+            },
             _ => respond_text(out, 404, "no such route"),
         }
     }
@@ -143,6 +187,49 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
 
 /// `/count`: a counter that survives between requests only if the platform reuses an
 /// instance. A fresh sandbox per invocation always answers 1.
+/// `{"value": "..."}`, `{"value": null}` (no such value) or `{"error": "..."}`.
+fn read_secret(name: &str) -> String {
+    let mut json = String::from("{");
+    match config_store::get(name) {
+        Ok(Some(value)) => {
+            json.push_str("\"value\":");
+            push_json_string(&mut json, &value);
+        }
+        Ok(None) => json.push_str("\"value\":null"),
+        Err(error) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &config_error(error));
+        }
+    }
+    json.push('}');
+    json
+}
+
+/// `{"names": [...]}` with every key `get-all` returned, or `{"error": "..."}`.
+fn read_all_secrets() -> String {
+    let mut json = String::from("{");
+    match config_store::get_all() {
+        Ok(pairs) => {
+            json.push_str("\"names\":");
+            let names: Vec<String> = pairs.into_iter().map(|(name, _)| name).collect();
+            push_json_array(&mut json, &names);
+        }
+        Err(error) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &config_error(error));
+        }
+    }
+    json.push('}');
+    json
+}
+
+fn config_error(error: config_store::Error) -> String {
+    match error {
+        config_store::Error::Upstream(message) => format!("upstream: {message}"),
+        config_store::Error::Io(message) => format!("io: {message}"),
+    }
+}
+
 fn count() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.fetch_add(1, Ordering::Relaxed) + 1
