@@ -1,9 +1,10 @@
 //! Deploy-time checks: what must hold before a manifest's functions may serve traffic.
 //!
 //! Parsing accepts features that later releases will enforce. Until then this module decides
-//! what happens to them, failing closed: a route that asks for authentication or input
-//! validation is refused (serving it without would silently drop a protection), while grants
-//! are accepted with a warning because nothing is provided at run time yet (deny by default).
+//! what happens to them, failing closed: a route that asks for input validation is refused
+//! (serving it without would silently drop a protection), while grants this release does not
+//! provide are accepted with a warning because nothing is provided at run time (deny by
+//! default).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -50,9 +51,11 @@ impl Manifest {
     /// - `input` is refused (`unenforceable-input`): this release cannot enforce it, and
     ///   serving the route without the protection it asks for would be worse than not serving
     ///   it;
-    /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
+    /// - a non-empty `secrets` or `kv` grant is accepted with a warning
     ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
-    ///   time (`invoke` grants are provided: function-to-function calls);
+    ///   time (`invoke` and `egress` grants are provided);
+    /// - an `egress` grant to `*.domain` (`wildcard-egress`) or with `allow_private`
+    ///   (`private-egress`) is flagged with a warning;
     ///
     /// Returns every function's resolved settings and the warnings, or all errors and
     /// warnings together.
@@ -183,26 +186,39 @@ impl Manifest {
                 ),
             );
         }
-        // Admission rule: every egress destination is named exactly. A `*.` grant reaches any
-        // host an attacker can register under the domain.
+        // Admission rules: egress grants that reach further than one named public host are
+        // flagged so that reviews see them. A `*.` grant reaches any host an attacker can
+        // register under the domain; `allow_private` reaches the platform's own network. They
+        // are warnings, enforced as granted; an operator who forbids them says so in a Rego
+        // policy or a Cedar guardrail.
         for (index, rule) in function.grants.egress.iter().enumerate() {
-            if !rule.any_subdomain {
-                continue;
-            }
             let field = format!("functions.{name}.grants.egress[{index}]");
-            let d = Diagnostic::error(
-                "wildcard-egress",
-                &self.path,
-                format!(
-                    "function `{name}` may reach any subdomain through `{}`",
-                    rule.as_written
-                ),
-            );
-            findings.push(
-                self.at_field(d, &field, "wildcard destination").help(
+            if rule.any_subdomain {
+                let d = Diagnostic::warning(
+                    "wildcard-egress",
+                    &self.path,
+                    format!(
+                        "function `{name}` may reach any subdomain through `{}`",
+                        rule.as_written
+                    ),
+                );
+                findings.push(self.at_field(d, &field, "wildcard destination").help(
                     "name each host the function calls, e.g. `https://assets.cdn.example.com`",
-                ),
-            );
+                ));
+            }
+            if rule.allow_private {
+                let d = Diagnostic::warning(
+                    "private-egress",
+                    &self.path,
+                    format!(
+                        "function `{name}` may reach loopback, private and link-local addresses through `{}`",
+                        rule.as_written
+                    ),
+                );
+                findings.push(self.at_field(d, &field, "private addresses allowed").help(
+                    "remove `allow_private` unless the destination really is on a private network",
+                ));
+            }
         }
         // Admission rule: what a write route accepts is declared. Input validation arrives with
         // the guards issue; until then this is a warning, not a refusal.
@@ -229,7 +245,6 @@ impl Manifest {
             );
         }
         let grants = [
-            ("egress", &function.spans.egress),
             ("secrets", &function.spans.secrets),
             ("kv", &function.spans.kv),
         ];

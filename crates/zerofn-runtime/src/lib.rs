@@ -8,7 +8,8 @@
 //! - A guest gets no environment variables, arguments, directories, sockets or name lookup.
 //!   Every WASI 0.2 interface is linked so ordinary components instantiate, and what the guest
 //!   was not granted fails at call time with an error the guest can handle.
-//! - Outbound HTTP is refused (`HttpRequestDenied`) before any connection exists.
+//! - Outbound HTTP goes to the platform's [`Outbound`], which decides it; what it does not take
+//!   is refused (`HttpRequestDenied`) before any connection exists.
 //! - This crate knows nothing of manifests, routes or the store: callers hand it bytes, limits
 //!   and an invocation id; it hands back a response or a typed failure and records the
 //!   invocation's start and end through the audit log.
@@ -30,7 +31,7 @@ pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use limits::InvocationLimits;
-pub use outbound::{Outbound, OutboundBody, OutboundFuture, Routed};
+pub use outbound::{Outbound, OutboundBody, OutboundFuture, RequestOptions, Routed};
 
 /// The error type of request and response body streams.
 pub use wasmtime_wasi_http::Error as BodyError;

@@ -38,8 +38,8 @@ pub fn internal_target(host: &str) -> Option<(String, String)> {
         .then(|| (function.to_string(), app.to_string()))
 }
 
-/// One invocation's outbound side: takes its internal calls, leaves everything else to be
-/// refused (egress arrives with the runtime guards).
+/// One invocation's outbound side: internal calls go to [`Platform::call`], everything else
+/// to the egress enforcement point ([`crate::egress`]).
 pub(crate) struct CallerOutbound {
     pub(crate) platform: Weak<Platform>,
     pub(crate) caller: Arc<ActiveFunction>,
@@ -67,12 +67,24 @@ pub(crate) struct Call {
 }
 
 impl Outbound for CallerOutbound {
-    fn route(&self, request: http::Request<zerofn_runtime::OutboundBody>) -> Routed {
-        let Some((callee, callee_app)) = request.uri().host().and_then(internal_target) else {
-            return Routed::Declined(Box::new(request));
-        };
+    fn route(
+        &self,
+        request: http::Request<zerofn_runtime::OutboundBody>,
+        options: Option<zerofn_runtime::RequestOptions>,
+    ) -> Routed {
         let Some(platform) = self.platform.upgrade() else {
             return Routed::Declined(Box::new(request));
+        };
+        let Some((callee, callee_app)) = request.uri().host().and_then(internal_target) else {
+            let call = crate::egress::EgressCall {
+                caller: self.caller.clone(),
+                invocation_id: self.invocation_id.clone(),
+                chain: self.chain.clone(),
+                deadline: self.deadline,
+            };
+            return Routed::Answered(Box::pin(async move {
+                crate::egress::send(&platform, call, request, options).await
+            }));
         };
         let call = Call {
             caller: self.caller.clone(),

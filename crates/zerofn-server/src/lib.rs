@@ -15,6 +15,7 @@ pub mod calls;
 pub mod certificates;
 mod config;
 pub mod control;
+pub mod egress;
 mod error;
 pub mod metrics;
 pub mod operators;
@@ -23,6 +24,7 @@ pub mod problem;
 mod routes;
 mod server;
 pub mod signatures;
+mod tls_roots;
 mod trigger;
 pub mod trust;
 

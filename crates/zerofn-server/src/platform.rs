@@ -94,6 +94,8 @@ pub struct Platform {
     ca: Arc<zerofn_identity::CertificateAuthority>,
     /// Whether the function listener serves TLS (so `mtls` functions can be served).
     function_tls: bool,
+    /// Reaches the destinations functions are granted.
+    egress: crate::egress::Egress,
 }
 
 impl std::fmt::Debug for Platform {
@@ -144,6 +146,8 @@ pub struct PlatformPolicies {
     pub ca: Arc<zerofn_identity::CertificateAuthority>,
     /// Whether the function listener serves TLS.
     pub function_tls: bool,
+    /// Reaches the destinations functions are granted (TLS roots included).
+    pub egress: crate::egress::Egress,
 }
 
 impl Platform {
@@ -182,12 +186,18 @@ impl Platform {
             control_pdp,
             ca: policies.ca,
             function_tls: policies.function_tls,
+            egress: policies.egress,
         }))
     }
 
     /// The built-in CA (see [`crate::certificates`]).
     pub fn ca(&self) -> &Arc<zerofn_identity::CertificateAuthority> {
         &self.ca
+    }
+
+    /// Egress: the connector that reaches granted destinations.
+    pub(crate) fn egress(&self) -> &crate::egress::Egress {
+        &self.egress
     }
 
     /// The issuer of the per-invocation JWT-SVIDs (its JWKS is on the control plane).
@@ -1168,37 +1178,16 @@ impl Platform {
             ))
             .await;
         }
-        let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
-            principal: zerofn_policy::FunctionRef::new(&*caller.app, &*caller.name),
-            capability: zerofn_policy::Capability::Invoke {
-                callee: call.callee.clone(),
-            },
-            context: zerofn_policy::RequestContext {
-                invocation_id: call.caller_invocation.to_string(),
-                caller_chain: call.chain.to_vec(),
-                time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
-                risk: 0,
-            },
-        });
-        self.audit
-            .record(
-                AuditEvent::new(
-                    EventKind::AuthzDecision,
-                    if decision.allowed {
-                        Outcome::Success
-                    } else {
-                        Outcome::Denied
-                    },
-                )
-                .reason(decision.explanation())
-                .invocation(call.caller_invocation.clone())
-                .function(caller.app.clone(), caller.name.clone())
-                .version(caller.version_id.clone())
-                .detail("action", "invoke")
-                .detail("resource", self.spiffe_id(&call.callee_app, &call.callee))
-                .detail("policies", decision.policies.clone()),
+        let decision = self
+            .decide(
+                caller,
+                &call.caller_invocation,
+                &call.chain,
+                zerofn_policy::Capability::Invoke {
+                    callee: call.callee.clone(),
+                },
+                self.spiffe_id(&call.callee_app, &call.callee),
+                |event| event,
             )
             .await;
         if !decision.allowed {
@@ -1271,6 +1260,50 @@ impl Platform {
             Some(call.deadline),
         ))
         .await
+    }
+
+    /// Asks the PDP whether `caller`, running invocation `invocation_id` for the functions of
+    /// `chain`, may use `capability`, and records the decision as an `authz.decision` event
+    /// naming `resource` (with whatever `detail` adds). Every enforcement point decides here.
+    pub(crate) async fn decide(
+        &self,
+        caller: &ActiveFunction,
+        invocation_id: &Arc<str>,
+        chain: &[String],
+        capability: zerofn_policy::Capability,
+        resource: String,
+        detail: impl FnOnce(AuditEvent) -> AuditEvent,
+    ) -> zerofn_policy::Decision {
+        let action = capability.action();
+        let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
+            principal: zerofn_policy::FunctionRef::new(&*caller.app, &*caller.name),
+            capability,
+            context: zerofn_policy::RequestContext {
+                invocation_id: invocation_id.to_string(),
+                caller_chain: chain.to_vec(),
+                time: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+                risk: 0,
+            },
+        });
+        let event = AuditEvent::new(
+            EventKind::AuthzDecision,
+            if decision.allowed {
+                Outcome::Success
+            } else {
+                Outcome::Denied
+            },
+        )
+        .reason(decision.explanation())
+        .invocation(invocation_id.clone())
+        .function(caller.app.clone(), caller.name.clone())
+        .version(caller.version_id.clone())
+        .detail("action", action)
+        .detail("resource", resource)
+        .detail("policies", decision.policies.clone());
+        self.audit.record(detail(event)).await;
+        decision
     }
 
     /// Takes a global and a per-function permit, or says which cap is full.

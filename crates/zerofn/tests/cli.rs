@@ -644,7 +644,7 @@ fn admit_reports_every_finding_with_its_location_in_json_and_sarif() {
     // warning as well.
     let widened = MANIFEST.replace(
         "[functions.hello.auth]",
-        "[functions.hello.grants]\negress = [\"https://evil.example.com\"]\n\n[functions.hello.auth]",
+        "[functions.hello.grants]\negress = [\"https://*.evil.example.com\"]\n\n[functions.hello.auth]",
     );
     std::fs::write(app.join("zerofn.toml"), widened).unwrap();
     let refused = zerofn(
@@ -662,7 +662,7 @@ fn admit_reports_every_finding_with_its_location_in_json_and_sarif() {
     assert!(
         results
             .iter()
-            .any(|r| r["ruleId"] == "grant-not-available" && r["level"] == "warning")
+            .any(|r| r["ruleId"] == "wildcard-egress" && r["level"] == "warning")
     );
     let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
         .as_array()

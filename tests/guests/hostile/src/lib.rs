@@ -82,12 +82,30 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 None => respond_text(out, 400, "expected ?bytes=N"),
             },
-            "/outbound" => {
-                let mut json = String::from("{\"result\":");
-                push_json_string(&mut json, &outbound());
-                json.push('}');
-                respond_json(out, &json);
-            }
+            "/outbound" => match query_text(query, "url") {
+                None => {
+                    let mut json = String::from("{\"result\":");
+                    push_json_string(&mut json, &outbound());
+                    json.push('}');
+                    respond_json(out, &json);
+                }
+                Some(url) => {
+                    let method = query_text(query, "method").map(percent_decode);
+                    let body = query_text(query, "body")
+                        .map(percent_decode)
+                        .filter(|body| !body.is_empty());
+                    let first_byte_ms = query_number(query, "first_byte_ms");
+                    respond_json(
+                        out,
+                        &fetch(
+                            &percent_decode(url),
+                            method.as_deref().unwrap_or("GET"),
+                            body.as_deref(),
+                            first_byte_ms,
+                        ),
+                    );
+                }
+            },
             "/headers" => respond_json(out, &headers(&request)),
             "/call" => match (query_text(query, "host"), query_text(query, "path")) {
                 (Some(host), Some(path)) => {
@@ -400,9 +418,142 @@ fn outbound() -> String {
     }
 }
 
+/// `/outbound?url=U[&method=M][&body=B][&first_byte_ms=N]` (each value percent-encoded): sends
+/// `M U` with body `B`, splitting the URL naively at `://` and the next `/` so that whatever the
+/// test writes as the authority (`user@host`, `0x7f000001`, `[::ffff:...]`) reaches the host
+/// as written. Answers as [`exchange`] does.
+fn fetch(url: &str, method: &str, body: Option<&str>, first_byte_ms: Option<u64>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let path = if path.is_empty() { "/" } else { path };
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_owned()),
+    };
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.to_owned()),
+    };
+    let invalid = |what: &str| format!("{{\"error\":\"invalid {what}\"}}");
+    if request.set_method(&method).is_err() {
+        return invalid("method");
+    }
+    if request.set_scheme(Some(&scheme)).is_err() {
+        return invalid("scheme");
+    }
+    if request.set_authority(Some(authority)).is_err() {
+        return invalid("authority");
+    }
+    if request.set_path_with_query(Some(path)).is_err() {
+        return invalid("path");
+    }
+    let options = first_byte_ms.map(|ms| {
+        let options = wasip2::http::types::RequestOptions::new();
+        let _ = options.set_first_byte_timeout(Some(ms.saturating_mul(1_000_000)));
+        options
+    });
+    exchange(request, options, body)
+}
+
+/// Sends `request` (writing `body`, if any, once it is accepted) and answers
+/// `{"status": N, "location": "...", "body": "..."}` or `{"error": "<ErrorCode>"}`.
+fn exchange(
+    request: OutgoingRequest,
+    options: Option<wasip2::http::types::RequestOptions>,
+    body: Option<&str>,
+) -> String {
+    // Without a body the request has none (not an empty stream), as a plain GET should.
+    let outgoing_body = match body {
+        Some(_) => match request.body() {
+            Ok(outgoing_body) => Some(outgoing_body),
+            Err(()) => return "{\"error\":\"invalid body\"}".to_owned(),
+        },
+        None => None,
+    };
+    let mut json = String::from("{");
+    match outgoing_handler::handle(request, options) {
+        Err(code) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &format!("{code:?}"));
+        }
+        Ok(response) => {
+            // A refused request has no reader: the write fails, and the answer says why.
+            if let Some(outgoing_body) = outgoing_body {
+                if let Ok(mut stream) = outgoing_body.write() {
+                    let _ = stream.write_all(body.unwrap_or("").as_bytes());
+                    let _ = io::Write::flush(&mut stream);
+                }
+                let _ = OutgoingBody::finish(outgoing_body, None);
+            }
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(response))) => {
+                    let _ = write!(json, "\"status\":{},\"location\":", response.status());
+                    let location = response
+                        .headers()
+                        .get("location")
+                        .first()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    push_json_string(&mut json, &location);
+                    json.push_str(",\"body\":");
+                    let body = response
+                        .consume()
+                        .ok()
+                        .and_then(|body| {
+                            let mut bytes = Vec::new();
+                            let mut stream = body.stream().ok()?;
+                            let read = stream.read_to_end(&mut bytes);
+                            drop(stream);
+                            read.ok().map(|_| bytes)
+                        })
+                        .unwrap_or_default();
+                    push_json_string(&mut json, &String::from_utf8_lossy(&body));
+                }
+                Some(Ok(Err(code))) => {
+                    json.push_str("\"error\":");
+                    push_json_string(&mut json, &format!("{code:?}"));
+                }
+                _ => json.push_str("\"error\":\"no response\""),
+            }
+        }
+    }
+    json.push('}');
+    json
+}
+
+/// `%XX` escapes decoded (`+` stays `+`); an invalid escape is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `/call`: a GET (or `method=POST`) to `http://HOST/PATH` (another function, through the platform), forging the
-/// identity headers only the platform may set. Answers `{"status": N, "body": "..."}` or
-/// `{"error": "..."}`.
+/// identity headers only the platform may set. Answers as [`exchange`] does.
 fn call(host: &str, method: &Method, path: &str) -> String {
     let forged = Fields::from_list(&[
         (
@@ -420,40 +571,7 @@ fn call(host: &str, method: &Method, path: &str) -> String {
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(host));
     let _ = request.set_path_with_query(Some(path));
-    let mut json = String::from("{");
-    match outgoing_handler::handle(request, None) {
-        Err(code) => {
-            json.push_str("\"error\":");
-            push_json_string(&mut json, &format!("{code:?}"));
-        }
-        Ok(response) => {
-            response.subscribe().block();
-            match response.get() {
-                Some(Ok(Ok(response))) => {
-                    let _ = write!(json, "\"status\":{},\"body\":", response.status());
-                    let body = response
-                        .consume()
-                        .ok()
-                        .and_then(|body| {
-                            let mut bytes = Vec::new();
-                            let mut stream = body.stream().ok()?;
-                            stream.read_to_end(&mut bytes).ok()?;
-                            drop(stream);
-                            Some(bytes)
-                        })
-                        .unwrap_or_default();
-                    push_json_string(&mut json, &String::from_utf8_lossy(&body));
-                }
-                Some(Ok(Err(code))) => {
-                    json.push_str("\"error\":");
-                    push_json_string(&mut json, &format!("{code:?}"));
-                }
-                _ => json.push_str("\"error\":\"no response\""),
-            }
-        }
-    }
-    json.push('}');
-    json
+    exchange(request, None, None)
 }
 
 /// `/headers`: the request headers as a JSON object; repeated headers are joined with
