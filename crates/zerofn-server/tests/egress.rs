@@ -537,7 +537,7 @@ async fn loopback_and_metadata_literals_are_refused_in_every_spelling() {
         assert_eq!(denial["detail"]["address"], "169.254.169.254", "{host}");
         assert_eq!(denial["detail"]["range"], "link-local", "{host}");
     }
-    // Not granted at all, the same spellings are refused as such.
+    // Other loopback and unspecified addresses are simply not granted.
     for host in ["[::1]", "0.0.0.0", "[::]", "127.0.0.2"] {
         let answer = fetch(&server, "GET", &format!("http://{host}:{port}/"), "").await;
         assert_denied(&answer);

@@ -88,10 +88,9 @@ pub(crate) struct EgressCall {
 pub(crate) async fn send(
     platform: &Platform,
     call: EgressCall,
-    mut request: http::Request<OutboundBody>,
+    request: http::Request<OutboundBody>,
     options: Option<zerofn_runtime::RequestOptions>,
 ) -> Result<http::Response<OutboundBody>, Error> {
-    let started = std::time::Instant::now();
     let deadline = tokio::time::Instant::from_std(call.deadline);
     let timeouts = Timeouts::new(options, deadline);
     let record = Recorder {
@@ -141,15 +140,38 @@ pub(crate) async fn send(
             .await);
     }
 
+    // From here the exchange may be cut short by the end of the invocation (this future is
+    // dropped then): the guard records that.
+    let unfinished = record.unfinished(&target, &method);
+    let result = resolve_and_send(
+        platform, &call, &record, &target, &before, request, timeouts,
+    )
+    .await;
+    unfinished.disarm();
+    result
+}
+
+/// The allowed part of [`send`]: resolve, decide each address, connect to one of them.
+async fn resolve_and_send(
+    platform: &Platform,
+    call: &EgressCall,
+    record: &Recorder,
+    target: &Target,
+    before: &zerofn_policy::Destination,
+    mut request: http::Request<OutboundBody>,
+    timeouts: Timeouts,
+) -> Result<http::Response<OutboundBody>, Error> {
+    let started = std::time::Instant::now();
+    let method = &before.method;
     // The platform resolves the name itself, and every address it got is decided: the
     // connection goes to one of exactly these.
     let addresses = match target.literal {
         Some(ip) => vec![ip],
-        None => match resolve(&target, timeouts).await {
+        None => match resolve(target, timeouts).await {
             Ok(addresses) => addresses,
             Err((reason, error, detail)) => {
                 record
-                    .failed(&target, &method, reason, None, detail, started)
+                    .failed(target, method, reason, None, detail, started)
                     .await;
                 return Err(error);
             }
@@ -162,43 +184,48 @@ pub(crate) async fn send(
                 private: classify(*ip).is_private(),
                 ..before.clone()
             };
-            let decision = decide(platform, &call, &resolved, "resolved").await;
+            let decision = decide(platform, call, &resolved, "resolved").await;
             if !decision.allowed {
                 return Err(record
-                    .refuse(refusal(&call.caller, &target, &resolved, &decision))
+                    .refuse(refusal(&call.caller, target, &resolved, &decision))
                     .await);
             }
         }
     }
 
     // What was matched is what is sent: origin-form target, Host from the normalised URL.
-    match target.path_and_query().parse::<http::Uri>() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return Err(Error::HttpRequestUriInvalid),
-    }
-    match http::HeaderValue::from_str(&target.host_header()) {
-        Ok(host) => {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
-        Err(_) => return Err(Error::HttpRequestUriInvalid),
-    }
+    let uri = target.path_and_query().parse::<http::Uri>();
+    let host = http::HeaderValue::from_str(&target.host_header());
+    let (Ok(uri), Ok(host)) = (uri, host) else {
+        // The normalised form always makes both; this is the check that it did.
+        record
+            .failed(
+                target,
+                method,
+                "invalid-request",
+                None,
+                "the normalised URL is not a valid request target".into(),
+                started,
+            )
+            .await;
+        return Err(Error::HttpRequestUriInvalid);
+    };
+    *request.uri_mut() = uri;
+    request.headers_mut().insert(http::header::HOST, host);
     let request = request.map(MeteredBody::new);
-    let on_end = record.on_end(&target, &method, started);
+    let on_end = record.on_end(target, method, started);
     let connector = &platform.egress().connector;
-    // If the invocation ends while this waits, this future is dropped: say so.
-    let unfinished = record.unfinished(&target, &method);
-    let sent = connector
-        .send(&target, &addresses, request, timeouts, on_end)
-        .await;
-    unfinished.disarm();
-    match sent {
+    match connector
+        .send(target, &addresses, request, timeouts, on_end)
+        .await
+    {
         Ok(response) => Ok(response.map(|body| body.boxed_unsync())),
         Err((failure, address)) => {
             let error = failure.error();
             record
                 .failed(
-                    &target,
-                    &method,
+                    target,
+                    method,
                     failure.reason(),
                     address,
                     failure.to_string(),
