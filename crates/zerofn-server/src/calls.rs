@@ -51,6 +51,8 @@ pub(crate) struct CallerOutbound {
     pub(crate) token: Arc<str>,
     /// When the invocation must be over; its callees get no more.
     pub(crate) deadline: std::time::Instant,
+    /// Egress exchanges in flight ([`crate::egress::MAX_IN_FLIGHT`] at most).
+    pub(crate) egress_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the platform needs to decide and run one call.
@@ -81,6 +83,8 @@ impl Outbound for CallerOutbound {
                 invocation_id: self.invocation_id.clone(),
                 chain: self.chain.clone(),
                 deadline: self.deadline,
+                // Taken now, in the order the guest sent its requests, so the cap is exact.
+                in_flight: self.egress_in_flight.clone().try_acquire_owned().ok(),
             };
             return Routed::Answered(Box::pin(async move {
                 crate::egress::send(&platform, call, request, options).await

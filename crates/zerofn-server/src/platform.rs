@@ -891,6 +891,7 @@ impl Platform {
                 calls: std::sync::atomic::AtomicU32::new(0),
                 token: token.into(),
                 deadline: std::time::Instant::now() + limits.timeout,
+                egress_in_flight: Arc::new(Semaphore::new(crate::egress::MAX_IN_FLIGHT)),
             })),
         };
         match self

@@ -823,3 +823,31 @@ async fn a_wildcard_grant_covers_subdomains_only_and_deploys_with_a_warning() {
         last_denial(&server, "egress-not-granted").await;
     }
 }
+
+#[tokio::test]
+async fn an_invocation_holds_a_bounded_number_of_exchanges_open() {
+    let stalled = stall().await;
+    let port = stalled.addr.port();
+    let server = TestServer::start().await;
+    deployed(
+        &server,
+        &format!(r#"{{ url = "http://127.0.0.1:{port}", allow_private = true }}"#),
+    )
+    .await;
+    let n = zerofn_server::egress::MAX_IN_FLIGHT + 1;
+    let reply = server
+        .get(&format!(
+            "/outbound-many?url={}&n={n}",
+            encode(&format!("http://127.0.0.1:{port}/"))
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "ErrorCode::ConnectionLimitReached");
+    let denial = last_denial(&server, "egress-in-flight-limit").await;
+    assert_eq!(
+        denial["detail"]["destination"],
+        format!("http://127.0.0.1:{port}")
+    );
+    assert!(stalled.accepted.load(Ordering::SeqCst) <= zerofn_server::egress::MAX_IN_FLIGHT);
+    still_serving(&server).await;
+}

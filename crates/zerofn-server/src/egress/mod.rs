@@ -51,6 +51,13 @@ pub const RULE_PRIVATE_ADDRESS: &str = "egress-private-address";
 pub const RULE_GUARDRAIL: &str = "egress-guardrail";
 /// A policy failed to evaluate (which denies).
 pub const RULE_POLICY_ERROR: &str = "egress-policy-error";
+/// The invocation already has [`MAX_IN_FLIGHT`] exchanges open.
+pub const RULE_IN_FLIGHT: &str = "egress-in-flight-limit";
+
+/// How many egress exchanges one invocation may have open at once (from the request until its
+/// response body ends): each holds a connection, and a guest must not be able to hold the
+/// platform's sockets by the thousand.
+pub const MAX_IN_FLIGHT: usize = 16;
 
 /// The platform's egress: the connector and its TLS roots, built once at start.
 pub struct Egress {
@@ -82,12 +89,15 @@ pub(crate) struct EgressCall {
     pub(crate) chain: Arc<[String]>,
     /// When the invocation must be over; no exchange outlives it.
     pub(crate) deadline: std::time::Instant,
+    /// This exchange's place among the invocation's [`MAX_IN_FLIGHT`]; `None` when they were
+    /// all taken. Held until the response body ends.
+    pub(crate) in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Decides `request` and, if allowed, sends it; the guest receives the response or the error.
 pub(crate) async fn send(
     platform: &Platform,
-    call: EgressCall,
+    mut call: EgressCall,
     request: http::Request<OutboundBody>,
     options: Option<zerofn_runtime::RequestOptions>,
 ) -> Result<http::Response<OutboundBody>, Error> {
@@ -123,6 +133,22 @@ pub(crate) async fn send(
         }
     };
 
+    let Some(in_flight) = call.in_flight.take() else {
+        record
+            .refuse(Refusal {
+                rule: RULE_IN_FLIGHT,
+                origin: target.origin(),
+                method,
+                address: None,
+                policies: Vec::new(),
+                help: format!(
+                    "one invocation may have {MAX_IN_FLIGHT} outbound requests open at once; finish reading a response (or drop it) before sending more"
+                ),
+            })
+            .await;
+        return Err(Error::ConnectionLimitReached);
+    };
+
     // Before any lookup: is this destination granted at all?
     let before = zerofn_policy::Destination {
         scheme: target.scheme.to_string(),
@@ -143,12 +169,24 @@ pub(crate) async fn send(
     // From here the exchange may be cut short by the end of the invocation (this future is
     // dropped then): the guard records that.
     let unfinished = record.unfinished(&target, &method);
-    let result = resolve_and_send(
-        platform, &call, &record, &target, &before, request, timeouts,
-    )
-    .await;
+    let exchange = Exchange {
+        target: &target,
+        before: &before,
+        timeouts,
+        in_flight,
+    };
+    let result = resolve_and_send(platform, &call, &record, exchange, request).await;
     unfinished.disarm();
     result
+}
+
+/// An allowed exchange on its way.
+struct Exchange<'a> {
+    target: &'a Target,
+    /// The destination as decided before any lookup.
+    before: &'a zerofn_policy::Destination,
+    timeouts: Timeouts,
+    in_flight: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The allowed part of [`send`]: resolve, decide each address, connect to one of them.
@@ -156,11 +194,15 @@ async fn resolve_and_send(
     platform: &Platform,
     call: &EgressCall,
     record: &Recorder,
-    target: &Target,
-    before: &zerofn_policy::Destination,
+    exchange: Exchange<'_>,
     mut request: http::Request<OutboundBody>,
-    timeouts: Timeouts,
 ) -> Result<http::Response<OutboundBody>, Error> {
+    let Exchange {
+        target,
+        before,
+        timeouts,
+        in_flight,
+    } = exchange;
     let started = std::time::Instant::now();
     let method = &before.method;
     // The platform resolves the name itself, and every address it got is decided: the
@@ -213,7 +255,7 @@ async fn resolve_and_send(
     *request.uri_mut() = uri;
     request.headers_mut().insert(http::header::HOST, host);
     let request = request.map(MeteredBody::new);
-    let on_end = record.on_end(target, method, started);
+    let on_end = record.on_end(target, method, started, in_flight);
     let connector = &platform.egress().connector;
     match connector
         .send(target, &addresses, request, timeouts, on_end)
@@ -478,7 +520,13 @@ impl Recorder {
     }
 
     /// The report of an exchange that reached a server, made when its response body ends.
-    fn on_end(&self, target: &Target, method: &str, started: std::time::Instant) -> connect::OnEnd {
+    fn on_end(
+        &self,
+        target: &Target,
+        method: &str,
+        started: std::time::Instant,
+        in_flight: tokio::sync::OwnedSemaphorePermit,
+    ) -> connect::OnEnd {
         let audit = self.audit.clone();
         let metrics = self.metrics.clone();
         let event = self
@@ -488,6 +536,7 @@ impl Recorder {
             .detail("method", method.to_string());
         let (app, function) = (self.caller.app.clone(), self.caller.name.clone());
         Box::new(move |ended: connect::Ended| {
+            drop(in_flight);
             metrics.finished(&app, &function, "allowed", ended.sent, ended.received);
             let body = match &ended.body {
                 BodyEnd::Complete => "complete",

@@ -106,6 +106,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                     );
                 }
             },
+            "/outbound-many" => match (query_text(query, "url"), query_number(query, "n")) {
+                (Some(url), Some(n)) => respond_json(out, &fetch_many(&percent_decode(url), n)),
+                _ => respond_text(out, 400, "expected ?url=U&n=N"),
+            },
             "/headers" => respond_json(out, &headers(&request)),
             "/call" => match (query_text(query, "host"), query_text(query, "path")) {
                 (Some(host), Some(path)) => {
@@ -423,16 +427,8 @@ fn outbound() -> String {
 /// test writes as the authority (`user@host`, `0x7f000001`, `[::ffff:...]`) reaches the host
 /// as written. Answers as [`exchange`] does.
 fn fetch(url: &str, method: &str, body: Option<&str>, first_byte_ms: Option<u64>) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let split = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(split);
-    let path = if path.is_empty() { "/" } else { path };
+    let (scheme, authority, path) = split_url(url);
     let request = OutgoingRequest::new(Fields::new());
-    let scheme = match scheme {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        other => Scheme::Other(other.to_owned()),
-    };
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
@@ -526,6 +522,59 @@ fn exchange(
                 _ => json.push_str("\"error\":\"no response\""),
             }
         }
+    }
+    json.push('}');
+    json
+}
+
+/// A URL split naively into scheme, authority (up to the first `/` or `?` after `://`, so
+/// user info and odd host spellings stay in it) and path with query (`/` when empty).
+fn split_url(url: &str) -> (Scheme, &str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let path = if path.is_empty() { "/" } else { path };
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_owned()),
+    };
+    (scheme, authority, path)
+}
+
+/// `/outbound-many?url=U&n=N`: sends `n` GETs to `U` at once, keeping each pending, and
+/// answers with the last one's fate as [`exchange`] does (the others are dropped unanswered).
+fn fetch_many(url: &str, n: u64) -> String {
+    let (scheme, authority, path) = split_url(url);
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        let request = OutgoingRequest::new(Fields::new());
+        // These setters reject only malformed values; a refusal shows in the answer below.
+        let _ = request.set_scheme(Some(&scheme));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(path));
+        pending.push(outgoing_handler::handle(request, None));
+    }
+    let mut json = String::from("{");
+    match pending.pop() {
+        Some(Ok(response)) => {
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(response))) => {
+                    let _ = write!(json, "\"status\":{}", response.status());
+                }
+                Some(Ok(Err(code))) => {
+                    json.push_str("\"error\":");
+                    push_json_string(&mut json, &format!("{code:?}"));
+                }
+                _ => json.push_str("\"error\":\"no response\""),
+            }
+        }
+        Some(Err(code)) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &format!("{code:?}"));
+        }
+        None => json.push_str("\"error\":\"n is 0\""),
     }
     json.push('}');
     json
