@@ -93,8 +93,16 @@ pub fn normalise(uri: &http::Uri) -> Result<Target, Unusable> {
     if authority.contains('@') {
         return Err(Unusable::UserInfo);
     }
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = url::Url::parse(&format!("{scheme}://{authority}{path_and_query}"))
+    // Only an origin-form target may follow the authority: anything else (`@evil/`, another
+    // URL) could be read as part of it. (`http` refuses such paths today; this does not rely
+    // on it.)
+    let path = match uri.path() {
+        "" => "/",
+        path if path.starts_with('/') => path,
+        _ => return Err(Unusable::Invalid("the path does not start with `/`".into())),
+    };
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let url = url::Url::parse(&format!("{scheme}://{authority}{path}{query}"))
         .map_err(|e| Unusable::Invalid(format!("the URL does not parse: {e}")))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Unusable::UserInfo);
