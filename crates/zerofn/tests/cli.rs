@@ -716,14 +716,14 @@ deny contains {"id": "no-evil-hosts", "msg": sprintf("%s is not an approved dest
     assert_eq!(rego["level"], "error");
     assert_eq!(
         rego["message"],
-        "https://evil.example.com is not an approved destination"
+        "https://*.evil.example.com is not an approved destination"
     );
     assert_eq!(rego["field"], "functions.hello.grants.egress[0]");
     assert_eq!(
         (rego["line"].as_u64(), rego["column"].as_u64()),
         (Some(10), Some(11))
     );
-    assert_eq!(rego["value"], "\"https://evil.example.com\"");
+    assert_eq!(rego["value"], "\"https://*.evil.example.com\"");
     assert!(rego["file"].as_str().unwrap().ends_with("zerofn.toml"));
 
     let sarif = run("sarif");
