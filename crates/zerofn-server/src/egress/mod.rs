@@ -32,7 +32,6 @@ use http_body_util::BodyExt;
 use record::{Recorder, Refusal};
 use std::net::IpAddr;
 use std::sync::Arc;
-use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
 use zerofn_policy::grants::EgressMiss;
 use zerofn_runtime::BodyError as Error;
 use zerofn_runtime::OutboundBody;
