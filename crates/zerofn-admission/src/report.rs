@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 /// The findings as text, one block per finding, then the verdict:
 ///
 /// ```text
-/// error[wildcard-egress]: function `checkout` may reach any subdomain through `https://*.example.com`
+/// warning[wildcard-egress]: function `checkout` may reach any subdomain through `https://*.example.com`
 ///   --> shop/zerofn.toml:12:3
 ///   = field: functions.checkout.grants.egress[1] = "https://*.example.com"
 ///   = help: name each host the function calls

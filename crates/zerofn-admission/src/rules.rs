@@ -83,9 +83,15 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         id: "wildcard-egress",
-        level: Level::Error,
+        level: Level::Warning,
         rationale: "A `*.` destination reaches any host an attacker can register under the domain.",
-        fix: "Name each host the function calls.",
+        fix: "Name each host the function calls (operators may refuse `*.` grants in a Rego policy).",
+    },
+    Rule {
+        id: "private-egress",
+        level: Level::Warning,
+        rationale: "`allow_private` lets a function reach loopback, private and link-local addresses: the platform's own network.",
+        fix: "Remove `allow_private` unless the destination is a private service the function needs.",
     },
     Rule {
         id: "input-schema-missing",

@@ -11,7 +11,7 @@ fn findings() -> Vec<Finding> {
     vec![
         Finding::new(
             "wildcard-egress",
-            Level::Error,
+            Level::Warning,
             "function `checkout` may reach any subdomain through `https://*.example.com`",
         )
         .in_file("shop/zerofn.toml")
@@ -63,7 +63,7 @@ fn sarif_results_carry_rule_location_field_and_rule_metadata() {
     assert_eq!(first["ruleId"], "wildcard-egress");
     let index = first["ruleIndex"].as_u64().unwrap() as usize;
     assert_eq!(rules[index]["id"], "wildcard-egress");
-    assert_eq!(rules[index]["defaultConfiguration"]["level"], "error");
+    assert_eq!(rules[index]["defaultConfiguration"]["level"], "warning");
     assert!(rules[index]["fullDescription"]["text"].as_str().is_some());
     let location = &first["locations"][0];
     assert_eq!(location["physicalLocation"]["region"]["startLine"], 12);
@@ -80,7 +80,7 @@ fn sarif_results_carry_rule_location_field_and_rule_metadata() {
 fn text_names_rule_position_field_value_and_fix() {
     let text = render_text(&findings());
     assert!(
-        text.contains("error[wildcard-egress]: function `checkout`"),
+        text.contains("warning[wildcard-egress]: function `checkout`"),
         "{text}"
     );
     assert!(text.contains("--> shop/zerofn.toml:12:3"), "{text}");
@@ -89,6 +89,6 @@ fn text_names_rule_position_field_value_and_fix() {
         "{text}"
     );
     assert!(text.contains("= help: name each host"), "{text}");
-    assert!(text.ends_with("refused: 3 error(s)"), "{text}");
+    assert!(text.ends_with("refused: 2 error(s)"), "{text}");
     assert_eq!(render_text(&[]), "admitted");
 }

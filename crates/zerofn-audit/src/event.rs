@@ -35,6 +35,10 @@ pub enum EventKind {
     /// A guest's outbound request was refused before any connection opened.
     #[serde(rename = "egress.denied")]
     EgressDenied,
+    /// A guest's allowed outbound request is over: the destination, address, status and bytes
+    /// (`success`), or why no response came (`failure`).
+    #[serde(rename = "egress")]
+    Egress,
     /// A control-plane request was refused (malformed, unknown endpoint or target).
     #[serde(rename = "control.refused")]
     ControlRefused,
@@ -88,6 +92,7 @@ impl EventKind {
             Self::DeployRefused => "deploy.refused",
             Self::Rollback => "rollback",
             Self::EgressDenied => "egress.denied",
+            Self::Egress => "egress",
             Self::ControlRefused => "control.refused",
             Self::VersionSuspended => "version.suspended",
             Self::RollbackRefused => "rollback.refused",

@@ -3,7 +3,7 @@
 //! sorted keys and no whitespace. Its SHA-256 is a subject of the function's signed statement, so
 //! editing the grants of a signed function breaks its signature exactly like editing its code.
 
-use crate::{Auth, Function, Manifest};
+use crate::{Auth, EgressRule, Function, Manifest};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -28,7 +28,7 @@ impl Manifest {
                 "max_response_body_bytes": limits.max_response_body_bytes,
             },
             "grants": {
-                "egress": grants.egress.iter().map(|e| e.as_written.clone()).collect::<Vec<_>>(),
+                "egress": grants.egress.iter().map(canonical_egress).collect::<Vec<_>>(),
                 "secrets": grants.secrets,
                 "kv": grants.kv.iter().map(|(bucket, access)| (bucket.clone(), Value::from(access.as_str()))).collect::<serde_json::Map<_, _>>(),
                 "invoke": grants.invoke,
@@ -105,6 +105,20 @@ impl Manifest {
             .to_string_lossy()
             .replace('\\', "/")
     }
+}
+
+/// An egress grant as its URL when it says nothing more (so the digest of a grant written
+/// before methods existed is unchanged), else the URL with its methods and private-address
+/// grant: widening either after signing breaks the signature.
+fn canonical_egress(rule: &EgressRule) -> Value {
+    if rule.methods.is_empty() && !rule.allow_private {
+        return Value::from(rule.as_written.as_str());
+    }
+    json!({
+        "url": rule.as_written,
+        "methods": rule.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "allow_private": rule.allow_private,
+    })
 }
 
 /// Writes `value` as JSON with object keys sorted (by their UTF-8 bytes) at every level and no

@@ -2,8 +2,9 @@
 //!
 //! Parsing accepts features that later releases will enforce. Until then this module decides
 //! what happens to them, failing closed: a route that asks for a protection the platform
-//! cannot give is refused (serving it without would silently drop it), while grants are
-//! accepted with a warning because nothing is provided at run time yet (deny by default).
+//! cannot give is refused (serving it without would silently drop it), while grants this
+//! release does not provide are accepted with a warning because nothing is provided at run
+//! time (deny by default).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -53,10 +54,11 @@ impl Manifest {
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
     /// - `input.max_body_bytes` is not above the function's `limits.max_request_body_bytes`
     ///   (`input-body-above-limit`; the smaller bound would silently win otherwise);
-    /// - a non-empty `egress` or `kv` grant is accepted with a warning
-    ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
-    ///   time (`invoke` grants are provided: function-to-function calls; `secrets` grants
-    ///   through `wasi:config/store`);
+    /// - a non-empty `kv` grant is accepted with a warning (`grant-not-available`): nothing
+    ///   is provided yet, so such calls are refused at run time (`invoke`, `egress` and
+    ///   `secrets` grants are provided);
+    /// - an `egress` grant to `*.domain` (`wildcard-egress`) or with `allow_private`
+    ///   (`private-egress`) is flagged with a warning;
     ///
     /// Returns every function's resolved settings and the warnings, or all errors and
     /// warnings together.
@@ -177,26 +179,39 @@ impl Manifest {
                 ),
             );
         }
-        // Admission rule: every egress destination is named exactly. A `*.` grant reaches any
-        // host an attacker can register under the domain.
+        // Admission rules: egress grants that reach further than one named public host are
+        // flagged so that reviews see them. A `*.` grant reaches any host an attacker can
+        // register under the domain; `allow_private` reaches the platform's own network. They
+        // are warnings, enforced as granted; an operator who forbids them says so in a Rego
+        // policy or a Cedar guardrail.
         for (index, rule) in function.grants.egress.iter().enumerate() {
-            if !rule.any_subdomain {
-                continue;
-            }
             let field = format!("functions.{name}.grants.egress[{index}]");
-            let d = Diagnostic::error(
-                "wildcard-egress",
-                &self.path,
-                format!(
-                    "function `{name}` may reach any subdomain through `{}`",
-                    rule.as_written
-                ),
-            );
-            findings.push(
-                self.at_field(d, &field, "wildcard destination").help(
+            if rule.any_subdomain {
+                let d = Diagnostic::warning(
+                    "wildcard-egress",
+                    &self.path,
+                    format!(
+                        "function `{name}` may reach any subdomain through `{}`",
+                        rule.as_written
+                    ),
+                );
+                findings.push(self.at_field(d, &field, "wildcard destination").help(
                     "name each host the function calls, e.g. `https://assets.cdn.example.com`",
-                ),
-            );
+                ));
+            }
+            if rule.allow_private {
+                let d = Diagnostic::warning(
+                    "private-egress",
+                    &self.path,
+                    format!(
+                        "function `{name}` may reach loopback, private and link-local addresses through `{}`",
+                        rule.as_written
+                    ),
+                );
+                findings.push(self.at_field(d, &field, "private addresses allowed").help(
+                    "remove `allow_private` unless the destination really is on a private network",
+                ));
+            }
         }
         // Admission rule: what a write route accepts is declared. A warning, not a refusal:
         // some write routes take bodies no schema describes (uploads, forms).
@@ -223,7 +238,6 @@ impl Manifest {
             );
         }
         let grants = [
-            ("egress", &function.spans.egress),
             ("kv", &function.spans.kv),
         ];
         for (kind, span) in grants {

@@ -16,6 +16,7 @@
 mod canonical;
 mod deploy;
 mod diagnostic;
+mod egress;
 mod files;
 mod limits;
 mod locate;
@@ -28,6 +29,7 @@ use std::path::Path;
 
 pub use deploy::{Deployable, DeployableFunction};
 pub use diagnostic::{Diagnostic, Diagnostics, Location, Related, Severity};
+pub use egress::{canonical_host, is_internal_host};
 pub use files::{AttachedFiles, MAX_ATTACHED_FILE_BYTES, ReferencedFile};
 pub use limits::{
     LimitExceeded, LimitPolicy, LimitPolicyConfig, LimitPolicyError, LimitsConfig, LimitsSpec,

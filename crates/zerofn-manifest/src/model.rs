@@ -166,20 +166,28 @@ impl Grants {
     }
 }
 
-/// One `egress` entry: `scheme://[*.]host[:port][/path-prefix]`.
+/// One `egress` entry: a URL `scheme://[*.]host[:port][/path-prefix]`, written alone or as
+/// `{ url = "...", methods = [...], allow_private = true }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressRule {
     /// `http` or `https`.
     pub scheme: String,
-    /// The host, lowercased, without the `*.` of a wildcard.
+    /// The host in its canonical form ([`crate::canonical_host`]), without the `*.` of a
+    /// wildcard.
     pub host: String,
     /// Written as `*.host`: any subdomain of `host` (not `host` itself).
     pub any_subdomain: bool,
     /// The port if written; `None` means the scheme's default.
     pub port: Option<u16>,
-    /// The path prefix, `/` when none was written.
+    /// The path prefix, `/` when none was written. It matches whole segments: `/api` covers
+    /// `/api` and `/api/...`, never `/apix`.
     pub path_prefix: String,
-    /// The entry exactly as written.
+    /// The methods allowed, deduplicated; empty means any method.
+    pub methods: Vec<HttpMethod>,
+    /// Whether the destination may resolve to a loopback, private, link-local or otherwise
+    /// non-public address (`allow_private = true`); refused otherwise.
+    pub allow_private: bool,
+    /// The URL exactly as written.
     pub as_written: String,
 }
 

@@ -81,10 +81,55 @@ pub(crate) struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGrants {
-    pub egress: Option<Spanned<Vec<Spanned<String>>>>,
+    pub egress: Option<Spanned<Vec<Spanned<RawEgress>>>>,
     pub secrets: Option<Spanned<Vec<Spanned<String>>>>,
     pub kv: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawKvMode>>>>,
     pub invoke: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `egress` entry: a URL string, or a table that adds methods and the private-address
+/// grant to a URL.
+#[derive(Debug)]
+pub(crate) enum RawEgress {
+    Url(String),
+    Table(RawEgressTable),
+}
+
+/// `{ url = "...", methods = [...], allow_private = true }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEgressTable {
+    pub url: Spanned<String>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub allow_private: Option<Spanned<bool>>,
+}
+
+// Written by hand rather than `#[serde(untagged)]`: an untagged enum buffers the value and
+// loses the spans the table's fields carry, and its error says nothing useful.
+impl<'de> Deserialize<'de> for RawEgress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawEgress;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL string or a table")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<RawEgress, E> {
+                Ok(RawEgress::Url(url.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawEgress, A::Error> {
+                RawEgressTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawEgress::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// A key-value bucket's access mode as written.

@@ -12,13 +12,15 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::egress::parse_egress_url;
 use crate::limits::{LimitPolicy, LimitsSpec};
 use crate::model::{
     ApiKeyAuth, Auth, BuildSpec, EgressRule, Function, FunctionSpans, Grants, InputSpec, JwtAuth,
     KvAccess, Manifest, MtlsAuth,
 };
 use crate::raw::{
-    RawAuth, RawFunction, RawGrants, RawHttpTrigger, RawInput, RawKvMode, RawLimits, RawManifest,
+    RawAuth, RawEgress, RawFunction, RawGrants, RawHttpTrigger, RawInput, RawKvMode, RawLimits,
+    RawManifest,
 };
 use crate::route::{HttpMethod, Route, RouteError};
 
@@ -351,50 +353,56 @@ impl<'a> Checker<'a> {
                  GET and HEAD"
                     .into(),
             ),
-            Some(list) => {
-                let mut seen: BTreeMap<HttpMethod, Range<usize>> = BTreeMap::new();
-                for method in list.get_ref() {
-                    let text = method.get_ref();
-                    match text.parse::<HttpMethod>() {
-                        Ok(m) => {
-                            if let Some(first) = seen.get(&m) {
-                                let d = Diagnostic::error(
-                                    "duplicate-method",
-                                    self.file,
-                                    format!("method `{m}` is listed twice"),
-                                )
-                                .at(self.src, method.span(), "listed again here")
-                                .related(self.src, first.clone(), "first listed here")
-                                .help("remove the repeated method");
-                                self.diagnostics.push(d);
-                            } else {
-                                seen.insert(m, method.span());
-                                methods.push(m);
-                            }
-                        }
-                        Err(_) => {
-                            let upper = text.to_ascii_uppercase();
-                            let help = if upper.parse::<HttpMethod>().is_ok() {
-                                format!("methods are case-sensitive: write `\"{upper}\"`")
-                            } else {
-                                format!(
-                                    "use one of {}",
-                                    list_of(HttpMethod::ALL.map(HttpMethod::as_str))
-                                )
-                            };
-                            self.error(
-                                "unknown-method",
-                                method.span(),
-                                format!("unknown HTTP method `{text}`"),
-                                "unknown method",
-                                help,
-                            );
-                        }
+            Some(list) => methods = self.method_list(list),
+        }
+        Some((route?, methods))
+    }
+
+    /// The methods of a non-empty `methods` list, each known and listed once; reports the
+    /// rest (`unknown-method`, `duplicate-method`).
+    fn method_list(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> Vec<HttpMethod> {
+        let mut methods = Vec::new();
+        let mut seen: BTreeMap<HttpMethod, Range<usize>> = BTreeMap::new();
+        for method in list.get_ref() {
+            let text = method.get_ref();
+            match text.parse::<HttpMethod>() {
+                Ok(m) => {
+                    if let Some(first) = seen.get(&m) {
+                        let d = Diagnostic::error(
+                            "duplicate-method",
+                            self.file,
+                            format!("method `{m}` is listed twice"),
+                        )
+                        .at(self.src, method.span(), "listed again here")
+                        .related(self.src, first.clone(), "first listed here")
+                        .help("remove the repeated method");
+                        self.diagnostics.push(d);
+                    } else {
+                        seen.insert(m, method.span());
+                        methods.push(m);
                     }
+                }
+                Err(_) => {
+                    let upper = text.to_ascii_uppercase();
+                    let help = if upper.parse::<HttpMethod>().is_ok() {
+                        format!("methods are case-sensitive: write `\"{upper}\"`")
+                    } else {
+                        format!(
+                            "use one of {}",
+                            list_of(HttpMethod::ALL.map(HttpMethod::as_str))
+                        )
+                    };
+                    self.error(
+                        "unknown-method",
+                        method.span(),
+                        format!("unknown HTTP method `{text}`"),
+                        "unknown method",
+                        help,
+                    );
                 }
             }
         }
-        Some((route?, methods))
+        methods
     }
 
     fn limits(&mut self, raw: RawLimits, spans: &mut FunctionSpans) -> LimitsSpec {
@@ -532,27 +540,17 @@ impl<'a> Checker<'a> {
             spans.egress = non_empty_span(&egress);
             let mut seen = BTreeMap::new();
             for entry in egress.into_inner() {
-                match parse_egress(entry.get_ref()) {
-                    Ok(rule) => {
-                        let key = (
-                            rule.scheme.clone(),
-                            rule.any_subdomain,
-                            rule.host.clone(),
-                            rule.port,
-                            rule.path_prefix.clone(),
-                        );
-                        if self.first_time(&mut seen, key, &entry, "egress destination") {
-                            grants.egress.push(rule);
-                        }
-                    }
-                    Err((message, help)) => {
-                        self.error(
-                            "invalid-egress",
-                            entry.span(),
-                            format!("invalid egress `{}`: {message}", entry.get_ref()),
-                            "invalid egress",
-                            help,
-                        );
+                if let Some(LocatedEgress { rule, span }) = self.egress_entry(entry) {
+                    let key = (
+                        rule.scheme.clone(),
+                        rule.any_subdomain,
+                        rule.host.clone(),
+                        rule.effective_port(),
+                        rule.path_prefix.clone(),
+                    );
+                    let url = Spanned::new(span, rule.as_written.clone());
+                    if self.first_time(&mut seen, key, &url, "egress destination") {
+                        grants.egress.push(rule);
                     }
                 }
             }
@@ -626,6 +624,55 @@ impl<'a> Checker<'a> {
             }
         }
         grants
+    }
+
+    /// One `egress` entry, a URL or a table with one; reports what is wrong with it.
+    fn egress_entry(&mut self, entry: Spanned<RawEgress>) -> Option<LocatedEgress> {
+        let entry_span = entry.span();
+        let (url, url_span, table) = match entry.into_inner() {
+            RawEgress::Url(url) => (url, entry_span, None),
+            RawEgress::Table(table) => {
+                let span = table.url.span();
+                let url = table.url.get_ref().clone();
+                (url, span, Some(table))
+            }
+        };
+        let mut rule = match parse_egress_url(&url) {
+            Ok(rule) => rule,
+            Err((message, help)) => {
+                self.error(
+                    "invalid-egress",
+                    url_span,
+                    format!("invalid egress `{url}`: {message}"),
+                    "invalid egress",
+                    help,
+                );
+                return None;
+            }
+        };
+        if let Some(table) = table {
+            match &table.methods {
+                Some(list) if list.get_ref().is_empty() => {
+                    self.error(
+                        "invalid-methods",
+                        list.span(),
+                        "`methods` is empty, so the grant allows no request".into(),
+                        "no methods",
+                        "list the methods the function sends, e.g. `[\"POST\"]`, or remove \
+                         `methods` to allow any method"
+                            .into(),
+                    );
+                    return None;
+                }
+                Some(list) => rule.methods = self.method_list(list),
+                None => {}
+            }
+            rule.allow_private = table.allow_private.is_some_and(|b| *b.get_ref());
+        }
+        Some(LocatedEgress {
+            rule,
+            span: url_span,
+        })
     }
 
     /// Records `key`; on a repeat reports `duplicate-grant` and returns false.
@@ -1037,91 +1084,10 @@ fn non_empty_span<T>(list: &Spanned<Vec<T>>) -> Option<Range<usize>> {
     (!list.get_ref().is_empty()).then(|| list.span())
 }
 
-/// Parses one `egress` entry; on failure returns the reason and the fix.
-fn parse_egress(text: &str) -> Result<EgressRule, (String, String)> {
-    const WILDCARD_HELP: &str = "name each host the function needs, e.g. `https://api.example.com`; \
-                                 `https://*.example.com` allows the subdomains of one domain";
-    if text == "*" || text.ends_with("://*") || text.contains("://*/") || text.contains("://*:") {
-        return Err((
-            "wildcard egress is not allowed".into(),
-            WILDCARD_HELP.into(),
-        ));
-    }
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Err((
-            "an egress entry is a URL with a scheme".into(),
-            format!("write `https://{text}`"),
-        ));
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "https" && scheme != "http" {
-        return Err((
-            format!("scheme `{scheme}` is not supported; egress is HTTP only"),
-            "use an `https://` (or `http://`) URL".into(),
-        ));
-    }
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    if authority.contains('@') {
-        return Err((
-            "egress URLs cannot carry credentials (`user@`)".into(),
-            "remove the credentials; grant them as a secret (`secrets = [...]`) and send them from the function".into(),
-        ));
-    }
-    let (any_subdomain, rest) = match rest.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, rest),
-    };
-    if rest.contains('*') {
-        return Err((
-            "`*` is only allowed as a leading `*.` in the host".into(),
-            format!("{WILDCARD_HELP}; a path is already a prefix, so it needs no `*`"),
-        ));
-    }
-    let url = url::Url::parse(&format!("{scheme}://{rest}")).map_err(|e| {
-        (
-            format!("not a valid URL ({e})"),
-            "write it as `https://host[:port][/path]`".to_string(),
-        )
-    })?;
-    let host = match url.host() {
-        Some(host) if !host.to_string().is_empty() => host,
-        _ => {
-            return Err((
-                "the URL has no host".into(),
-                "write it as `https://host[:port][/path]`".into(),
-            ));
-        }
-    };
-    if url.query().is_some() {
-        return Err((
-            "egress URLs cannot contain a query string".into(),
-            "remove the `?...` part; a grant names a destination, not a request".into(),
-        ));
-    }
-    if url.fragment().is_some() {
-        return Err((
-            "egress URLs cannot contain a fragment".into(),
-            "remove the `#...` part".into(),
-        ));
-    }
-    if any_subdomain {
-        let is_domain = matches!(host, url::Host::Domain(_));
-        if !is_domain || !host.to_string().contains('.') {
-            return Err((
-                "a wildcard must cover the subdomains of a registered domain, not a whole top-level domain or an IP address".into(),
-                WILDCARD_HELP.into(),
-            ));
-        }
-    }
-    Ok(EgressRule {
-        scheme,
-        host: host.to_string(),
-        any_subdomain,
-        port: url.port(),
-        path_prefix: url.path().to_string(),
-        as_written: text.to_string(),
-    })
+/// An egress rule and where its URL is written.
+struct LocatedEgress {
+    rule: EgressRule,
+    span: Range<usize>,
 }
 
 /// A name that passes the rules, derived from an invalid one, for the help line.
@@ -1325,6 +1291,7 @@ fn type_help(expected: &str) -> String {
         "an array" => "write an array, e.g. `[\"a\", \"b\"]`".into(),
         "a string" => "put the value in double quotes".into(),
         "a boolean" => "write `true` or `false`".into(),
+        "a URL string or a table" => "write a URL, e.g. `\"https://api.example.com\"`, or a table, e.g. `{ url = \"https://api.example.com\", methods = [\"GET\"] }`".into(),
         other => format!("write {other}"),
     }
 }
@@ -1345,6 +1312,9 @@ fn missing_help(key: &str) -> String {
         "audience" => "add `audience = \"my-app\"`, the expected `aud` claim".into(),
         "jwks" => "add `jwks = \"https://id.example.com/.well-known/jwks.json\"`".into(),
         "ca" => "add `ca = \"certs/clients-ca.pem\"`, relative to the manifest's directory".into(),
+        "url" => {
+            "add `url = \"https://api.example.com\"`, the destination this entry grants".into()
+        }
         other => format!("add `{other} = ...`; see docs/manifest.md"),
     }
 }

@@ -53,11 +53,35 @@ fn every_permission_change_changes_the_digest() {
             "auth = { public = true }",
             "auth = { api-key = { header = \"x-key\" } }",
         ),
+        (
+            "\"https://payments.example.com\"",
+            "{ url = \"https://payments.example.com\", allow_private = true }",
+        ),
+        (
+            "\"https://payments.example.com\"",
+            "{ url = \"https://payments.example.com\", methods = [\"GET\"] }",
+        ),
     ] {
         let changed = BASE.replace(from, to);
         assert_ne!(changed, BASE, "{from}");
         assert_ne!(digest(&changed), base, "changing {from} to {to}");
     }
+}
+
+#[test]
+fn an_egress_table_that_adds_nothing_is_the_url_alone() {
+    let table = BASE.replace(
+        "\"https://payments.example.com\"",
+        "{ url = \"https://payments.example.com\", allow_private = false }",
+    );
+    assert_eq!(digest(&table), digest(BASE));
+    let methods = |list: &str| {
+        digest(&BASE.replace(
+            "\"https://payments.example.com\"",
+            &format!("{{ url = \"https://payments.example.com\", methods = [{list}] }}"),
+        ))
+    };
+    assert_ne!(methods("\"GET\""), methods("\"GET\", \"POST\""));
 }
 
 #[test]

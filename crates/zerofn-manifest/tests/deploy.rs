@@ -149,16 +149,8 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
     assert!(inventory.grants.is_empty());
     assert_eq!(inventory.auth, Some(Auth::Public));
 
-    // The example grants a `*.` egress destination, which admission refuses.
+    // The example grants a `*.` egress destination: it deploys, flagged for review.
     let policy = LimitPolicy::default();
-    let refused = manifest.check_deployable(&policy).unwrap_err();
-    assert!(refused.iter().any(|d| d.code == "wildcard-egress"));
-    let exact = EXAMPLE.replace(
-        "https://*.cdn.example.com",
-        "https://assets.cdn.example.com",
-    );
-    std::fs::write(&path, &exact).unwrap();
-    let manifest = zerofn_manifest::load(&path).unwrap();
     let deployable = manifest.check_deployable(&policy).unwrap();
     assert_eq!(deployable.functions.len(), 2);
     let checkout = &deployable.functions[0];
@@ -177,7 +169,7 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
         &deployable.warnings,
         &[
             (w, "input-schema-missing", 5, 12),
-            (w, "grant-not-available", 12, 10),
+            (w, "wildcard-egress", 12, 43),
             (w, "grant-not-available", 14, 6),
             (w, "public-route", 18, 10),
             (w, "public-route", 25, 10),
@@ -443,15 +435,20 @@ fn color_rendering_adds_styles_only_when_asked() {
 }
 
 #[test]
-fn wildcard_egress_is_refused_at_the_offending_element() {
+fn wildcard_and_private_egress_deploy_flagged_at_the_offending_element() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
                 trigger = { http = { route = \"/a\" } }\nauth = { public = true }\n\
-                [functions.a.grants]\negress = [\n  \"https://api.example.com\",\n  \"https://*.example.com\",\n]\n";
-    let err = deploy("wildcard-egress", text, &[], &LimitPolicy::default()).unwrap_err();
-    let wildcards: Vec<_> = err.iter().filter(|d| d.code == "wildcard-egress").collect();
-    assert_eq!(wildcards.len(), 1, "{err}");
+                [functions.a.grants]\negress = [\n  \"https://api.example.com\",\n  \"https://*.example.com\",\n  \
+                { url = \"http://10.0.0.7:8080/hooks\", methods = [\"POST\"], allow_private = true },\n]\n";
+    let deployable = deploy("wildcard-egress", text, &[], &LimitPolicy::default()).unwrap();
+    let warnings = &deployable.warnings;
+    let wildcards: Vec<_> = warnings
+        .iter()
+        .filter(|d| d.code == "wildcard-egress")
+        .collect();
+    assert_eq!(wildcards.len(), 1, "{warnings}");
     let wildcard = wildcards[0];
-    assert!(wildcard.is_error());
+    assert!(!wildcard.is_error());
     assert_eq!(
         wildcard.field.as_deref(),
         Some("functions.a.grants.egress[1]")
@@ -460,13 +457,58 @@ fn wildcard_egress_is_refused_at_the_offending_element() {
     assert_eq!((location.line, location.column), (12, 3));
     assert_eq!(wildcard.value.as_deref(), Some("\"https://*.example.com\""));
     assert!(wildcard.help.as_ref().unwrap().contains("name each host"));
-    let json = err.to_json();
+    let private = warnings
+        .iter()
+        .find(|d| d.code == "private-egress")
+        .unwrap();
+    assert_eq!(
+        private.field.as_deref(),
+        Some("functions.a.grants.egress[2]")
+    );
+    assert_eq!(private.location.as_ref().unwrap().line, 13);
+    let json = warnings.to_json();
     let json = json
         .as_array()
         .unwrap()
         .iter()
         .find(|d| d["code"] == "wildcard-egress")
         .unwrap();
+    assert_eq!(json["severity"], "warning");
     assert_eq!(json["field"], "functions.a.grants.egress[1]");
     assert_eq!(json["line"], 12);
+
+    let grants = &deployable.functions[0].grants.egress;
+    assert_eq!(grants.len(), 3);
+    assert!(grants[0].methods.is_empty() && !grants[0].allow_private);
+    assert_eq!(grants[2].methods, [HttpMethod::Post]);
+    assert!(grants[2].allow_private);
+    assert_eq!(grants[2].host, "10.0.0.7");
+    assert_eq!(grants[2].path_prefix, "/hooks");
+    assert_eq!(grants[2].as_written, "http://10.0.0.7:8080/hooks");
+}
+
+#[test]
+fn egress_hosts_are_kept_in_their_canonical_form() {
+    let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
+                trigger = { http = { route = \"/a\" } }\nauth = { public = true }\n\
+                [functions.a.grants]\negress = [\"HTTP://API.Example.COM./v1\", \"http://0x7f000001:81\", \
+                \"http://[::ffff:10.0.0.1]\", \"https://b\u{fc}cher.example\"]\n";
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), text).unwrap();
+    let hosts: Vec<&str> = manifest
+        .function("a")
+        .unwrap()
+        .grants
+        .egress
+        .iter()
+        .map(|rule| rule.host.as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "api.example.com",
+            "127.0.0.1",
+            "10.0.0.1",
+            "xn--bcher-kva.example"
+        ]
+    );
 }

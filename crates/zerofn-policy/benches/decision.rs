@@ -106,13 +106,13 @@ fn main() {
             "egress, granted",
             request(
                 "fn3",
-                Capability::Egress(Destination {
-                    scheme: "https".into(),
-                    host: "api3.example.com".into(),
-                    port: 443,
-                    path: "/v1/orders".into(),
-                    method: "POST".into(),
-                }),
+                Capability::Egress(Destination::new(
+                    "https",
+                    "api3.example.com",
+                    443,
+                    "/v1/orders",
+                    "POST",
+                )),
             ),
             true,
         ),
@@ -120,13 +120,13 @@ fn main() {
             "egress, guardrail",
             request(
                 "fn3",
-                Capability::Egress(Destination {
-                    scheme: "http".into(),
-                    host: "api3.example.com".into(),
-                    port: 80,
-                    path: "/v1".into(),
-                    method: "GET".into(),
-                }),
+                Capability::Egress(Destination::new(
+                    "http",
+                    "api3.example.com",
+                    80,
+                    "/v1",
+                    "GET",
+                )),
             ),
             false,
         ),

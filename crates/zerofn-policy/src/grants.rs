@@ -1,7 +1,7 @@
 //! A manifest's grants as Cedar `permit` policies: one policy per grant, named after it, so a
 //! decision says which grant allowed it (`grant/shop/checkout/egress/0`).
 
-use crate::FunctionRef;
+use crate::{Destination, FunctionRef};
 use zerofn_manifest::{Grants, KvAccess};
 
 /// One generated policy: its id, the action it permits and its text.
@@ -92,6 +92,16 @@ pub fn compile(function: &FunctionRef, grants: &Grants) -> Vec<GrantPolicy> {
                 like_literal(&format!("{prefix}/"))
             ));
         }
+        if !rule.methods.is_empty() {
+            let methods: Vec<String> = rule.methods.iter().map(|m| literal(m.as_str())).collect();
+            conditions.push(format!(
+                "[{}].contains(context.destination.method)",
+                methods.join(", ")
+            ));
+        }
+        if !rule.allow_private {
+            conditions.push("!context.destination.private".to_string());
+        }
         if rule.any_subdomain {
             // `*.example.com`: any subdomain, not the domain itself.
             conditions.push(format!(
@@ -114,6 +124,70 @@ pub fn compile(function: &FunctionRef, grants: &Grants) -> Vec<GrantPolicy> {
         }
     }
     policies
+}
+
+/// Why no egress grant of a function covers a destination: the furthest any grant got, in
+/// the order its conditions are written. This explains a default deny the PDP decided; it
+/// never decides (the PDP does, guardrails included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EgressMiss {
+    /// No grant names the host.
+    Host,
+    /// A grant names the host, with another scheme or port.
+    SchemeOrPort,
+    /// ... and the scheme and port, but its path prefix does not cover the path.
+    Path,
+    /// ... and the path, but not the method.
+    Method,
+    /// ... and the method, for public addresses only, and this address is not public.
+    Private,
+}
+
+/// The [`EgressMiss`] of `destination` against `grants`, or `None` when a grant covers it.
+/// Mirrors the conditions [`compile`] writes (tests check that both agree).
+pub fn egress_miss(grants: &Grants, destination: &Destination) -> Option<EgressMiss> {
+    let mut furthest = EgressMiss::Host;
+    for rule in &grants.egress {
+        let host = if rule.any_subdomain {
+            destination.host.ends_with(&format!(".{}", rule.host))
+        } else {
+            destination.host == rule.host
+        };
+        let prefix = rule.path_prefix.trim_end_matches('/');
+        let checks = [
+            (host, EgressMiss::Host),
+            (
+                destination.scheme == rule.scheme && destination.port == rule.effective_port(),
+                EgressMiss::SchemeOrPort,
+            ),
+            (
+                prefix.is_empty()
+                    || destination.path == prefix
+                    || destination
+                        .path
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/')),
+                EgressMiss::Path,
+            ),
+            (
+                rule.methods.is_empty()
+                    || rule
+                        .methods
+                        .iter()
+                        .any(|m| m.as_str() == destination.method),
+                EgressMiss::Method,
+            ),
+            (
+                rule.allow_private || !destination.private,
+                EgressMiss::Private,
+            ),
+        ];
+        match checks.into_iter().find(|(passed, _)| !passed) {
+            None => return None,
+            Some((_, miss)) => furthest = furthest.max(miss),
+        }
+    }
+    Some(furthest)
 }
 
 /// A Cedar string literal. Names and hosts in manifests are already restricted; this escapes

@@ -278,6 +278,16 @@ impl Pdp {
                     "method".to_string(),
                     RestrictedExpression::new_string(d.method.clone()),
                 ),
+                (
+                    "address".to_string(),
+                    RestrictedExpression::new_string(
+                        d.address.map(|a| a.to_string()).unwrap_or_default(),
+                    ),
+                ),
+                (
+                    "private".to_string(),
+                    RestrictedExpression::new_bool(d.private),
+                ),
             ])
             .map_err(|e| e.to_string())?;
             pairs.push(("destination".to_string(), destination));

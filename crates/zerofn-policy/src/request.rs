@@ -32,10 +32,32 @@ impl std::fmt::Display for FunctionRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub scheme: String,
+    /// Canonical ([`zerofn_manifest::canonical_host`]).
     pub host: String,
     pub port: u16,
+    /// The path without the query, dot segments resolved.
     pub path: String,
     pub method: String,
+    /// The address to be connected to: the host's own for an IP literal, a resolved one
+    /// otherwise; `None` before the name is resolved.
+    pub address: Option<std::net::IpAddr>,
+    /// Whether `address` is not publicly routable (loopback, private, link-local, ...).
+    pub private: bool,
+}
+
+impl Destination {
+    /// A destination not resolved yet.
+    pub fn new(scheme: &str, host: &str, port: u16, path: &str, method: &str) -> Self {
+        Destination {
+            scheme: scheme.to_string(),
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+            method: method.to_string(),
+            address: None,
+            private: false,
+        }
+    }
 }
 
 /// A capability use.
@@ -73,19 +95,23 @@ impl Capability {
             "egress" => {
                 let url = url::Url::parse(resource)
                     .map_err(|e| format!("`{resource}` is not a URL: {e}"))?;
-                let host = url
-                    .host_str()
-                    .ok_or_else(|| format!("`{resource}` has no host"))?;
                 let port = url
                     .port_or_known_default()
                     .ok_or_else(|| format!("`{resource}` has no port"))?;
-                Ok(Capability::Egress(Destination {
-                    scheme: url.scheme().to_string(),
-                    host: host.trim_end_matches('.').to_string(),
+                let host = url
+                    .host()
+                    .as_ref()
+                    .and_then(zerofn_manifest::canonical_host)
+                    .ok_or_else(|| format!("`{resource}` has no valid host"))?;
+                // What is decided before any lookup; an address's class is the platform's to
+                // judge when it connects.
+                Ok(Capability::Egress(Destination::new(
+                    url.scheme(),
+                    &host,
                     port,
-                    path: url.path().to_string(),
-                    method: method.to_ascii_uppercase(),
-                }))
+                    url.path(),
+                    &method.to_ascii_uppercase(),
+                )))
             }
             other => Err(format!(
                 "unknown action `{other}`: use invoke, egress, secret.read, kv.read or kv.write"

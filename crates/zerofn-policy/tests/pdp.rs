@@ -70,13 +70,7 @@ fn ask_with(
 }
 
 fn egress(scheme: &str, host: &str, port: u16, path: &str) -> Capability {
-    Capability::Egress(Destination {
-        scheme: scheme.into(),
-        host: host.into(),
-        port,
-        path: path.into(),
-        method: "GET".into(),
-    })
+    Capability::Egress(Destination::new(scheme, host, port, path, "GET"))
 }
 
 fn guardrails(text: &str) -> Result<Guardrails, PolicyError> {
@@ -364,4 +358,164 @@ fn a_linked_directory_among_guardrails_is_refused_not_followed_or_skipped() {
     std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
     let error = Guardrails::load(&[dir.path().to_path_buf()]).unwrap_err();
     assert!(error.to_string().contains("symbolic link"), "{error}");
+}
+
+const EGRESS_MANIFEST: &str = r#"
+[app]
+name = "net"
+version = "1.0.0"
+
+[functions.caller]
+component = "c.wasm"
+trigger = { http = { route = "/c" } }
+auth = { public = true }
+
+[functions.caller.grants]
+egress = [
+  { url = "https://api.example.com/api", methods = ["POST", "PUT"] },
+  "https://*.cdn.example.com",
+  { url = "http://127.0.0.1:8080", allow_private = true },
+  { url = "http://internal.example.com/", methods = ["GET"], allow_private = true },
+]
+"#;
+
+fn resolved(mut capability: Capability, address: &str, private: bool) -> Capability {
+    if let Capability::Egress(destination) = &mut capability {
+        destination.address = Some(address.parse().unwrap());
+        destination.private = private;
+    }
+    capability
+}
+
+fn with_method(mut capability: Capability, method: &str) -> Capability {
+    if let Capability::Egress(destination) = &mut capability {
+        destination.method = method.into();
+    }
+    capability
+}
+
+#[test]
+fn egress_grants_limit_methods_path_segments_subdomains_and_private_addresses() {
+    use zerofn_policy::grants::{EgressMiss, egress_miss};
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), EGRESS_MANIFEST).unwrap();
+    let grants = &manifest.function("caller").unwrap().grants;
+    let pdp = Pdp::build(
+        &Guardrails::none(),
+        [(FunctionRef::new("net", "caller"), grants)],
+    )
+    .unwrap();
+    let api = |path: &str, method: &str| {
+        with_method(egress("https", "api.example.com", 443, path), method)
+    };
+    let cases = [
+        (api("/api", "POST"), None),
+        (api("/api/orders", "PUT"), None),
+        (api("/api/orders", "GET"), Some(EgressMiss::Method)),
+        (api("/apix", "POST"), Some(EgressMiss::Path)),
+        (api("/", "POST"), Some(EgressMiss::Path)),
+        (
+            egress("http", "api.example.com", 443, "/api"),
+            Some(EgressMiss::SchemeOrPort),
+        ),
+        (
+            egress("https", "api.example.com", 8443, "/api"),
+            Some(EgressMiss::SchemeOrPort),
+        ),
+        (
+            resolved(api("/api", "POST"), "10.0.0.1", true),
+            Some(EgressMiss::Private),
+        ),
+        (resolved(api("/api", "POST"), "93.184.216.34", false), None),
+        (egress("https", "a.cdn.example.com", 443, "/x"), None),
+        (egress("https", "a.b.cdn.example.com", 443, "/"), None),
+        (
+            egress("https", "cdn.example.com", 443, "/"),
+            Some(EgressMiss::Host),
+        ),
+        (
+            egress("https", "evilcdn.example.com", 443, "/"),
+            Some(EgressMiss::Host),
+        ),
+        (
+            resolved(egress("http", "127.0.0.1", 8080, "/"), "127.0.0.1", true),
+            None,
+        ),
+        (
+            resolved(
+                egress("http", "internal.example.com", 80, "/"),
+                "10.1.2.3",
+                true,
+            ),
+            None,
+        ),
+        (
+            with_method(
+                resolved(
+                    egress("http", "internal.example.com", 80, "/"),
+                    "10.1.2.3",
+                    true,
+                ),
+                "POST",
+            ),
+            Some(EgressMiss::Method),
+        ),
+        (
+            egress("https", "example.org", 443, "/"),
+            Some(EgressMiss::Host),
+        ),
+    ];
+    for (capability, miss) in cases {
+        let Capability::Egress(destination) = &capability else {
+            unreachable!()
+        };
+        assert_eq!(egress_miss(grants, destination), miss, "{destination:?}");
+        let decision = ask_in(&pdp, "net", "caller", capability.clone());
+        assert_eq!(
+            decision.allowed,
+            miss.is_none(),
+            "the PDP and the explanation disagree on {destination:?}: {decision:?}"
+        );
+    }
+}
+
+#[test]
+fn a_guardrail_sees_the_resolved_address() {
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), EGRESS_MANIFEST).unwrap();
+    let grants = &manifest.function("caller").unwrap().grants;
+    let rails = guardrails(
+        r#"
+@id("no-loopback-targets")
+forbid(principal, action == Action::"egress", resource)
+when { context.destination.address like "127.*" };
+"#,
+    )
+    .unwrap();
+    let pdp = Pdp::build(&rails, [(FunctionRef::new("net", "caller"), grants)]).unwrap();
+    let before = ask_in(
+        &pdp,
+        "net",
+        "caller",
+        egress("http", "internal.example.com", 80, "/"),
+    );
+    assert!(before.allowed, "{before:?}");
+    let after = ask_in(
+        &pdp,
+        "net",
+        "caller",
+        resolved(
+            egress("http", "internal.example.com", 80, "/"),
+            "127.0.0.1",
+            true,
+        ),
+    );
+    assert!(!after.allowed);
+    assert_eq!(after.policies, ["no-loopback-targets"]);
+}
+
+fn ask_in(pdp: &Pdp, app: &str, function: &str, capability: Capability) -> zerofn_policy::Decision {
+    pdp.decide(&AccessRequest {
+        principal: FunctionRef::new(app, function),
+        capability,
+        context: RequestContext::default(),
+    })
 }

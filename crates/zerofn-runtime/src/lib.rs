@@ -8,7 +8,8 @@
 //! - A guest gets no environment variables, arguments, directories, sockets or name lookup.
 //!   Every WASI 0.2 interface is linked so ordinary components instantiate, and what the guest
 //!   was not granted fails at call time with an error the guest can handle.
-//! - Outbound HTTP is refused (`HttpRequestDenied`) before any connection exists.
+//! - Outbound HTTP goes to the platform's [`Outbound`], which decides it; what it does not take
+//!   is refused (`HttpRequestDenied`) before any connection exists.
 //! - `wasi:config/store` answers only through the platform's [`ConfigSource`] for the
 //!   invocation; every value it hands over is redacted from the invocation's captured output
 //!   and error details, and wiped from host memory when the invocation ends.
@@ -35,7 +36,7 @@ pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use limits::InvocationLimits;
-pub use outbound::{Outbound, OutboundBody, OutboundFuture, Routed};
+pub use outbound::{Outbound, OutboundBody, OutboundFuture, RequestOptions, Routed};
 
 /// The error type of request and response body streams.
 pub use wasmtime_wasi_http::Error as BodyError;

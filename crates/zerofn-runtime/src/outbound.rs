@@ -22,8 +22,12 @@ pub enum Routed {
     Declined(Box<http::Request<WasiBody>>),
 }
 
+/// The guest's timeouts for one outbound request (`wasi:http/types.request-options`).
+pub use wasmtime_wasi_http::RequestOptions;
+
 /// The platform's side of one invocation's outbound requests.
 pub trait Outbound: Send + Sync + 'static {
-    /// Takes `request` and answers it, or hands it back to be refused.
-    fn route(&self, request: http::Request<WasiBody>) -> Routed;
+    /// Takes `request` and answers it, or hands it back to be refused. `options` are the
+    /// timeouts the guest asked for, if any.
+    fn route(&self, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> Routed;
 }

@@ -101,11 +101,11 @@ impl WasiHttpHooks for OutboundHook {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let request = match &self.outbound {
-            Some(outbound) => match outbound.route(request) {
+            Some(outbound) => match outbound.route(request, options) {
                 crate::Routed::Answered(answer) => {
                     return Box::new(async move {
                         let response = answer.await?;

@@ -298,6 +298,8 @@ fn normalised_grants(grants: &zerofn_manifest::Grants) -> serde_json::Value {
                 "any_subdomain": rule.any_subdomain,
                 "port": rule.effective_port(),
                 "path_prefix": rule.path_prefix,
+                "methods": rule.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "allow_private": rule.allow_private,
                 "as_written": rule.as_written,
             })
         })

@@ -38,8 +38,8 @@ pub fn internal_target(host: &str) -> Option<(String, String)> {
         .then(|| (function.to_string(), app.to_string()))
 }
 
-/// One invocation's outbound side: takes its internal calls, leaves everything else to be
-/// refused (egress arrives with the runtime guards).
+/// One invocation's outbound side: internal calls go to [`Platform::call`], everything else
+/// to the egress enforcement point ([`crate::egress`]).
 pub(crate) struct CallerOutbound {
     pub(crate) platform: Weak<Platform>,
     pub(crate) caller: Arc<ActiveFunction>,
@@ -51,6 +51,8 @@ pub(crate) struct CallerOutbound {
     pub(crate) token: Arc<str>,
     /// When the invocation must be over; its callees get no more.
     pub(crate) deadline: std::time::Instant,
+    /// Egress exchanges in flight ([`crate::egress::MAX_IN_FLIGHT`] at most).
+    pub(crate) egress_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the platform needs to decide and run one call.
@@ -67,12 +69,26 @@ pub(crate) struct Call {
 }
 
 impl Outbound for CallerOutbound {
-    fn route(&self, request: http::Request<zerofn_runtime::OutboundBody>) -> Routed {
-        let Some((callee, callee_app)) = request.uri().host().and_then(internal_target) else {
-            return Routed::Declined(Box::new(request));
-        };
+    fn route(
+        &self,
+        request: http::Request<zerofn_runtime::OutboundBody>,
+        options: Option<zerofn_runtime::RequestOptions>,
+    ) -> Routed {
         let Some(platform) = self.platform.upgrade() else {
             return Routed::Declined(Box::new(request));
+        };
+        let Some((callee, callee_app)) = request.uri().host().and_then(internal_target) else {
+            let call = crate::egress::EgressCall {
+                caller: self.caller.clone(),
+                invocation_id: self.invocation_id.clone(),
+                chain: self.chain.clone(),
+                deadline: self.deadline,
+                // Taken now, in the order the guest sent its requests, so the cap is exact.
+                in_flight: self.egress_in_flight.clone().try_acquire_owned().ok(),
+            };
+            return Routed::Answered(Box::pin(async move {
+                crate::egress::send(&platform, call, request, options).await
+            }));
         };
         let call = Call {
             caller: self.caller.clone(),

@@ -1,6 +1,6 @@
 //! The operator's platform config file (`zerofn.config.toml`): listener, global concurrency,
 //! limit defaults and ceilings, guest output caps, trust policy, advisory gate, admission
-//! policies, the function listener's TLS and the remote control listener. Every key is optional; unknown keys are
+//! policies, the function listener's TLS, egress trust roots and the remote control listener. Every key is optional; unknown keys are
 //! errors, so a typo never silently leaves a ceiling at its default.
 
 use crate::ServerConfig;
@@ -26,6 +26,8 @@ struct ConfigFile {
     policy: PolicySection,
     #[serde(default)]
     auth: AuthSection,
+    #[serde(default)]
+    egress: EgressSection,
     control: Option<ControlSection>,
     #[serde(default)]
     secrets: SecretsSection,
@@ -38,6 +40,14 @@ struct SecretsSection {
     master_key: Option<String>,
     /// The key file, relative to the config file [default: `DATA_DIR/master.key`].
     master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressSection {
+    /// PEM CA certificates trusted (besides the system's) for `https` egress, relative to the
+    /// config file.
+    ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +161,9 @@ impl ServerConfig {
         }
         if let Some(ca) = file.auth.jwks_ca {
             config.jwks_ca = Some(path.parent().unwrap_or(Path::new(".")).join(ca));
+        }
+        if let Some(ca) = file.egress.ca {
+            config.egress_ca = Some(path.parent().unwrap_or(Path::new(".")).join(ca));
         }
         if let Some(policy) = file.server.trust_policy {
             config.trust_policy = Some(path.parent().unwrap_or(Path::new(".")).join(policy));
@@ -312,6 +325,9 @@ mod tests {
             crate::FunctionTls::Off,
             "plain HTTP by default"
         );
+        assert_eq!(config.egress_ca, None);
+        let egress = load("[egress]\nca = \"certs/egress-ca.pem\"\n").unwrap();
+        assert!(egress.egress_ca.unwrap().ends_with("certs/egress-ca.pem"));
         let tls = load("[server]\ntls = \"builtin\"\nsvid_ttl_secs = 600\n").unwrap();
         assert_eq!(tls.function_tls, crate::FunctionTls::Builtin);
         assert_eq!(tls.svid_ttl, Duration::from_secs(600));
@@ -397,6 +413,8 @@ mod tests {
     fn unknown_keys_and_zero_caps_fail_closed() {
         let typo = load("[limits.ceilng]\ntimeout_ms = 1\n").unwrap_err();
         assert!(typo.to_string().contains("ceilng"), "{typo}");
+        let egress = load("[egress]\ncaa = \"x.pem\"\n").unwrap_err();
+        assert!(egress.to_string().contains("caa"), "{egress}");
         let zero = load("[server]\nmax_concurrency = 0\n").unwrap_err();
         assert!(zero.to_string().contains("max_concurrency"), "{zero}");
         let zero_limit = load("[limits.ceiling]\nmemory_mb = 0\n").unwrap_err();

@@ -1,6 +1,6 @@
 //! The platform's own metrics, in the Prometheus text format (OpenMetrics), so that the
-//! monitoring loop's numbers (rejected deployments first) can be scraped by what users already
-//! run. The control plane serves them at `/v1/metrics`.
+//! monitoring loop's numbers (rejected deployments, each function's egress) can be scraped by
+//! what users already run. The control plane serves them at `/v1/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,12 +24,85 @@ struct RateLabels {
     scope: String,
 }
 
-/// Counters of deploy decisions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionOutcomeLabels {
+    app: String,
+    function: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionRuleLabels {
+    app: String,
+    function: String,
+    rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    app: String,
+    function: String,
+}
+
+/// Counters of deploy decisions and of each function's egress.
 pub struct Metrics {
     registry: Registry,
     deploys: Family<OutcomeLabels, Counter>,
     refusals: Family<RuleLabels, Counter>,
     rate_limited: Family<RateLabels, Counter>,
+    egress: EgressMetrics,
+}
+
+/// Each function's egress: requests by outcome, refusals by rule, bytes each way. Cloning
+/// shares the counters.
+#[derive(Clone)]
+pub struct EgressMetrics {
+    requests: Family<FunctionOutcomeLabels, Counter>,
+    refusals: Family<FunctionRuleLabels, Counter>,
+    sent: Family<FunctionLabels, Counter>,
+    received: Family<FunctionLabels, Counter>,
+}
+
+impl std::fmt::Debug for EgressMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressMetrics").finish_non_exhaustive()
+    }
+}
+
+impl EgressMetrics {
+    /// Counts a refused request under `rule`.
+    pub fn denied(&self, app: &str, function: &str, rule: &str) {
+        self.count(app, function, "denied");
+        self.refusals
+            .get_or_create(&FunctionRuleLabels {
+                app: app.into(),
+                function: function.into(),
+                rule: rule.into(),
+            })
+            .inc();
+    }
+
+    /// Counts an allowed request that is over (`outcome` `allowed`: it got a response;
+    /// `failed`: it did not) and the bytes it moved.
+    pub fn finished(&self, app: &str, function: &str, outcome: &str, sent: u64, received: u64) {
+        self.count(app, function, outcome);
+        let labels = FunctionLabels {
+            app: app.into(),
+            function: function.into(),
+        };
+        self.sent.get_or_create(&labels).inc_by(sent);
+        self.received.get_or_create(&labels).inc_by(received);
+    }
+
+    fn count(&self, app: &str, function: &str, outcome: &str) {
+        self.requests
+            .get_or_create(&FunctionOutcomeLabels {
+                app: app.into(),
+                function: function.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -59,11 +132,38 @@ impl Default for Metrics {
             "Requests refused with 429 by a function's rate limit, by bucket (function: everyone together; caller: one caller)",
             rate_limited.clone(),
         );
+        let egress = EgressMetrics {
+            requests: Family::default(),
+            refusals: Family::default(),
+            sent: Family::default(),
+            received: Family::default(),
+        };
+        registry.register(
+            "egress_requests",
+            "Outbound requests of each function by outcome (allowed: a response came; denied: refused before any connection; failed: allowed, but no response)",
+            egress.requests.clone(),
+        );
+        registry.register(
+            "egress_refusals",
+            "Refused outbound requests of each function by the rule that refused them",
+            egress.refusals.clone(),
+        );
+        registry.register(
+            "egress_sent_bytes",
+            "Request body bytes each function sent to allowed destinations",
+            egress.sent.clone(),
+        );
+        registry.register(
+            "egress_received_bytes",
+            "Response body bytes each function received from allowed destinations",
+            egress.received.clone(),
+        );
         Metrics {
             registry,
             deploys,
             refusals,
             rate_limited,
+            egress,
         }
     }
 }
@@ -115,6 +215,11 @@ impl Metrics {
             .inc();
     }
 
+    /// The egress counters (a shared handle).
+    pub fn egress(&self) -> EgressMetrics {
+        self.egress.clone()
+    }
+
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -152,5 +257,27 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn egress_is_counted_per_function_by_outcome_rule_and_bytes() {
+        let metrics = Metrics::default();
+        let egress = metrics.egress();
+        egress.denied("shop", "checkout", "egress-not-granted");
+        egress.denied("shop", "checkout", "egress-not-granted");
+        egress.finished("shop", "checkout", "allowed", 10, 250);
+        egress.finished("shop", "checkout", "allowed", 5, 50);
+        egress.finished("shop", "other", "failed", 0, 0);
+        let text = metrics.encode();
+        for line in [
+            "zerofn_egress_requests_total{app=\"shop\",function=\"checkout\",outcome=\"denied\"} 2",
+            "zerofn_egress_requests_total{app=\"shop\",function=\"checkout\",outcome=\"allowed\"} 2",
+            "zerofn_egress_requests_total{app=\"shop\",function=\"other\",outcome=\"failed\"} 1",
+            "zerofn_egress_refusals_total{app=\"shop\",function=\"checkout\",rule=\"egress-not-granted\"} 2",
+            "zerofn_egress_sent_bytes_total{app=\"shop\",function=\"checkout\"} 15",
+            "zerofn_egress_received_bytes_total{app=\"shop\",function=\"checkout\"} 300",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

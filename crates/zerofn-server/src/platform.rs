@@ -98,6 +98,8 @@ pub struct Platform {
     function_tls: bool,
     /// The master keys that seal secrets (and anything else kept encrypted at rest).
     vault: Arc<crate::vault::Vault>,
+    /// Reaches the destinations functions are granted.
+    egress: crate::egress::Egress,
 }
 
 impl std::fmt::Debug for Platform {
@@ -150,6 +152,8 @@ pub struct PlatformPolicies {
     pub function_tls: bool,
     /// The master keys.
     pub vault: Arc<crate::vault::Vault>,
+    /// Reaches the destinations functions are granted (TLS roots included).
+    pub egress: crate::egress::Egress,
 }
 
 impl Platform {
@@ -189,6 +193,7 @@ impl Platform {
             ca: policies.ca,
             function_tls: policies.function_tls,
             vault: policies.vault,
+            egress: policies.egress,
         }))
     }
 
@@ -200,6 +205,11 @@ impl Platform {
     /// The built-in CA (see [`crate::certificates`]).
     pub fn ca(&self) -> &Arc<zerofn_identity::CertificateAuthority> {
         &self.ca
+    }
+
+    /// Egress: the connector that reaches granted destinations.
+    pub(crate) fn egress(&self) -> &crate::egress::Egress {
+        &self.egress
     }
 
     /// The issuer of the per-invocation JWT-SVIDs (its JWKS is on the control plane).
@@ -934,6 +944,7 @@ impl Platform {
                 calls: std::sync::atomic::AtomicU32::new(0),
                 token: token.into(),
                 deadline: std::time::Instant::now() + limits.timeout,
+                egress_in_flight: Arc::new(Semaphore::new(crate::egress::MAX_IN_FLIGHT)),
             })),
         };
         match self
@@ -1224,7 +1235,7 @@ impl Platform {
             .await;
         }
         let decision = self
-            .authorize(
+            .decide(
                 caller,
                 &call.caller_invocation,
                 &call.chain,
@@ -1232,6 +1243,7 @@ impl Platform {
                     callee: call.callee.clone(),
                 },
                 self.spiffe_id(&call.callee_app, &call.callee),
+                |event| event,
             )
             .await;
         if !decision.allowed {
@@ -1372,20 +1384,21 @@ impl Platform {
         Err(problem.into_response(invocation_id))
     }
 
-    /// Asks the PDP whether `function`, running as `invocation_id` for the callers `chain`,
-    /// may use `capability`, and records the decision (`authz.decision`, naming `resource`)
-    /// either way. Every enforcement point of a guest capability decides through this.
-    pub(crate) async fn authorize(
+    /// Asks the PDP whether `caller`, running invocation `invocation_id` for the functions of
+    /// `chain`, may use `capability`, and records the decision as an `authz.decision` event
+    /// naming `resource` (with whatever `detail` adds). Every enforcement point decides here.
+    pub(crate) async fn decide(
         &self,
-        function: &ActiveFunction,
+        caller: &ActiveFunction,
         invocation_id: &Arc<str>,
         chain: &[String],
         capability: zerofn_policy::Capability,
         resource: String,
+        detail: impl FnOnce(AuditEvent) -> AuditEvent,
     ) -> zerofn_policy::Decision {
         let action = capability.action();
         let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
-            principal: zerofn_policy::FunctionRef::new(&*function.app, &*function.name),
+            principal: zerofn_policy::FunctionRef::new(&*caller.app, &*caller.name),
             capability,
             context: zerofn_policy::RequestContext {
                 invocation_id: invocation_id.to_string(),
@@ -1396,25 +1409,22 @@ impl Platform {
                 risk: 0,
             },
         });
-        self.audit
-            .record(
-                AuditEvent::new(
-                    EventKind::AuthzDecision,
-                    if decision.allowed {
-                        Outcome::Success
-                    } else {
-                        Outcome::Denied
-                    },
-                )
-                .reason(decision.explanation())
-                .invocation(invocation_id.clone())
-                .function(function.app.clone(), function.name.clone())
-                .version(function.version_id.clone())
-                .detail("action", action)
-                .detail("resource", resource)
-                .detail("policies", decision.policies.clone()),
-            )
-            .await;
+        let event = AuditEvent::new(
+            EventKind::AuthzDecision,
+            if decision.allowed {
+                Outcome::Success
+            } else {
+                Outcome::Denied
+            },
+        )
+        .reason(decision.explanation())
+        .invocation(invocation_id.clone())
+        .function(caller.app.clone(), caller.name.clone())
+        .version(caller.version_id.clone())
+        .detail("action", action)
+        .detail("resource", resource)
+        .detail("policies", decision.policies.clone());
+        self.audit.record(detail(event)).await;
         decision
     }
 

@@ -309,12 +309,13 @@ impl Platform {
             return Err(not_granted);
         }
         let decision = self
-            .authorize(
+            .decide(
                 function,
                 &reader.invocation_id,
                 &reader.chain,
                 zerofn_policy::Capability::SecretRead { name: name.clone() },
                 format!("{}/{name}", function.app),
+                |event| event,
             )
             .await;
         if !decision.allowed {

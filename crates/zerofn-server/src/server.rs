@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// Extra CA certificates (PEM file) trusted when fetching `auth.jwt` key sets by URL,
     /// besides the system's roots.
     pub jwks_ca: Option<PathBuf>,
+    /// Extra CA certificates (PEM file) that egress trusts for `https` destinations, besides
+    /// the system's roots.
+    pub egress_ca: Option<PathBuf>,
     /// The remote control plane (TLS on TCP); none unless configured.
     pub remote_control: Option<RemoteControlConfig>,
     /// Whether the function listener serves TLS.
@@ -122,6 +125,7 @@ impl ServerConfig {
             guardrails: Vec::new(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             jwks_ca: None,
+            egress_ca: None,
             remote_control: None,
             function_tls: FunctionTls::Off,
             svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
@@ -217,6 +221,8 @@ pub enum ServerError {
     NodeSecret(std::io::Error),
     #[error("cannot set up the JWKS client: {0}")]
     Jwks(String),
+    #[error("cannot set up egress: {0}")]
+    Egress(String),
     #[error("cannot set up TLS for the remote control listener: {0}")]
     ControlTls(#[from] control::TlsError),
     #[error("cannot load the master key ({source_description}): {error}")]
@@ -350,6 +356,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             ca,
             function_tls: matches!(config.function_tls, FunctionTls::Builtin),
             vault: Arc::new(vault),
+            egress: egress(&config)?,
         },
     )?;
     if let Some(rotation) = finished_rotation {
@@ -594,6 +601,18 @@ async fn rotate_token_keys(
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// Egress, trusting the system's roots plus `[egress] ca`.
+fn egress(config: &ServerConfig) -> Result<crate::egress::Egress, ServerError> {
+    let extra = match &config.egress_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            ServerError::Egress(format!("cannot read `egress.ca` {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    crate::egress::Egress::new(extra.as_deref())
+        .map_err(|e| ServerError::Egress(format!("`egress.ca`: {e}")))
 }
 
 /// The client that fetches `auth.jwt` key sets: the system's roots plus `[auth] jwks_ca`.

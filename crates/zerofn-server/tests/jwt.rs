@@ -460,28 +460,8 @@ struct JwksEndpoint {
 }
 
 async fn jwks_endpoint(initial: Vec<u8>) -> JwksEndpoint {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![server_cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (ca_pem, config) = common::tls_server(&["127.0.0.1"]);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let keys = Arc::new(Mutex::new(initial));
@@ -513,7 +493,7 @@ async fn jwks_endpoint(initial: Vec<u8>) -> JwksEndpoint {
     });
     JwksEndpoint {
         url: format!("https://127.0.0.1:{}/.well-known/jwks.json", addr.port()),
-        ca_pem: ca_cert.pem(),
+        ca_pem,
         keys,
         fetches,
     }

@@ -226,9 +226,10 @@ async fn outbound_http_is_refused_before_any_connection_and_audited() {
     assert!(result.contains("HttpRequestDenied"), "{result}");
     let denied = server.events("egress.denied").await;
     assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].event["reason"], "egress-not-granted");
     assert_eq!(
         denied[0].event["detail"]["destination"],
-        "http://example.com"
+        "http://example.com:80"
     );
     assert_eq!(
         denied[0].invocation_id.as_deref(),

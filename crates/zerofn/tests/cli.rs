@@ -644,7 +644,7 @@ fn admit_reports_every_finding_with_its_location_in_json_and_sarif() {
     // warning as well.
     let widened = MANIFEST.replace(
         "[functions.hello.auth]",
-        "[functions.hello.grants]\negress = [\"https://evil.example.com\"]\n\n[functions.hello.auth]",
+        "[functions.hello.grants]\negress = [\"https://*.evil.example.com\"]\n\n[functions.hello.auth]",
     );
     std::fs::write(app.join("zerofn.toml"), widened).unwrap();
     let refused = zerofn(
@@ -662,7 +662,7 @@ fn admit_reports_every_finding_with_its_location_in_json_and_sarif() {
     assert!(
         results
             .iter()
-            .any(|r| r["ruleId"] == "grant-not-available" && r["level"] == "warning")
+            .any(|r| r["ruleId"] == "wildcard-egress" && r["level"] == "warning")
     );
     let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
         .as_array()
@@ -716,14 +716,14 @@ deny contains {"id": "no-evil-hosts", "msg": sprintf("%s is not an approved dest
     assert_eq!(rego["level"], "error");
     assert_eq!(
         rego["message"],
-        "https://evil.example.com is not an approved destination"
+        "https://*.evil.example.com is not an approved destination"
     );
     assert_eq!(rego["field"], "functions.hello.grants.egress[0]");
     assert_eq!(
         (rego["line"].as_u64(), rego["column"].as_u64()),
         (Some(10), Some(11))
     );
-    assert_eq!(rego["value"], "\"https://evil.example.com\"");
+    assert_eq!(rego["value"], "\"https://*.evil.example.com\"");
     assert!(rego["file"].as_str().unwrap().ends_with("zerofn.toml"));
 
     let sarif = run("sarif");

@@ -55,26 +55,7 @@ impl JwksClient {
     /// A client that trusts the system's roots plus the PEM certificates in `extra_roots`
     /// (an operator's private CA, or a test's).
     pub fn new(extra_roots: Option<&[u8]>) -> Result<Self, String> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject as _;
-        let mut roots = rustls::RootCertStore::empty();
-        // The system store may hold certificates rustls cannot parse; those are skipped, as
-        // every rustls-based client does.
-        let native = rustls_native_certs::load_native_certs();
-        let _ = roots.add_parsable_certificates(native.certs);
-        if let Some(pem) = extra_roots {
-            let extra = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("the JWKS CA bundle is not PEM certificates: {e}"))?;
-            if extra.is_empty() {
-                return Err("the JWKS CA bundle holds no certificate".into());
-            }
-            for certificate in extra {
-                roots.add(certificate).map_err(|e| {
-                    format!("the JWKS CA bundle holds an unusable certificate: {e}")
-                })?;
-            }
-        }
+        let roots = crate::tls_roots::system_roots_and(extra_roots, "JWKS CA bundle")?;
         let config = rustls::ClientConfig::builder_with_provider(zerofn_identity::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?

@@ -248,6 +248,11 @@ fn sign_all(
 
 /// A manifest with one function `hostile` on the prefix route `/...`.
 pub fn hostile_manifest(app: &str, limits: &str) -> String {
+    hostile_manifest_with(app, limits, "")
+}
+
+/// [`hostile_manifest`], with `more` (further tables of the function, say its grants) after it.
+pub fn hostile_manifest_with(app: &str, limits: &str, more: &str) -> String {
     format!(
         r#"[app]
 name = "{app}"
@@ -260,7 +265,7 @@ limits = {{ {limits} }}
 
 [functions.hostile.auth]
 public = true
-"#
+{more}"#
     )
 }
 
@@ -270,6 +275,34 @@ pub fn invocation_id(reply: &Reply) -> String {
         .to_str()
         .unwrap()
         .to_string()
+}
+
+/// A test CA and a TLS server configuration (ring) whose certificate it signed for `names`
+/// (DNS names or IP addresses): `(CA certificate PEM, config)`.
+pub fn tls_server(names: &[&str]) -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let server_cert = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![server_cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+    )
+    .unwrap();
+    (ca_cert.pem(), std::sync::Arc::new(config))
 }
 
 #[derive(Debug)]

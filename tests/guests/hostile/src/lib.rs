@@ -94,12 +94,34 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 None => respond_text(out, 400, "expected ?bytes=N"),
             },
-            "/outbound" => {
-                let mut json = String::from("{\"result\":");
-                push_json_string(&mut json, &outbound());
-                json.push('}');
-                respond_json(out, &json);
-            }
+            "/outbound" => match query_text(query, "url") {
+                None => {
+                    let mut json = String::from("{\"result\":");
+                    push_json_string(&mut json, &outbound());
+                    json.push('}');
+                    respond_json(out, &json);
+                }
+                Some(url) => {
+                    let method = query_text(query, "method").map(percent_decode);
+                    let body = query_text(query, "body")
+                        .map(percent_decode)
+                        .filter(|body| !body.is_empty());
+                    let first_byte_ms = query_number(query, "first_byte_ms");
+                    respond_json(
+                        out,
+                        &fetch(
+                            &percent_decode(url),
+                            method.as_deref().unwrap_or("GET"),
+                            body.as_deref(),
+                            first_byte_ms,
+                        ),
+                    );
+                }
+            },
+            "/outbound-many" => match (query_text(query, "url"), query_number(query, "n")) {
+                (Some(url), Some(n)) => respond_json(out, &fetch_many(&percent_decode(url), n)),
+                _ => respond_text(out, 400, "expected ?url=U&n=N"),
+            },
             "/headers" => respond_json(out, &headers(&request)),
             "/call" => match (query_text(query, "host"), query_text(query, "path")) {
                 (Some(host), Some(path)) => {
@@ -504,6 +526,185 @@ fn outbound() -> String {
             }
         }
     }
+}
+
+/// `/outbound?url=U[&method=M][&body=B][&first_byte_ms=N]` (each value percent-encoded): sends
+/// `M U` with body `B`, splitting the URL naively at `://` and the next `/` so that whatever the
+/// test writes as the authority (`user@host`, `0x7f000001`, `[::ffff:...]`) reaches the host
+/// as written. Answers as [`exchange`] does.
+fn fetch(url: &str, method: &str, body: Option<&str>, first_byte_ms: Option<u64>) -> String {
+    let (scheme, authority, path) = split_url(url);
+    let request = OutgoingRequest::new(Fields::new());
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.to_owned()),
+    };
+    let invalid = |what: &str| format!("{{\"error\":\"invalid {what}\"}}");
+    if request.set_method(&method).is_err() {
+        return invalid("method");
+    }
+    if request.set_scheme(Some(&scheme)).is_err() {
+        return invalid("scheme");
+    }
+    if request.set_authority(Some(authority)).is_err() {
+        return invalid("authority");
+    }
+    if request.set_path_with_query(Some(path)).is_err() {
+        return invalid("path");
+    }
+    let options = first_byte_ms.map(|ms| {
+        let options = wasip2::http::types::RequestOptions::new();
+        let _ = options.set_first_byte_timeout(Some(ms.saturating_mul(1_000_000)));
+        options
+    });
+    exchange(request, options, body)
+}
+
+/// Sends `request` (writing `body`, if any, once it is accepted) and answers
+/// `{"status": N, "location": "...", "body": "..."}` or `{"error": "<ErrorCode>"}`.
+fn exchange(
+    request: OutgoingRequest,
+    options: Option<wasip2::http::types::RequestOptions>,
+    body: Option<&str>,
+) -> String {
+    // Without a body the request has none (not an empty stream), as a plain GET should.
+    let outgoing_body = match body {
+        Some(_) => match request.body() {
+            Ok(outgoing_body) => Some(outgoing_body),
+            Err(()) => return "{\"error\":\"invalid body\"}".to_owned(),
+        },
+        None => None,
+    };
+    let mut json = String::from("{");
+    match outgoing_handler::handle(request, options) {
+        Err(code) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &format!("{code:?}"));
+        }
+        Ok(response) => {
+            // A refused request has no reader: the write fails, and the answer says why.
+            if let Some(outgoing_body) = outgoing_body {
+                if let Ok(mut stream) = outgoing_body.write() {
+                    let _ = stream.write_all(body.unwrap_or("").as_bytes());
+                    let _ = io::Write::flush(&mut stream);
+                }
+                let _ = OutgoingBody::finish(outgoing_body, None);
+            }
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(response))) => {
+                    let _ = write!(json, "\"status\":{},\"location\":", response.status());
+                    let location = response
+                        .headers()
+                        .get("location")
+                        .first()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    push_json_string(&mut json, &location);
+                    json.push_str(",\"body\":");
+                    let body = response
+                        .consume()
+                        .ok()
+                        .and_then(|body| {
+                            let mut bytes = Vec::new();
+                            let mut stream = body.stream().ok()?;
+                            let read = stream.read_to_end(&mut bytes);
+                            drop(stream);
+                            read.ok().map(|_| bytes)
+                        })
+                        .unwrap_or_default();
+                    push_json_string(&mut json, &String::from_utf8_lossy(&body));
+                }
+                Some(Ok(Err(code))) => {
+                    json.push_str("\"error\":");
+                    push_json_string(&mut json, &format!("{code:?}"));
+                }
+                _ => json.push_str("\"error\":\"no response\""),
+            }
+        }
+    }
+    json.push('}');
+    json
+}
+
+/// A URL split naively into scheme, authority (up to the first `/` or `?` after `://`, so
+/// user info and odd host spellings stay in it) and path with query (`/` when empty).
+fn split_url(url: &str) -> (Scheme, &str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let path = if path.is_empty() { "/" } else { path };
+    let scheme = match scheme {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => Scheme::Other(other.to_owned()),
+    };
+    (scheme, authority, path)
+}
+
+/// `/outbound-many?url=U&n=N`: sends `n` GETs to `U` at once, keeping each pending, and
+/// answers with the last one's fate as [`exchange`] does (the others are dropped unanswered).
+fn fetch_many(url: &str, n: u64) -> String {
+    let (scheme, authority, path) = split_url(url);
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        let request = OutgoingRequest::new(Fields::new());
+        // These setters reject only malformed values; a refusal shows in the answer below.
+        let _ = request.set_scheme(Some(&scheme));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(path));
+        pending.push(outgoing_handler::handle(request, None));
+    }
+    let mut json = String::from("{");
+    match pending.pop() {
+        Some(Ok(response)) => {
+            response.subscribe().block();
+            match response.get() {
+                Some(Ok(Ok(response))) => {
+                    let _ = write!(json, "\"status\":{}", response.status());
+                }
+                Some(Ok(Err(code))) => {
+                    json.push_str("\"error\":");
+                    push_json_string(&mut json, &format!("{code:?}"));
+                }
+                _ => json.push_str("\"error\":\"no response\""),
+            }
+        }
+        Some(Err(code)) => {
+            json.push_str("\"error\":");
+            push_json_string(&mut json, &format!("{code:?}"));
+        }
+        None => json.push_str("\"error\":\"n is 0\""),
+    }
+    json.push('}');
+    json
+}
+
+/// `%XX` escapes decoded (`+` stays `+`); an invalid escape is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `/call`: a GET (or `method=POST`) to `http://HOST/PATH` (another function, through the platform), forging the
