@@ -368,7 +368,7 @@ fn a_jwks_url_must_be_https() {
 #[test]
 fn errors_and_warnings_are_reported_together() {
     let text = "[app]\nname = \"shop\"\nversion = \"0.1.0\"\n\n[functions.a]\ncomponent = \"a.wasm\"\n\
-                trigger = { http = { route = \"/a\" } }\ngrants = { egress = [\"https://a.example.com\"] }\n";
+                trigger = { http = { route = \"/a\" } }\ngrants = { egress = [\"https://*.example.com\"] }\n";
     let err = deploy("errors-and-warnings", text, &[], &LimitPolicy::default()).unwrap_err();
     assert!(err.has_errors());
     // No `auth` at all is refused: a route is never public by default.
@@ -377,12 +377,12 @@ fn errors_and_warnings_are_reported_together() {
         &err,
         &[
             (Severity::Error, "missing-auth", 5, 12),
-            (Severity::Warning, "grant-not-available", 8, 21),
+            (Severity::Warning, "wildcard-egress", 8, 22),
         ],
     );
     let json = err.to_json();
     assert_eq!(json[1]["severity"], "warning");
-    assert_eq!(json[1]["code"], "grant-not-available");
+    assert_eq!(json[1]["code"], "wildcard-egress");
 }
 
 #[test]
