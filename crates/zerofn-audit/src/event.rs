@@ -35,6 +35,10 @@ pub enum EventKind {
     /// A guest's outbound request was refused before any connection opened.
     #[serde(rename = "egress.denied")]
     EgressDenied,
+    /// A guest's key-value operation was refused (a bucket not granted, a write to a read-only
+    /// bucket, a key or value over its limit); carries the rule, the operation and the bucket.
+    #[serde(rename = "kv.denied")]
+    KvDenied,
     /// A control-plane request was refused (malformed, unknown endpoint or target).
     #[serde(rename = "control.refused")]
     ControlRefused,
@@ -80,6 +84,7 @@ impl EventKind {
             Self::DeployRefused => "deploy.refused",
             Self::Rollback => "rollback",
             Self::EgressDenied => "egress.denied",
+            Self::KvDenied => "kv.denied",
             Self::ControlRefused => "control.refused",
             Self::VersionSuspended => "version.suspended",
             Self::RollbackRefused => "rollback.refused",

@@ -79,6 +79,7 @@ async fn run() {
                 output_budget: budget.clone(),
                 lease: Some(Box::new(lease)),
                 outbound: None,
+                keyvalue: None,
             };
             let request = hyper::Request::get("http://localhost/hello")
                 .body(Empty::<Bytes>::new())

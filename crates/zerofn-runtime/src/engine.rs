@@ -89,6 +89,8 @@ impl Runtime {
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        crate::keyvalue::add_to_linker(&mut linker, Sandbox::keyvalue)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine, config.epoch_tick)
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         Ok(Self {

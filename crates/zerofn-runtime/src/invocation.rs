@@ -37,6 +37,8 @@ pub struct Invocation {
     pub lease: Option<Box<dyn Send>>,
     /// Takes the sandbox's outbound requests it can answer; the rest are refused.
     pub outbound: Option<Arc<dyn crate::Outbound>>,
+    /// Opens the buckets the invocation may use (`wasi:keyvalue`); without it none opens.
+    pub keyvalue: Option<Arc<dyn crate::KeyValue>>,
 }
 
 impl std::fmt::Debug for Invocation {
@@ -98,6 +100,7 @@ impl Runtime {
                 stdout.clone(),
                 stderr.clone(),
                 invocation.outbound,
+                invocation.keyvalue,
             ),
         );
         store.limiter(|sandbox| &mut sandbox.limiter);

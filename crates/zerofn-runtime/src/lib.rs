@@ -9,6 +9,8 @@
 //!   Every WASI 0.2 interface is linked so ordinary components instantiate, and what the guest
 //!   was not granted fails at call time with an error the guest can handle.
 //! - Outbound HTTP is refused (`HttpRequestDenied`) before any connection exists.
+//! - `wasi:keyvalue` reaches only the buckets the platform's [`KeyValue`] opens; without one,
+//!   every `open` is refused.
 //! - This crate knows nothing of manifests, routes or the store: callers hand it bytes, limits
 //!   and an invocation id; it hands back a response or a typed failure and records the
 //!   invocation's start and end through the audit log.
@@ -19,6 +21,7 @@ mod engine;
 mod error;
 mod guest_output;
 mod invocation;
+mod keyvalue;
 mod limits;
 mod outbound;
 mod sandbox;
@@ -29,6 +32,7 @@ pub use engine::{Runtime, RuntimeConfig};
 pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
+pub use keyvalue::{KeyPage, KeyValue, KvBucket, KvError, MAX_OPEN_BUCKETS, shown};
 pub use limits::InvocationLimits;
 pub use outbound::{Outbound, OutboundBody, OutboundFuture, Routed};
 

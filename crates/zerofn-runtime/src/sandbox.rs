@@ -3,6 +3,7 @@
 //! platform's [`Outbound`] and refuses what it does not take.
 
 use crate::guest_output::CapturedOutput;
+use crate::keyvalue::{KeyValue, KeyValueHost, KeyValueView};
 use crate::limits::MemoryLimiter;
 use crate::outbound::Outbound;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub(crate) struct Sandbox {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     outbound: OutboundHook,
+    keyvalue: KeyValueHost,
 }
 
 impl Sandbox {
@@ -36,6 +38,7 @@ impl Sandbox {
         stdout: CapturedOutput,
         stderr: CapturedOutput,
         outbound: Option<std::sync::Arc<dyn Outbound>>,
+        keyvalue: Option<Arc<dyn KeyValue>>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         // No environment, arguments or preopened directories: the builder's defaults, relied
@@ -51,12 +54,18 @@ impl Sandbox {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
+            keyvalue: KeyValueHost::new(identity.clone(), audit.clone(), keyvalue),
             outbound: OutboundHook {
                 identity,
                 audit,
                 outbound,
             },
         }
+    }
+
+    /// The state `wasi:keyvalue` calls work on.
+    pub(crate) fn keyvalue(&mut self) -> KeyValueView<'_> {
+        self.keyvalue.view(&mut self.table)
     }
 }
 
