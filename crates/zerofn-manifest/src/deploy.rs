@@ -50,9 +50,10 @@ impl Manifest {
     /// - `input` is refused (`unenforceable-input`): this release cannot enforce it, and
     ///   serving the route without the protection it asks for would be worse than not serving
     ///   it;
-    /// - a non-empty `egress`, `secrets` or `kv` grant is accepted with a warning
+    /// - a non-empty `egress` or `secrets` grant is accepted with a warning
     ///   (`grant-not-available`): nothing is provided yet, so such calls are refused at run
-    ///   time (`invoke` grants are provided: function-to-function calls);
+    ///   time (`invoke` and `kv` grants are provided: function-to-function calls and
+    ///   `wasi:keyvalue`);
     ///
     /// Returns every function's resolved settings and the warnings, or all errors and
     /// warnings together.
@@ -231,7 +232,6 @@ impl Manifest {
         let grants = [
             ("egress", &function.spans.egress),
             ("secrets", &function.spans.secrets),
-            ("kv", &function.spans.kv),
         ];
         for (kind, span) in grants {
             if let Some(span) = span {

@@ -179,7 +179,6 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
             (w, "input-schema-missing", 5, 12),
             (w, "grant-not-available", 12, 10),
             (w, "grant-not-available", 13, 11),
-            (w, "grant-not-available", 14, 6),
             (w, "public-route", 18, 10),
             (w, "public-route", 25, 10),
         ],

@@ -16,6 +16,7 @@ pub mod certificates;
 mod config;
 pub mod control;
 mod error;
+pub mod kv;
 pub mod metrics;
 pub mod operators;
 mod platform;

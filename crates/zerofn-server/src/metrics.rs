@@ -17,11 +17,28 @@ struct RuleLabels {
     rule: String,
 }
 
-/// Counters of deploy decisions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvOperationLabels {
+    app: String,
+    function: String,
+    operation: String,
+    /// `ok`, or the rule that refused it.
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    app: String,
+    function: String,
+}
+
+/// Counters of deploy decisions and of functions' key-value use.
 pub struct Metrics {
     registry: Registry,
     deploys: Family<OutcomeLabels, Counter>,
     refusals: Family<RuleLabels, Counter>,
+    kv_operations: Family<KvOperationLabels, Counter>,
+    kv_bytes_written: Family<FunctionLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -45,10 +62,24 @@ impl Default for Metrics {
             "Refused deploys by the rule that refused them (a deploy refused by two rules counts once for each)",
             refusals.clone(),
         );
+        let kv_operations = Family::<KvOperationLabels, Counter>::default();
+        registry.register(
+            "kv_operations",
+            "Key-value operations by function, operation and outcome (`ok` or the refusing rule)",
+            kv_operations.clone(),
+        );
+        let kv_bytes_written = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "kv_bytes_written",
+            "Value bytes functions wrote with set and set-many",
+            kv_bytes_written.clone(),
+        );
         Metrics {
             registry,
             deploys,
             refusals,
+            kv_operations,
+            kv_bytes_written,
         }
     }
 }
@@ -87,6 +118,29 @@ impl Metrics {
                 .get_or_create(&RuleLabels { rule: rule.into() })
                 .inc();
         }
+    }
+
+    /// Counts one key-value operation of `function` of `app`: `outcome` is `ok` or the rule
+    /// that refused it.
+    pub fn kv_operation(&self, app: &str, function: &str, operation: &str, outcome: &str) {
+        self.kv_operations
+            .get_or_create(&KvOperationLabels {
+                app: app.into(),
+                function: function.into(),
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts value bytes `function` of `app` wrote.
+    pub fn kv_bytes_written(&self, app: &str, function: &str, bytes: u64) {
+        self.kv_bytes_written
+            .get_or_create(&FunctionLabels {
+                app: app.into(),
+                function: function.into(),
+            })
+            .inc_by(bytes);
     }
 
     /// The metrics in the OpenMetrics text format.

@@ -94,6 +94,10 @@ pub struct Platform {
     ca: Arc<zerofn_identity::CertificateAuthority>,
     /// Whether the function listener serves TLS (so `mtls` functions can be served).
     function_tls: bool,
+    /// The operator's key-value limits.
+    kv_limits: crate::kv::KvLimits,
+    /// The master keys that seal key-value data (the current one seals).
+    keyring: RwLock<Arc<zerofn_vault::Keyring>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -144,6 +148,10 @@ pub struct PlatformPolicies {
     pub ca: Arc<zerofn_identity::CertificateAuthority>,
     /// Whether the function listener serves TLS.
     pub function_tls: bool,
+    /// The operator's key-value limits.
+    pub kv_limits: crate::kv::KvLimits,
+    /// The node's master keys (see `kv::load_keyring`).
+    pub keyring: zerofn_vault::Keyring,
 }
 
 impl Platform {
@@ -182,6 +190,8 @@ impl Platform {
             control_pdp,
             ca: policies.ca,
             function_tls: policies.function_tls,
+            kv_limits: policies.kv_limits,
+            keyring: RwLock::new(Arc::new(policies.keyring)),
         }))
     }
 
@@ -252,6 +262,19 @@ impl Platform {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The operator's key-value limits.
+    pub fn kv_limits(&self) -> crate::kv::KvLimits {
+        self.kv_limits
+    }
+
+    /// The keyring in force (a snapshot): what key-value data is sealed and opened with.
+    pub fn keyring(&self) -> Arc<zerofn_vault::Keyring> {
+        self.keyring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -873,6 +896,12 @@ impl Platform {
             output_budget: function.output_budget.clone(),
             // The token is revoked when the lease goes, that is when the sandbox is gone.
             lease: Some(Box::new((lease, token_lease))),
+            keyvalue: Some(Arc::new(crate::kv::InvocationKeyValue {
+                platform: self.me.clone(),
+                function: function.clone(),
+                invocation_id: invocation_id.as_str().into(),
+                chain: chain.clone(),
+            })),
             outbound: Some(Arc::new(crate::calls::CallerOutbound {
                 platform: self.me.clone(),
                 caller: function.clone(),

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub svid_ttl: Duration,
     /// This node's name in its SPIFFE ID, `spiffe://<trust domain>/node/<name>`.
     pub node_name: String,
+    /// Limits on functions' key-value use (`[kv]`).
+    pub kv: crate::kv::KvLimits,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -123,6 +125,7 @@ impl ServerConfig {
             function_tls: FunctionTls::Off,
             svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
             node_name: DEFAULT_NODE_NAME.to_string(),
+            kv: crate::kv::KvLimits::default(),
         }
     }
 
@@ -208,6 +211,8 @@ pub enum ServerError {
     Jwks(String),
     #[error("cannot set up TLS for the remote control listener: {0}")]
     ControlTls(#[from] control::TlsError),
+    #[error("cannot load the master key: {0}")]
+    Vault(zerofn_vault::VaultError),
 }
 
 /// The node's secret (32 bytes, mode 0600) that authenticates the compiled-code cache.
@@ -282,6 +287,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
         None => (None, None),
     };
+    let keyring = crate::kv::load_keyring(&config.data_dir).map_err(ServerError::Vault)?;
     let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
     let node_secret = zerofn_runtime::load_or_create_key(&config.data_dir.join(NODE_SECRET_FILE))
         .map_err(ServerError::NodeSecret)?;
@@ -322,6 +328,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             operators,
             ca,
             function_tls: matches!(config.function_tls, FunctionTls::Builtin),
+            kv_limits: config.kv,
+            keyring,
         },
     )?;
     let tls = server_svid

@@ -1,6 +1,7 @@
 //! The bundled example app end to end: `checkout` asks `inventory` for stock through a granted
 //! function-to-function call, and refuses what is not in stock; without the grant it cannot
-//! check stock and sells nothing.
+//! check stock and sells nothing. Each order it places is written to its granted `orders`
+//! key-value bucket.
 
 // Test helpers outside `#[test]` functions report failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -55,8 +56,49 @@ async fn checkout_checks_stock_with_inventory_through_its_grant() {
     assert_eq!(none.status, 409);
 
     let decisions = server.events("authz.decision").await;
-    assert_eq!(decisions.len(), 3);
-    assert!(decisions.iter().all(|d| d.event["outcome"] == "success"));
+    let calls: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.event["detail"]["action"] == "invoke")
+        .collect();
+    assert_eq!(calls.len(), 3);
+    assert!(calls.iter().all(|d| d.event["outcome"] == "success"));
+}
+
+#[tokio::test]
+async fn checkout_records_each_order_in_its_granted_bucket() {
+    let server = TestServer::start().await;
+    server.deploy(&manifest(), &COMPONENTS).await;
+    for placed in 1..=2 {
+        let order = checkout(&server, r#"{"items":[{"sku":"TEA-01","qty":1}]}"#).await;
+        assert_eq!(order.status, 201, "{}", order.text());
+        assert_eq!(
+            order.json()["orders_placed"],
+            placed,
+            "counted across invocations"
+        );
+    }
+    // The bucket holds both orders and the count, sealed; a refused sale records nothing.
+    let refused = checkout(&server, r#"{"items":[{"sku":"COF-01","qty":9}]}"#).await;
+    assert_eq!(refused.status, 409);
+    let store = server.server().platform().store();
+    let (keys, _) = store.kv_list_keys("shop", "orders", 0, 10).unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.iter().filter(|k| k.starts_with("order/ord_")).count() == 2);
+    let keyring = server.server().platform().keyring();
+    let count = store.kv_get(&keyring, "shop", "orders", "count").unwrap();
+    assert_eq!(count.as_deref().map(|c| c.as_slice()), Some(&b"2"[..]));
+    let opens: Vec<_> = server
+        .events("authz.decision")
+        .await
+        .into_iter()
+        .filter(|d| d.event["detail"]["action"] == "kv.open")
+        .collect();
+    assert_eq!(opens.len(), 2);
+    assert!(
+        opens
+            .iter()
+            .all(|d| d.outcome == "success" && d.event["detail"]["access"] == "write")
+    );
 }
 
 #[tokio::test]

@@ -77,15 +77,7 @@ impl Store {
         bucket: &str,
         key: &str,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, KvStoreError> {
-        let sealed = self
-            .connection()
-            .query_row(
-                "SELECT master_key_id, wrapped_key, ciphertext FROM kv_entries
-                 WHERE app = ?1 AND bucket = ?2 AND key = ?3",
-                params![app, bucket, key.as_bytes()],
-                row_to_sealed,
-            )
-            .optional()?;
+        let sealed = sealed_value(&self.connection(), app, bucket, key)?;
         match sealed {
             None => Ok(None),
             Some(sealed) => Ok(Some(keyring.open(&kv_context(app, bucket, key), &sealed)?)),
@@ -205,15 +197,7 @@ impl Store {
         let context = kv_context(app, bucket, key);
         let mut connection = self.connection();
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current = tx
-            .query_row(
-                "SELECT master_key_id, wrapped_key, ciphertext FROM kv_entries
-                 WHERE app = ?1 AND bucket = ?2 AND key = ?3",
-                params![app, bucket, key.as_bytes()],
-                row_to_sealed,
-            )
-            .optional()?;
-        let current = match current {
+        let current = match sealed_value(&tx, app, bucket, key)? {
             None => 0,
             Some(sealed) => {
                 let value = keyring.open(&context, &sealed)?;
@@ -347,12 +331,27 @@ fn write_entry(
     Ok(())
 }
 
-fn row_to_sealed(row: &rusqlite::Row<'_>) -> rusqlite::Result<Sealed> {
-    Ok(Sealed {
-        master_key_id: row.get(0)?,
-        wrapped_key: row.get(1)?,
-        ciphertext: row.get(2)?,
-    })
+/// The sealed value of `key`, if it has one.
+fn sealed_value(
+    connection: &rusqlite::Connection,
+    app: &str,
+    bucket: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Sealed>> {
+    connection
+        .query_row(
+            "SELECT master_key_id, wrapped_key, ciphertext FROM kv_entries
+             WHERE app = ?1 AND bucket = ?2 AND key = ?3",
+            params![app, bucket, key.as_bytes()],
+            |row| {
+                Ok(Sealed {
+                    master_key_id: row.get(0)?,
+                    wrapped_key: row.get(1)?,
+                    ciphertext: row.get(2)?,
+                })
+            },
+        )
+        .optional()
 }
 
 #[cfg(test)]

@@ -10,10 +10,13 @@
 //! `/marker`, which has to read memory the Rust abstract machine considers uninitialised;
 //! each block says why it is sound enough for that purpose.
 //!
-//! Query strings are parsed by hand so the component has no dependency but `wasip2`.
+//! Query strings are parsed by hand. Besides `wasip2`, the component depends on `wit-bindgen`
+//! only for the `wasi:keyvalue` bindings (`src/kv.rs`, WIT vendored in `wit/keyvalue`).
 
 #[cfg(not(target_arch = "wasm32"))]
 compile_error!("`hostile` is a Wasm component: build it with `--target wasm32-wasip2`");
+
+mod kv;
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
@@ -113,6 +116,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 _ => respond_text(out, 400, "expected ?me=A&peer=B&app=X"),
             },
+            kv if kv.contains("/kv/") => {
+                let operation = kv.rsplit_once("/kv/").map_or("", |(_, op)| op);
+                let body = read_body(&request).unwrap_or_default();
+                respond_json(out, &kv::handle(operation, query, body));
+            }
             _ => respond_text(out, 404, "no such route"),
         }
     }
