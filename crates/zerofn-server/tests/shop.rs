@@ -104,7 +104,7 @@ async fn checkout_records_each_order_in_its_granted_bucket() {
 #[tokio::test]
 async fn without_the_grant_checkout_cannot_check_stock_and_sells_nothing() {
     let server = TestServer::start().await;
-    let ungranted = manifest().replace("grants = { invoke = [\"inventory\"] }", "");
+    let ungranted = manifest().replace("invoke = [\"inventory\"], ", "");
     assert_ne!(ungranted, manifest());
     server.deploy(&ungranted, &COMPONENTS).await;
     let refused = checkout(&server, r#"{"items":[{"sku":"TEA-01","qty":2}]}"#).await;
@@ -117,4 +117,22 @@ async fn without_the_grant_checkout_cannot_check_stock_and_sells_nothing() {
     let decisions = server.events("authz.decision").await;
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].event["outcome"], "denied");
+}
+
+#[tokio::test]
+async fn without_the_kv_grant_checkout_records_and_sells_nothing() {
+    let server = TestServer::start().await;
+    let ungranted = manifest().replace(", kv = { orders = \"write\" }", "");
+    assert_ne!(ungranted, manifest());
+    server.deploy(&ungranted, &COMPONENTS).await;
+    let refused = checkout(&server, r#"{"items":[{"sku":"TEA-01","qty":2}]}"#).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("order not recorded"),
+        "{}",
+        refused.text()
+    );
+    let denied = server.events("kv.denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].event["reason"], "kv-not-granted");
 }
