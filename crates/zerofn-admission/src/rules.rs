@@ -64,12 +64,6 @@ pub const RULES: &[Rule] = &[
         fix: "Remove the function's own name from `invoke`.",
     },
     Rule {
-        id: "grant-not-available",
-        level: Level::Warning,
-        rationale: "A grant this release cannot provide is refused at run time (deny by default).",
-        fix: "Keep the grant if the function can live without it until the capability lands.",
-    },
-    Rule {
         id: "missing-auth",
         level: Level::Error,
         rationale: "A route nobody declared public must not become public by omission.",

@@ -39,6 +39,10 @@ pub enum EventKind {
     /// (`success`), or why no response came (`failure`).
     #[serde(rename = "egress")]
     Egress,
+    /// A guest's key-value operation was refused (a bucket not granted, a write to a read-only
+    /// bucket, a key or value over its limit); carries the rule, the operation and the bucket.
+    #[serde(rename = "kv.denied")]
+    KvDenied,
     /// A control-plane request was refused (malformed, unknown endpoint or target).
     #[serde(rename = "control.refused")]
     ControlRefused,
@@ -93,6 +97,7 @@ impl EventKind {
             Self::Rollback => "rollback",
             Self::EgressDenied => "egress.denied",
             Self::Egress => "egress",
+            Self::KvDenied => "kv.denied",
             Self::ControlRefused => "control.refused",
             Self::VersionSuspended => "version.suspended",
             Self::RollbackRefused => "rollback.refused",

@@ -54,9 +54,6 @@ impl Manifest {
     /// - every limit is within `policy`'s ceilings (`limit-above-ceiling`; never clamped);
     /// - `input.max_body_bytes` is not above the function's `limits.max_request_body_bytes`
     ///   (`input-body-above-limit`; the smaller bound would silently win otherwise);
-    /// - a non-empty `kv` grant is accepted with a warning (`grant-not-available`): nothing
-    ///   is provided yet, so such calls are refused at run time (`invoke`, `egress` and
-    ///   `secrets` grants are provided);
     /// - an `egress` grant to `*.domain` (`wildcard-egress`) or with `allow_private`
     ///   (`private-egress`) is flagged with a warning;
     ///
@@ -236,23 +233,6 @@ impl Manifest {
                 .field(format!("functions.{name}.input.schema"))
                 .help("declare `input = { schema = \"schemas/<name>.json\" }` so hostile bodies are refused before the function runs"),
             );
-        }
-        let grants = [
-            ("kv", &function.spans.kv),
-        ];
-        for (kind, span) in grants {
-            if let Some(span) = span {
-                findings.push(
-                    Diagnostic::warning(
-                        "grant-not-available",
-                        &self.path,
-                        format!("`{kind}` grants of function `{name}` are accepted but not provided by this version of zerofn"),
-                    )
-                    .at_key(&self.source, span.clone(), "not provided yet")
-                    .field(format!("functions.{name}.grants.{kind}"))
-                    .help("the function deploys, but these calls are refused at run time (deny by default)"),
-                );
-            }
         }
     }
 

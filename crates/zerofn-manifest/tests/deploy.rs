@@ -170,7 +170,6 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
         &[
             (w, "input-schema-missing", 5, 12),
             (w, "wildcard-egress", 12, 43),
-            (w, "grant-not-available", 14, 6),
             (w, "public-route", 18, 10),
             (w, "public-route", 25, 10),
         ],

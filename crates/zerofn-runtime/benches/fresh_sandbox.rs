@@ -80,6 +80,7 @@ async fn run() {
                 lease: Some(Box::new(lease)),
                 outbound: None,
                 config: None,
+                keyvalue: None,
             };
             let request = hyper::Request::get("http://localhost/hello")
                 .body(Empty::<Bytes>::new())

@@ -91,6 +91,8 @@ impl Runtime {
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         crate::config_store::add_to_linker(&mut linker)
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        crate::keyvalue::add_to_linker(&mut linker, Sandbox::keyvalue)
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine, config.epoch_tick)
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         Ok(Self {

@@ -40,6 +40,8 @@ pub struct Invocation {
     pub outbound: Option<Arc<dyn crate::Outbound>>,
     /// Answers the sandbox's `wasi:config/store` reads; without it every read is refused.
     pub config: Option<Arc<dyn crate::ConfigSource>>,
+    /// Opens the buckets the invocation may use (`wasi:keyvalue`); without it none opens.
+    pub keyvalue: Option<Arc<dyn crate::KeyValue>>,
 }
 
 impl std::fmt::Debug for Invocation {
@@ -105,6 +107,7 @@ impl Runtime {
                 stderr.clone(),
                 invocation.outbound,
                 ConfigHost::new(invocation.config, revealed.clone()),
+                invocation.keyvalue,
             ),
         );
         store.limiter(|sandbox| &mut sandbox.limiter);

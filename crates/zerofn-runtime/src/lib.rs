@@ -13,6 +13,8 @@
 //! - `wasi:config/store` answers only through the platform's [`ConfigSource`] for the
 //!   invocation; every value it hands over is redacted from the invocation's captured output
 //!   and error details, and wiped from host memory when the invocation ends.
+//! - `wasi:keyvalue` reaches only the buckets the platform's [`KeyValue`] opens; without one,
+//!   every `open` is refused.
 //! - This crate knows nothing of manifests, routes or the store: callers hand it bytes, limits
 //!   and an invocation id; it hands back a response or a typed failure and records the
 //!   invocation's start and end through the audit log.
@@ -24,6 +26,7 @@ mod engine;
 mod error;
 mod guest_output;
 mod invocation;
+mod keyvalue;
 mod limits;
 mod outbound;
 mod sandbox;
@@ -35,6 +38,7 @@ pub use engine::{Runtime, RuntimeConfig};
 pub use error::{FailureKind, InvocationFailure, LoadError};
 pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
+pub use keyvalue::{KeyPage, KeyValue, KvBucket, KvError, MAX_OPEN_BUCKETS, shown};
 pub use limits::InvocationLimits;
 pub use outbound::{Outbound, OutboundBody, OutboundFuture, RequestOptions, Routed};
 

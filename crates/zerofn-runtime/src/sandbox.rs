@@ -4,6 +4,7 @@
 
 use crate::config_store::ConfigHost;
 use crate::guest_output::CapturedOutput;
+use crate::keyvalue::{KeyValue, KeyValueHost, KeyValueView};
 use crate::limits::MemoryLimiter;
 use crate::outbound::Outbound;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub(crate) struct Sandbox {
     outbound: OutboundHook,
     /// `wasi:config/store`: reads go to the platform's source for the invocation.
     pub(crate) config: ConfigHost,
+    keyvalue: KeyValueHost,
 }
 
 impl Sandbox {
@@ -40,6 +42,7 @@ impl Sandbox {
         stderr: CapturedOutput,
         outbound: Option<std::sync::Arc<dyn Outbound>>,
         config: ConfigHost,
+        keyvalue: Option<Arc<dyn KeyValue>>,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         // No environment, arguments or preopened directories: the builder's defaults, relied
@@ -55,6 +58,7 @@ impl Sandbox {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
+            keyvalue: KeyValueHost::new(identity.clone(), audit.clone(), keyvalue),
             outbound: OutboundHook {
                 identity,
                 audit,
@@ -62,6 +66,11 @@ impl Sandbox {
             },
             config,
         }
+    }
+
+    /// The state `wasi:keyvalue` calls work on.
+    pub(crate) fn keyvalue(&mut self) -> KeyValueView<'_> {
+        self.keyvalue.view(&mut self.table)
     }
 }
 

@@ -50,6 +50,7 @@ async fn invoke(
         lease: None,
         outbound: None,
         config,
+        keyvalue: None,
     };
     let request = hyper::Request::get(format!("http://localhost{path}"))
         .body(Empty::<Bytes>::new())

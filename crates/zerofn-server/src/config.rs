@@ -31,6 +31,8 @@ struct ConfigFile {
     control: Option<ControlSection>,
     #[serde(default)]
     secrets: SecretsSection,
+    #[serde(default)]
+    kv: KvSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +50,74 @@ struct EgressSection {
     /// PEM CA certificates trusted (besides the system's) for `https` egress, relative to the
     /// config file.
     ca: Option<PathBuf>,
+}
+
+/// `[kv]`: limits on functions' key-value use. Each is a ceiling no function can go past.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KvSection {
+    max_key_bytes: Option<u64>,
+    max_value_bytes: Option<u64>,
+    max_batch_keys: Option<u64>,
+    max_batch_bytes: Option<u64>,
+    max_keys_per_bucket: Option<u64>,
+    max_bytes_per_app: Option<u64>,
+}
+
+/// The largest values `[kv]` accepts: a value is held whole in memory (sealed, opened, copied
+/// into the guest), and a key is written into every event that names it.
+const KV_MAX_KEY_BYTES: u64 = 64 << 10;
+const KV_MAX_VALUE_BYTES: u64 = 64 << 20;
+const KV_MAX_BATCH_BYTES: u64 = 256 << 20;
+
+impl KvSection {
+    fn resolve(&self) -> Result<crate::kv::KvLimits, String> {
+        let mut limits = crate::kv::KvLimits::default();
+        let pick = |name: &str, value: Option<u64>, default: u64, max: u64| match value {
+            None => Ok(default),
+            Some(0) => Err(format!("`kv.{name}` must be greater than 0")),
+            Some(v) if v > max => Err(format!("`kv.{name}` is {v}; at most {max} is allowed")),
+            Some(v) => Ok(v),
+        };
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        limits.max_key_bytes = size(pick(
+            "max_key_bytes",
+            self.max_key_bytes,
+            limits.max_key_bytes as u64,
+            KV_MAX_KEY_BYTES,
+        )?);
+        limits.max_value_bytes = size(pick(
+            "max_value_bytes",
+            self.max_value_bytes,
+            limits.max_value_bytes as u64,
+            KV_MAX_VALUE_BYTES,
+        )?);
+        limits.max_batch_keys = size(pick(
+            "max_batch_keys",
+            self.max_batch_keys,
+            limits.max_batch_keys as u64,
+            u64::from(u32::MAX),
+        )?);
+        limits.max_batch_bytes = size(pick(
+            "max_batch_bytes",
+            self.max_batch_bytes,
+            limits.max_batch_bytes as u64,
+            KV_MAX_BATCH_BYTES,
+        )?);
+        limits.max_keys_per_bucket = pick(
+            "max_keys_per_bucket",
+            self.max_keys_per_bucket,
+            limits.max_keys_per_bucket,
+            i64::MAX as u64,
+        )?;
+        limits.max_bytes_per_app = pick(
+            "max_bytes_per_app",
+            self.max_bytes_per_app,
+            limits.max_bytes_per_app,
+            i64::MAX as u64,
+        )?;
+        Ok(limits)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +217,7 @@ impl ServerConfig {
         let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let mut config = Self::new(data_dir);
         config.limits = file.limits.resolve().map_err(|e| invalid(e.to_string()))?;
+        config.kv = file.kv.resolve().map_err(invalid)?;
         if let Some(listen) = file.server.listen {
             config.listen = listen;
         }
@@ -406,6 +477,29 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn kv_limits_are_set_and_checked() {
+        let defaults = load("").unwrap().kv;
+        assert_eq!(defaults, crate::kv::KvLimits::default());
+        let kv =
+            load("[kv]\nmax_key_bytes = 64\nmax_value_bytes = 1024\nmax_keys_per_bucket = 10\n")
+                .unwrap()
+                .kv;
+        assert_eq!(
+            (kv.max_key_bytes, kv.max_value_bytes, kv.max_keys_per_bucket),
+            (64, 1024, 10)
+        );
+        assert_eq!(kv.max_bytes_per_app, defaults.max_bytes_per_app);
+        for (text, field) in [
+            ("[kv]\nmax_value_bytes = 0\n", "kv.max_value_bytes"),
+            ("[kv]\nmax_key_bytes = 1000000\n", "kv.max_key_bytes"),
+            ("[kv]\nmax_keys = 1\n", "max_keys"),
+        ] {
+            let error = load(text).unwrap_err().to_string();
+            assert!(error.contains(field), "{error}");
         }
     }
 

@@ -19,6 +19,7 @@ pub mod control;
 pub mod egress;
 mod error;
 pub mod input;
+pub mod kv;
 pub mod metrics;
 pub mod operators;
 mod platform;

@@ -18,6 +18,15 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvOperationLabels {
+    app: String,
+    function: String,
+    operation: String,
+    /// `ok`, or the rule that refused it.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RateLabels {
     app: String,
     function: String,
@@ -50,6 +59,8 @@ pub struct Metrics {
     deploys: Family<OutcomeLabels, Counter>,
     refusals: Family<RuleLabels, Counter>,
     rate_limited: Family<RateLabels, Counter>,
+    kv_operations: Family<KvOperationLabels, Counter>,
+    kv_bytes_written: Family<FunctionLabels, Counter>,
     egress: EgressMetrics,
 }
 
@@ -158,8 +169,22 @@ impl Default for Metrics {
             "Response body bytes each function received from allowed destinations",
             egress.received.clone(),
         );
+        let kv_operations = Family::<KvOperationLabels, Counter>::default();
+        registry.register(
+            "kv_operations",
+            "Key-value operations by function, operation and outcome (`ok` or the refusing rule)",
+            kv_operations.clone(),
+        );
+        let kv_bytes_written = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "kv_bytes_written",
+            "Value bytes functions wrote with set and set-many",
+            kv_bytes_written.clone(),
+        );
         Metrics {
             registry,
+            kv_operations,
+            kv_bytes_written,
             deploys,
             refusals,
             rate_limited,
@@ -218,6 +243,29 @@ impl Metrics {
     /// The egress counters (a shared handle).
     pub fn egress(&self) -> EgressMetrics {
         self.egress.clone()
+    }
+
+    /// Counts one key-value operation of `function` of `app`: `outcome` is `ok` or the rule
+    /// that refused it.
+    pub fn kv_operation(&self, app: &str, function: &str, operation: &str, outcome: &str) {
+        self.kv_operations
+            .get_or_create(&KvOperationLabels {
+                app: app.into(),
+                function: function.into(),
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts value bytes `function` of `app` wrote.
+    pub fn kv_bytes_written(&self, app: &str, function: &str, bytes: u64) {
+        self.kv_bytes_written
+            .get_or_create(&FunctionLabels {
+                app: app.into(),
+                function: function.into(),
+            })
+            .inc_by(bytes);
     }
 
     /// The metrics in the OpenMetrics text format.

@@ -100,6 +100,8 @@ pub struct Platform {
     vault: Arc<crate::vault::Vault>,
     /// Reaches the destinations functions are granted.
     egress: crate::egress::Egress,
+    /// The operator's key-value limits.
+    kv_limits: crate::kv::KvLimits,
 }
 
 impl std::fmt::Debug for Platform {
@@ -154,6 +156,8 @@ pub struct PlatformPolicies {
     pub vault: Arc<crate::vault::Vault>,
     /// Reaches the destinations functions are granted (TLS roots included).
     pub egress: crate::egress::Egress,
+    /// The operator's key-value limits.
+    pub kv_limits: crate::kv::KvLimits,
 }
 
 impl Platform {
@@ -194,6 +198,7 @@ impl Platform {
             function_tls: policies.function_tls,
             vault: policies.vault,
             egress: policies.egress,
+            kv_limits: policies.kv_limits,
         }))
     }
 
@@ -274,6 +279,11 @@ impl Platform {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The operator's key-value limits.
+    pub fn kv_limits(&self) -> crate::kv::KvLimits {
+        self.kv_limits
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -931,6 +941,12 @@ impl Platform {
             // The token is revoked when the lease goes, that is when the sandbox is gone.
             lease: Some(Box::new((lease, token_lease))),
             config: Some(Arc::new(crate::secrets::InvocationSecrets {
+                platform: self.me.clone(),
+                function: function.clone(),
+                invocation_id: invocation_id.as_str().into(),
+                chain: chain.clone(),
+            })),
+            keyvalue: Some(Arc::new(crate::kv::InvocationKeyValue {
                 platform: self.me.clone(),
                 function: function.clone(),
                 invocation_id: invocation_id.as_str().into(),

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// Where the master keys that seal secrets come from [default: the key file
     /// `DATA_DIR/master.key`, created on first start].
     pub master_key: Option<zerofn_vault::MasterKeySource>,
+    /// Limits on functions' key-value use (`[kv]`).
+    pub kv: crate::kv::KvLimits,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -131,6 +133,7 @@ impl ServerConfig {
             svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
             node_name: DEFAULT_NODE_NAME.to_string(),
             master_key: None,
+            kv: crate::kv::KvLimits::default(),
         }
     }
 
@@ -357,6 +360,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             function_tls: matches!(config.function_tls, FunctionTls::Builtin),
             vault: Arc::new(vault),
             egress: egress(&config)?,
+            kv_limits: config.kv,
         },
     )?;
     if let Some(rotation) = finished_rotation {

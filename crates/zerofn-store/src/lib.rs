@@ -1,6 +1,9 @@
 //! The embedded store: apps, their immutable versions, which version is active, and the
 //! append-only audit events and guest logs, in one SQLite database inside the data directory.
 //!
+//! Functions' key-value data lives here too, each value sealed under its own data key
+//! (`zerofn-vault`).
+//!
 //! Durability is the point of this crate: a deploy is one transaction (component blobs, the
 //! version record and the new active pointer commit together or not at all), so a crash
 //! mid-deploy leaves the previous version serving. Everything else in zerofn treats this crate as
@@ -11,6 +14,7 @@
 mod api_keys;
 mod audit;
 mod error;
+mod kv;
 mod operators;
 mod queue;
 mod schema;
@@ -21,6 +25,7 @@ mod versions;
 pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
+pub use kv::{KvQuota, KvStoreError, kv_context};
 pub use operators::{OperatorRecord, SessionRecord};
 pub use queue::QueueMessage;
 pub use sealed::{Rewrap, Rewrapped, SEALED_TABLES, SealedTable, UnopenedRow};

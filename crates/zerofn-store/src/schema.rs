@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -164,6 +164,26 @@ CREATE TABLE secrets (
 ) STRICT;
 ";
 
+/// Version 8: functions' key-value data (`wasi:keyvalue`), one row per (app, bucket, key).
+/// Values are sealed (`master_key_id`, `wrapped_key`, `ciphertext`: see `kv.rs`); keys are
+/// stored as their bytes, so comparisons are exact. `id` is the `list-keys` cursor; `size`
+/// (key and value bytes) is what the app's quota counts.
+const SCHEMA_V8: &str = "
+CREATE TABLE kv_entries (
+    id            INTEGER PRIMARY KEY,
+    app           TEXT NOT NULL,
+    bucket        TEXT NOT NULL,
+    key           BLOB NOT NULL,
+    size          INTEGER NOT NULL,
+    master_key_id TEXT NOT NULL,
+    wrapped_key   BLOB NOT NULL,
+    ciphertext    BLOB NOT NULL,
+    updated_ms    INTEGER NOT NULL,
+    UNIQUE (app, bucket, key)
+) STRICT;
+CREATE INDEX kv_entries_by_app ON kv_entries(app, size);
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -188,6 +208,7 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
         (5, SCHEMA_V5),
         (6, SCHEMA_V6),
         (7, SCHEMA_V7),
+        (8, SCHEMA_V8),
     ] {
         if found < version {
             connection.execute_batch(&format!(

@@ -35,7 +35,7 @@ impl std::fmt::Debug for SealedTable {
 pub type Rewrap<'a> = dyn FnMut(&str, &Sealed) -> Result<Option<Sealed>, VaultError> + 'a;
 
 /// Every table holding sealed rows. A master-key rotation re-wraps each of them.
-pub const SEALED_TABLES: &[SealedTable] = &[crate::secrets::SEALED];
+pub const SEALED_TABLES: &[SealedTable] = &[crate::secrets::SEALED, crate::kv::SEALED];
 
 /// What a re-wrap did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

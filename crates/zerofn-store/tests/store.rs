@@ -327,7 +327,7 @@ fn totp_steps_only_move_forward_and_removing_an_operator_ends_their_sessions() {
 }
 
 #[test]
-fn a_version_3_store_gains_the_file_operator_and_queue_and_secret_tables_and_keeps_its_data() {
+fn a_version_3_store_gains_the_file_operator_queue_secret_and_kv_tables_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
@@ -339,8 +339,9 @@ fn a_version_3_store_gains_the_file_operator_and_queue_and_secret_tables_and_kee
         rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE secrets; DROP TABLE queue_messages; DROP TABLE operator_sessions;
-             DROP TABLE operators; DROP TABLE version_files; PRAGMA user_version = 3;",
+            "DROP TABLE kv_entries; DROP TABLE secrets; DROP TABLE queue_messages;
+             DROP TABLE operator_sessions; DROP TABLE operators; DROP TABLE version_files;
+             PRAGMA user_version = 3;",
         )
         .unwrap();
     drop(connection);
@@ -360,4 +361,5 @@ fn a_version_3_store_gains_the_file_operator_and_queue_and_secret_tables_and_kee
             .unwrap()
             .is_empty()
     );
+    assert!(!store.kv_exists("shop", "orders", "k").unwrap());
 }

@@ -10,8 +10,13 @@
 //! allows with `grants = { invoke = ["inventory"] }`: a line asking for more than is in
 //! stock is a 409. Without the grant the platform refuses the call (403), and so does this
 //! function (503): it never sells what it could not check.
+//!
+//! A placed order is recorded in the `orders` key-value bucket ([`orders`]); the answer says
+//! how many orders have been placed. An order that cannot be recorded is not placed (503).
 
 #![forbid(unsafe_code)]
+
+mod orders;
 
 use serde::{Deserialize, Serialize};
 use shop_model::http::{BodyError, get, path_and_query, read_body, respond_error, respond_json};
@@ -42,6 +47,8 @@ struct Order {
     order_id: String,
     total_cents: u64,
     items: Vec<OrderLine>,
+    /// Orders placed so far, this one included.
+    orders_placed: u64,
 }
 
 #[derive(Serialize)]
@@ -81,15 +88,22 @@ impl wasip2::exports::http::incoming_handler::Guest for Checkout {
         match price(&order_request) {
             Ok((items, total_cents)) => {
                 let order_id = new_order_id();
-                respond_json(
-                    out,
-                    201,
-                    &Order {
-                        order_id,
-                        total_cents,
-                        items,
-                    },
-                );
+                let mut order = Order {
+                    order_id,
+                    total_cents,
+                    items,
+                    orders_placed: 0,
+                };
+                let recorded = serde_json::to_vec(&order)
+                    .map_err(|error| error.to_string())
+                    .and_then(|json| orders::record(&order.order_id, &json));
+                match recorded {
+                    Ok(count) => {
+                        order.orders_placed = count;
+                        respond_json(out, 201, &order);
+                    }
+                    Err(why) => respond_error(out, 503, &format!("order not recorded: {why}")),
+                }
             }
             Err(message) => respond_error(out, 400, &message),
         }

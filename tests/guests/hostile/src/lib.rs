@@ -10,12 +10,14 @@
 //! `/marker`, which has to read memory the Rust abstract machine considers uninitialised;
 //! each block says why it is sound enough for that purpose.
 //!
-//! Query strings are parsed by hand so the component depends only on `wasip2` and, for
-//! `wasi:config` (which `wasip2` does not cover), `wit-bindgen` over the WIT vendored in
-//! `wit/config`.
+//! Query strings are parsed by hand. Besides `wasip2`, the component depends on `wit-bindgen`
+//! for the interfaces `wasip2` does not cover: `wasi:config` (WIT vendored in `wit/config`) and
+//! `wasi:keyvalue` (`src/kv.rs`, WIT vendored in `wit/keyvalue`).
 
 #[cfg(not(target_arch = "wasm32"))]
 compile_error!("`hostile` is a Wasm component: build it with `--target wasm32-wasip2`");
+
+mod kv;
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
@@ -198,6 +200,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 }
                 None => respond_text(out, 400, "expected ?name=N"),
             },
+            kv if kv.contains("/kv/") => {
+                let operation = kv.rsplit_once("/kv/").map_or("", |(_, op)| op);
+                let body = read_body(&request).unwrap_or_default();
+                respond_json(out, &kv::handle(operation, query, body));
+            }
             _ => respond_text(out, 404, "no such route"),
         }
     }
