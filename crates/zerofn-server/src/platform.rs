@@ -512,6 +512,7 @@ impl Platform {
                 permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
                 output_budget: OutputBudget::new(&self.runtime.config().output),
                 rate_limits: crate::rate_limit::RateLimits::new(limits),
+                config: function.config.clone(),
                 grants: function.grants.clone(),
                 caller_auth: crate::authn::CallerAuth::compile(
                     function.auth.as_ref(),

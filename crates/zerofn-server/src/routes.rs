@@ -24,6 +24,8 @@ pub struct ActiveFunction {
     pub grants: zerofn_manifest::Grants,
     /// Who may call it from outside, and how that is checked.
     pub caller_auth: crate::authn::CallerAuth,
+    /// Plain config values it reads through `wasi:config` (`config` in the manifest).
+    pub config: std::collections::BTreeMap<String, String>,
     /// Its request-rate buckets, for everyone and per caller (new with each version).
     pub rate_limits: crate::rate_limit::RateLimits,
     /// What its request bodies must look like (`None`: anything within the body limit).

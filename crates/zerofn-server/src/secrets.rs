@@ -403,6 +403,12 @@ impl InvocationSecrets {
 
 impl ConfigSource for InvocationSecrets {
     fn get(&self, name: String) -> ConfigFuture<Option<ConfigValue>> {
+        // A plain config value is part of the signed manifest, not a secret: no decision or
+        // read event (validation keeps its names apart from granted secrets).
+        if let Some(value) = self.function.config.get(&name) {
+            let value = ConfigValue::new(value.clone());
+            return Box::pin(async move { Ok(Some(value)) });
+        }
         let Some(platform) = self.platform.upgrade() else {
             return Self::refused("the platform is shutting down");
         };
