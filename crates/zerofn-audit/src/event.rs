@@ -60,6 +60,18 @@ pub enum EventKind {
     /// An operator created or revoked a credential (an API key); never carries the secret.
     #[serde(rename = "credential.change")]
     CredentialChange,
+    /// A schedule tick was not delivered (the previous run still going, the app suspended).
+    #[serde(rename = "trigger.skipped")]
+    TriggerSkipped,
+    /// An event was offered to a local queue: stored, or refused with its rule.
+    #[serde(rename = "queue.enqueue")]
+    QueueEnqueue,
+    /// A queue message was delivered to its consumer (success) or failed and will be retried.
+    #[serde(rename = "queue.delivery")]
+    QueueDelivery,
+    /// A queue message failed its last attempt and was kept as a dead letter.
+    #[serde(rename = "queue.dead_letter")]
+    QueueDeadLetter,
     /// The server started serving.
     #[serde(rename = "server.start")]
     ServerStart,
@@ -88,6 +100,10 @@ impl EventKind {
             Self::AuthzDecision => "authz.decision",
             Self::AuthnDecision => "authn.decision",
             Self::CredentialChange => "credential.change",
+            Self::TriggerSkipped => "trigger.skipped",
+            Self::QueueEnqueue => "queue.enqueue",
+            Self::QueueDelivery => "queue.delivery",
+            Self::QueueDeadLetter => "queue.dead_letter",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",
         }

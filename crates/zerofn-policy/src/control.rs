@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const CONTROL_SCHEMA: &str = include_str!("control.cedarschema");
 
 /// Every control action, in the order the docs list them.
-pub const CONTROL_ACTIONS: [&str; 7] = [
+pub const CONTROL_ACTIONS: [&str; 8] = [
     "control.read",
     "control.deploy",
     "control.rollback",
@@ -22,6 +22,7 @@ pub const CONTROL_ACTIONS: [&str; 7] = [
     "control.trust.reload",
     "control.api-key.manage",
     "control.ca.issue",
+    "control.queue.send",
 ];
 
 /// An operator's role. Least privilege: each role has only the actions its job needs, and the
@@ -32,10 +33,11 @@ pub const CONTROL_ACTIONS: [&str; 7] = [
 pub enum Role {
     /// Reads state: apps, versions, metrics, JWKS, logs, audit events, API key records.
     Viewer,
-    /// Reads, deploys, rolls back and invokes functions.
+    /// Reads, deploys, rolls back and invokes functions, and sends events to local queues.
     Deployer,
     /// Reads, reloads the trust policy, creates or revokes API keys and issues client
-    /// certificates from the built-in CA.
+    /// certificates from the built-in CA, and sends events to local queues (to replay or test
+    /// what a consumer refuses).
     SecurityAdmin,
 }
 
@@ -59,12 +61,14 @@ impl Role {
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
+                "control.queue.send",
             ],
             Role::SecurityAdmin => &[
                 "control.read",
                 "control.trust.reload",
                 "control.api-key.manage",
                 "control.ca.issue",
+                "control.queue.send",
             ],
         }
     }

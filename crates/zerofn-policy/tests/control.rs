@@ -33,6 +33,7 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
+                "control.queue.send",
             ],
         ),
         (
@@ -42,6 +43,7 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.trust.reload",
                 "control.api-key.manage",
                 "control.ca.issue",
+                "control.queue.send",
             ],
         ),
     ];

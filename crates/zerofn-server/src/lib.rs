@@ -27,6 +27,7 @@ mod routes;
 mod server;
 pub mod signatures;
 mod trigger;
+pub mod triggers;
 pub mod trust;
 
 pub use config::ConfigError;

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub svid_ttl: Duration,
     /// This node's name in its SPIFFE ID, `spiffe://<trust domain>/node/<name>`.
     pub node_name: String,
+    /// How the local queue worker retries (`[queues]`).
+    pub queues: crate::triggers::queue::QueueSettings,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -123,6 +125,7 @@ impl ServerConfig {
             function_tls: FunctionTls::Off,
             svid_ttl: zerofn_identity::ca::DEFAULT_SVID_TTL,
             node_name: DEFAULT_NODE_NAME.to_string(),
+            queues: crate::triggers::queue::QueueSettings::default(),
         }
     }
 
@@ -381,6 +384,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tokio::spawn(control::serve(
             control_listener,
             platform.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(crate::triggers::schedule::run(
+            platform.clone(),
+            stopped.clone(),
+            config.shutdown_grace,
+        )),
+        // A lease outlasts the longest invocation any manifest may ask for.
+        tokio::spawn(crate::triggers::queue::run(
+            platform.clone(),
+            config.queues,
+            Duration::from_millis(config.limits.ceilings.timeout_ms) + Duration::from_secs(30),
             stopped.clone(),
         )),
         tokio::spawn(rotate_token_keys(

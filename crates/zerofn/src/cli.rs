@@ -179,6 +179,9 @@ pub enum Command {
     /// API keys for functions with `auth.api-key`: create (shown once), list, revoke.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Local queues: send a CloudEvent to a queue function, list pending and dead messages.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// The policy decision point, offline: explain a decision, or test a file of cases.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -337,6 +340,40 @@ pub enum ApiKeyCommand {
     List { app: String },
     /// Revoke a key: the next request with it is refused.
     Revoke { id: String },
+}
+
+/// `zerofn queue ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Send one CloudEvent to APP's QUEUE; it is checked (CloudEvents 1.0, then the consuming
+    /// function's `input`) before it is stored.
+    Send {
+        app: String,
+        queue: String,
+        /// A CloudEvent in the structured JSON format (`-` for stdin).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["ty", "id", "subject", "data"])]
+        event: Option<PathBuf>,
+        /// Make the event from flags: its `type`.
+        #[arg(long = "type", value_name = "TYPE")]
+        ty: Option<String>,
+        /// Its `source`.
+        #[arg(long, default_value = "/zerofn/cli")]
+        source: String,
+        /// Its `id` [default: a new UUIDv7].
+        #[arg(long)]
+        id: Option<String>,
+        /// Its `subject`.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Its `data` (JSON unless `--data-type` says otherwise).
+        #[arg(long)]
+        data: Option<String>,
+        /// Its `datacontenttype`.
+        #[arg(long, default_value = "application/json")]
+        data_type: String,
+    },
+    /// List QUEUE's pending messages and dead letters (with their last error).
+    List { app: String, queue: String },
 }
 
 /// `zerofn ca ...`

@@ -13,7 +13,8 @@ mod tls;
 pub use api::{
     ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
     EnrollOperatorRequest, InvokeRequest, InvokeResponse, IssueCertificateRequest,
-    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, RollbackRequest,
+    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, QueueListing,
+    RollbackRequest, SendEventRequest,
 };
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;

@@ -6,6 +6,7 @@ mod control;
 mod init;
 mod operator;
 mod policy;
+mod queue;
 mod serve;
 mod signing;
 
@@ -86,6 +87,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Policy(command) => policy::run(command, data_dir()?, json),
         Command::Ca(command) => ca::run(command, &target()?, json).await,
         Command::ApiKey(command) => control::api_key(command, &target()?, json).await,
+        Command::Queue(command) => queue::run(command, &target()?, json).await,
         Command::Deps {
             app_dir,
             db,
