@@ -167,7 +167,11 @@ impl Trigger {
         match self {
             Trigger::Http { route, methods } => format!(
                 "{} {route}",
-                methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+                methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             Trigger::Schedule(schedule) => format!("schedule {}", schedule.cron()),
             Trigger::Queue { name } => format!("queue {name}"),

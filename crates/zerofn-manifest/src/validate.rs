@@ -18,7 +18,8 @@ use crate::model::{
     KvAccess, Manifest, MtlsAuth, Schedule, Trigger,
 };
 use crate::raw::{
-    RawAuth, RawFunction, RawGrants, RawHttpTrigger, RawTrigger, RawInput, RawKvMode, RawLimits, RawManifest,
+    RawAuth, RawFunction, RawGrants, RawHttpTrigger, RawInput, RawKvMode, RawLimits, RawManifest,
+    RawTrigger,
 };
 use crate::route::{HttpMethod, Route, RouteError};
 

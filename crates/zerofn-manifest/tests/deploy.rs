@@ -142,7 +142,11 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
 
     let inventory = manifest.function("inventory").unwrap();
     let (route, methods) = inventory.http().unwrap();
-    assert_eq!(methods, [HttpMethod::Get, HttpMethod::Head], "default methods");
+    assert_eq!(
+        methods,
+        [HttpMethod::Get, HttpMethod::Head],
+        "default methods"
+    );
     assert!(route.matches("/inventory/42"));
     assert!(inventory.grants.is_empty());
     assert_eq!(inventory.auth, Some(Auth::Public));
@@ -476,7 +480,12 @@ fn schedule_and_queue_functions_deploy_without_auth_and_are_not_routed() {
     let deployable = deploy(
         "schedule-and-queue",
         text,
-        &["report.wasm", "fulfil.wasm", "orders.wasm", "schemas/order.json"],
+        &[
+            "report.wasm",
+            "fulfil.wasm",
+            "orders.wasm",
+            "schemas/order.json",
+        ],
         &LimitPolicy::default(),
     )
     .unwrap();
@@ -487,7 +496,11 @@ fn schedule_and_queue_functions_deploy_without_auth_and_are_not_routed() {
         .collect();
     assert_eq!(
         kinds,
-        [("fulfil", "queue"), ("orders", "http"), ("report", "schedule")]
+        [
+            ("fulfil", "queue"),
+            ("orders", "http"),
+            ("report", "schedule")
+        ]
     );
     let report = &deployable.functions[2];
     assert!(report.trigger.http().is_none());
@@ -512,7 +525,13 @@ fn cron_expressions_are_utc_with_optional_seconds() {
     );
     let hourly = Schedule::parse("0 * * * *").unwrap();
     assert_eq!(hourly.next_after(&start).unwrap().timestamp() % 3600, 0);
-    for bad in ["", "* * * *", "61 * * * *", "0 0 30 2 *", "* * * * * * 2030"] {
+    for bad in [
+        "",
+        "* * * *",
+        "61 * * * *",
+        "0 0 30 2 *",
+        "* * * * * * 2030",
+    ] {
         assert!(Schedule::parse(bad).is_err(), "{bad:?}");
     }
 }

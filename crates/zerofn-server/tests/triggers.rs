@@ -79,7 +79,12 @@ fn control(server: &TestServer) -> ControlClient {
     ControlClient::new(server.server().control_socket())
 }
 
-async fn send(server: &TestServer, app: &str, queue: &str, event: &str) -> Result<Enqueued, ControlError> {
+async fn send(
+    server: &TestServer,
+    app: &str,
+    queue: &str,
+    event: &str,
+) -> Result<Enqueued, ControlError> {
     control(server)
         .post(
             &format!("/v1/apps/{app}/queues/{queue}"),
@@ -156,7 +161,11 @@ fn refusal(result: Result<Enqueued, ControlError>) -> (u16, String) {
 async fn a_schedule_delivers_cloudevents_and_is_not_reachable_over_http() {
     let server = start().await;
     let report = deploy(&server, APP).await;
-    let ticker = report.functions.iter().find(|f| f.name == "ticker").unwrap();
+    let ticker = report
+        .functions
+        .iter()
+        .find(|f| f.name == "ticker")
+        .unwrap();
     assert_eq!(ticker.trigger, "schedule * * * * * *");
     assert_eq!(ticker.route, "");
 
@@ -176,7 +185,14 @@ async fn a_schedule_delivers_cloudevents_and_is_not_reachable_over_http() {
 
     // Neither function has a route: nothing from outside reaches them.
     for path in ["/", "/ticker", "/orders"] {
-        let reply = common::request(server.addr, "POST", path, &[("ce-specversion", "1.0")], bytes::Bytes::new()).await;
+        let reply = common::request(
+            server.addr,
+            "POST",
+            path,
+            &[("ce-specversion", "1.0")],
+            bytes::Bytes::new(),
+        )
+        .await;
         assert_eq!(reply.status, 404, "{path}");
     }
     server.stop().await;
@@ -188,7 +204,10 @@ async fn a_valid_queue_event_is_delivered_once() {
     deploy(&server, APP).await;
     let event = order_event("order-1", r#"{"item":"book","qty":2}"#);
     let enqueued = send(&server, "events", "orders", &event).await.unwrap();
-    assert_eq!((enqueued.function.as_str(), enqueued.event_id.as_str()), ("orders", "order-1"));
+    assert_eq!(
+        (enqueued.function.as_str(), enqueued.event_id.as_str()),
+        ("orders", "order-1")
+    );
 
     eventually("the message delivered and deleted", || async {
         listing(&server, "orders").await.pending.is_empty()
@@ -267,7 +286,10 @@ async fn hostile_events_are_refused_before_they_are_stored() {
         assert_eq!((got_status, got_rule.as_str()), (*status, *rule), "{what}");
     }
     let listed = listing(&server, "orders").await;
-    assert!(listed.pending.is_empty() && listed.dead.is_empty(), "{listed:?}");
+    assert!(
+        listed.pending.is_empty() && listed.dead.is_empty(),
+        "{listed:?}"
+    );
     assert_eq!(listed.consumer.as_deref(), Some("orders"));
     let refused = server.events("queue.enqueue").await;
     assert_eq!(refused.len(), cases.len());
@@ -277,9 +299,14 @@ async fn hostile_events_are_refused_before_they_are_stored() {
     }
     // Nothing reached the function, and the platform still takes valid events.
     assert!(seen(&server, "orders").await.is_empty());
-    send(&server, "events", "orders", &order_event("ok", r#"{"item":"a","qty":1}"#))
-        .await
-        .unwrap();
+    send(
+        &server,
+        "events",
+        "orders",
+        &order_event("ok", r#"{"item":"a","qty":1}"#),
+    )
+    .await
+    .unwrap();
     server.stop().await;
 }
 
@@ -298,7 +325,13 @@ async fn a_failing_function_is_retried_then_dead_lettered_and_kept() {
     assert!(listed.pending.is_empty(), "{listed:?}");
     let dead = &listed.dead[0];
     assert_eq!((dead.event_id.as_str(), dead.attempts), ("doomed", 3));
-    assert!(dead.last_error.as_deref().unwrap().starts_with("status 500"), "{dead:?}");
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("status 500"),
+        "{dead:?}"
+    );
 
     let attempts = seen(&server, "orders")
         .await
@@ -326,9 +359,17 @@ async fn events_for_a_queue_nobody_consumes_are_refused() {
     let server = start().await;
     deploy(&server, APP).await;
     let event = order_event("lost", r#"{"item":"a","qty":1}"#);
-    for (app, queue) in [("events", "returns"), ("other", "orders"), ("events", "ticker")] {
+    for (app, queue) in [
+        ("events", "returns"),
+        ("other", "orders"),
+        ("events", "ticker"),
+    ] {
         let (status, rule) = refusal(send(&server, app, queue, &event).await);
-        assert_eq!((status, rule.as_str()), (404, "queue-unknown"), "{app}/{queue}");
+        assert_eq!(
+            (status, rule.as_str()),
+            (404, "queue-unknown"),
+            "{app}/{queue}"
+        );
     }
     let listed = listing(&server, "returns").await;
     assert_eq!(listed.consumer, None);

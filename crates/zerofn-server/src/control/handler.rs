@@ -175,7 +175,8 @@ fn queue_listing(platform: &Platform, app: &str, queue: &str) -> Result<Response
     json(&super::api::QueueListing {
         app: app.to_string(),
         queue: queue.to_string(),
-        consumer: crate::triggers::queue::consumer(platform, app, queue).map(|f| f.name.to_string()),
+        consumer: crate::triggers::queue::consumer(platform, app, queue)
+            .map(|f| f.name.to_string()),
         pending: read(false)?,
         dead: read(true)?,
     })

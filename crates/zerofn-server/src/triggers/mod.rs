@@ -62,9 +62,10 @@ pub async fn deliver(
         }
     };
     let (mut parts, body) = request.into_parts();
-    parts
-        .headers
-        .insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+    parts.headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("localhost"),
+    );
     let request = hyper::Request::from_parts(parts, Full::new(body));
     if let Err(refused) = platform
         .check_rates(

@@ -188,9 +188,7 @@ async fn check_and_store(
         ))
     })?;
     match &function.input {
-        Some(guard) => guard
-            .check_event(&function.name, &event)
-            .map_err(refuse)?,
+        Some(guard) => guard.check_event(&function.name, &event).map_err(refuse)?,
         None => {
             let size = event.data.as_ref().map_or(0, |d| d.len() as u64);
             if size > function.limits.max_request_body_bytes {
@@ -237,7 +235,13 @@ async fn check_and_store(
     }
     let message_id = platform
         .store()
-        .enqueue(app, queue, &event.id, &event.to_json().to_string(), now_ms())
+        .enqueue(
+            app,
+            queue,
+            &event.id,
+            &event.to_json().to_string(),
+            now_ms(),
+        )
         .map_err(store_error)?;
     platform.queue_wake().notify_one();
     Ok(Enqueued {

@@ -78,7 +78,11 @@ pub async fn run(platform: Arc<Platform>, mut stopped: watch::Receiver<bool>, gr
 
 /// Brings `entries` in line with `routes`: a function whose version and expression did not
 /// change keeps its next tick; a new or changed one starts from the first match after `now`.
-fn rebuild(entries: &mut BTreeMap<(String, String), Entry>, routes: &RouteTable, now: DateTime<Utc>) {
+fn rebuild(
+    entries: &mut BTreeMap<(String, String), Entry>,
+    routes: &RouteTable,
+    now: DateTime<Utc>,
+) {
     let mut next_entries = BTreeMap::new();
     for function in routes.apps().flat_map(|app| app.functions.iter()) {
         let Trigger::Schedule(schedule) = &function.trigger else {
@@ -87,8 +91,7 @@ fn rebuild(entries: &mut BTreeMap<(String, String), Entry>, routes: &RouteTable,
         let key = (function.app.to_string(), function.name.to_string());
         let entry = match entries.remove(&key) {
             Some(old)
-                if old.function.version_id == function.version_id
-                    && old.schedule == *schedule =>
+                if old.function.version_id == function.version_id && old.schedule == *schedule =>
             {
                 Entry {
                     function: function.clone(),
@@ -161,7 +164,11 @@ async fn fire(
 }
 
 /// The event of one tick: its data says which expression matched and when.
-pub fn tick(function: &ActiveFunction, schedule: &Schedule, scheduled: DateTime<Utc>) -> CloudEvent {
+pub fn tick(
+    function: &ActiveFunction,
+    schedule: &Schedule,
+    scheduled: DateTime<Utc>,
+) -> CloudEvent {
     let mut event = CloudEvent::new(
         uuid::Uuid::now_v7().to_string(),
         event_source(&function.app, &function.name),

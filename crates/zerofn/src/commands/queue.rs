@@ -72,7 +72,9 @@ fn listing_text(listing: &QueueListing) -> String {
         listing
             .consumer
             .as_deref()
-            .map_or("none (events are refused)".to_string(), |f| format!("`{f}`")),
+            .map_or("none (events are refused)".to_string(), |f| format!(
+                "`{f}`"
+            )),
         listing.pending.len(),
         listing.dead.len()
     );
@@ -99,7 +101,10 @@ fn read_event(path: &Path) -> Result<String, Failure> {
         buffer
     } else {
         std::fs::read(path).map_err(|e| {
-            Failure::new(Code::Failure, format!("cannot read {}: {e}", path.display()))
+            Failure::new(
+                Code::Failure,
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?
     };
     String::from_utf8(bytes).map_err(|_| {
