@@ -184,7 +184,8 @@ impl Trigger {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     written: String,
-    cron: croner::Cron,
+    /// Boxed: the parsed pattern is large, and most triggers are HTTP ones.
+    cron: Box<croner::Cron>,
 }
 
 impl PartialEq for Schedule {
@@ -210,7 +211,7 @@ impl Schedule {
             .map_err(|_| "the pattern never matches a real date".to_string())?;
         Ok(Self {
             written: cron.to_string(),
-            cron: parsed,
+            cron: Box::new(parsed),
         })
     }
 
