@@ -376,3 +376,25 @@ async fn events_for_a_queue_nobody_consumes_are_refused() {
     assert!(listed.pending.is_empty() && listed.dead.is_empty());
     server.stop().await;
 }
+
+#[test]
+fn queue_routes_are_named_control_actions() {
+    use http::Method;
+    use zerofn_server::control::control_action;
+    let path = "/v1/apps/events/queues/orders";
+    assert_eq!(
+        control_action(&Method::POST, path),
+        Some("control.queue.send")
+    );
+    assert_eq!(control_action(&Method::GET, path), Some("control.read"));
+    assert_eq!(control_action(&Method::DELETE, path), None);
+    for role in zerofn_policy::Role::ALL {
+        let may_send = role.actions().contains(&"control.queue.send");
+        assert_eq!(
+            may_send,
+            role != zerofn_policy::Role::Viewer,
+            "{}",
+            role.as_str()
+        );
+    }
+}
