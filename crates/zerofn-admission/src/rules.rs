@@ -66,7 +66,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "missing-auth",
         level: Level::Error,
-        rationale: "A route nobody declared public must not become public by omission.",
+        rationale: "A route nobody declared public must not become public by omission (HTTP functions only: schedule and queue functions have no outside caller).",
         fix: "Add `[functions.<name>.auth]` with `public = true`, or an authentication method.",
     },
     Rule {
@@ -90,7 +90,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "input-schema-missing",
         level: Level::Warning,
-        rationale: "A write route without a schema hands hostile bodies to code.",
+        rationale: "A write route (or a queue function) without a schema hands hostile bodies to code.",
         fix: "Declare `input.schema`: bodies that break it are refused before the function runs.",
     },
     Rule {

@@ -76,6 +76,18 @@ pub enum EventKind {
     /// server finished an interrupted rotation); never carries a value or a key.
     #[serde(rename = "secret.admin")]
     SecretAdmin,
+    /// A schedule tick was not delivered (the previous run still going, the app suspended).
+    #[serde(rename = "trigger.skipped")]
+    TriggerSkipped,
+    /// An event was offered to a local queue: stored, or refused with its rule.
+    #[serde(rename = "queue.enqueue")]
+    QueueEnqueue,
+    /// A queue message was delivered to its consumer (success) or failed and will be retried.
+    #[serde(rename = "queue.delivery")]
+    QueueDelivery,
+    /// A queue message failed its last attempt and was kept as a dead letter.
+    #[serde(rename = "queue.dead_letter")]
+    QueueDeadLetter,
     /// The server started serving.
     #[serde(rename = "server.start")]
     ServerStart,
@@ -108,6 +120,10 @@ impl EventKind {
             Self::CredentialChange => "credential.change",
             Self::SecretRead => "secret.read",
             Self::SecretAdmin => "secret.admin",
+            Self::TriggerSkipped => "trigger.skipped",
+            Self::QueueEnqueue => "queue.enqueue",
+            Self::QueueDelivery => "queue.delivery",
+            Self::QueueDeadLetter => "queue.dead_letter",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",
         }

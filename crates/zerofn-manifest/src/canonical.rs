@@ -3,7 +3,7 @@
 //! sorted keys and no whitespace. Its SHA-256 is a subject of the function's signed statement, so
 //! editing the grants of a signed function breaks its signature exactly like editing its code.
 
-use crate::{Auth, EgressRule, Function, Manifest};
+use crate::{Auth, EgressRule, Function, Manifest, Trigger};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -16,10 +16,16 @@ impl Manifest {
         let mut config = json!({
             "app": self.app_name(),
             "function": function.name,
-            "trigger": {"http": {
-                "route": function.route.to_string(),
-                "methods": function.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-            }},
+            // The `http` form is unchanged since it was the only kind, so that signatures made
+            // before schedule and queue triggers still verify.
+            "trigger": match &function.trigger {
+                Trigger::Http { route, methods } => json!({"http": {
+                    "route": route.to_string(),
+                    "methods": methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                }}),
+                Trigger::Schedule(schedule) => json!({"schedule": {"cron": schedule.cron()}}),
+                Trigger::Queue { name } => json!({"queue": {"name": name}}),
+            },
             "limits": {
                 "timeout_ms": limits.timeout_ms,
                 "memory_mb": limits.memory_mb,

@@ -11,8 +11,7 @@ use std::path::PathBuf;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::limits::{LimitPolicy, ResolvedLimits};
-use crate::model::{Auth, Function, Manifest};
-use crate::route::{HttpMethod, Route};
+use crate::model::{Auth, Function, Manifest, Trigger};
 
 /// A manifest that passed [`Manifest::check_deployable`].
 #[derive(Debug, Clone)]
@@ -30,10 +29,8 @@ pub struct DeployableFunction {
     pub name: String,
     /// The component file, which existed when checked.
     pub component_path: PathBuf,
-    /// Where it is routed.
-    pub route: Route,
-    /// The methods it accepts.
-    pub methods: Vec<HttpMethod>,
+    /// How it is reached: only HTTP functions are routed.
+    pub trigger: Trigger,
     /// Its limits, with the policy's defaults filled in.
     pub limits: ResolvedLimits,
     /// What it may use, for the policy decision point.
@@ -70,8 +67,7 @@ impl Manifest {
                     functions.push(DeployableFunction {
                         name: function.name.clone(),
                         component_path: function.component_path.clone(),
-                        route: function.route.clone(),
-                        methods: function.methods.clone(),
+                        trigger: function.trigger.clone(),
                         limits,
                         grants: function.grants.clone(),
                         auth: function.auth.clone(),
@@ -142,7 +138,9 @@ impl Manifest {
 
     fn check_features(&self, function: &Function, findings: &mut Diagnostics) {
         let name = &function.name;
-        if function.auth.is_none() {
+        // Only HTTP functions have outside callers; schedule and queue functions may not
+        // have `auth` at all (`auth-not-applicable`, at parse).
+        if function.auth.is_none() && function.http().is_some() {
             findings.push(
                 Diagnostic::error(
                     "missing-auth",
@@ -212,10 +210,14 @@ impl Manifest {
         }
         // Admission rule: what a write route accepts is declared. A warning, not a refusal:
         // some write routes take bodies no schema describes (uploads, forms).
-        let writes = function
-            .methods
-            .iter()
-            .any(|m| matches!(m.as_str(), "POST" | "PUT" | "PATCH"));
+        // A queue function takes events whose data anyone with `control.queue.send` chooses.
+        let writes = match &function.trigger {
+            Trigger::Http { methods, .. } => methods
+                .iter()
+                .any(|m| matches!(m.as_str(), "POST" | "PUT" | "PATCH")),
+            Trigger::Queue { .. } => true,
+            Trigger::Schedule(_) => false,
+        };
         if writes
             && function
                 .input

@@ -38,7 +38,7 @@ pub use limits::{
 pub use locate::Located;
 pub use model::{
     ApiKeyAuth, Auth, BuildSpec, EgressRule, Function, Grants, InputSpec, JwtAuth, KvAccess,
-    Manifest, MtlsAuth,
+    Manifest, MtlsAuth, Schedule, Trigger,
 };
 pub use route::{HttpMethod, Route, RouteError, UnknownMethod};
 

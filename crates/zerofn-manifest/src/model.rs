@@ -92,10 +92,8 @@ pub struct Function {
     pub component_path: PathBuf,
     /// How `zerofn build` builds the component, if the manifest says.
     pub build: Option<BuildSpec>,
-    /// `trigger.http.route`.
-    pub route: Route,
-    /// `trigger.http.methods`, deduplicated; `[GET, HEAD]` when not written.
-    pub methods: Vec<HttpMethod>,
+    /// `trigger`: how the function is reached (exactly one kind).
+    pub trigger: Trigger,
     /// `limits` as written; the platform's [`LimitPolicy`](crate::LimitPolicy) fills the gaps.
     pub limits: LimitsSpec,
     /// `grants`: what the function may reach beyond its own memory. Empty means nothing.
@@ -108,6 +106,127 @@ pub struct Function {
     pub config: BTreeMap<String, String>,
     /// Where things were written, for deploy-time diagnostics.
     pub(crate) spans: FunctionSpans,
+}
+
+impl Function {
+    /// The route and methods of an HTTP function; `None` for schedule and queue functions,
+    /// which nothing outside the platform reaches.
+    pub fn http(&self) -> Option<(&Route, &[HttpMethod])> {
+        self.trigger.http()
+    }
+}
+
+/// `trigger`: how a function is reached. Only `Http` functions are in the route table;
+/// `Schedule` and `Queue` functions are invoked by the platform with a CloudEvent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// `trigger.http = { route, methods }`.
+    Http {
+        /// `trigger.http.route`.
+        route: Route,
+        /// `trigger.http.methods`, deduplicated; `[GET, HEAD]` when not written.
+        methods: Vec<HttpMethod>,
+    },
+    /// `trigger.schedule = { cron }`.
+    Schedule(Schedule),
+    /// `trigger.queue = { name }`: the app's local queue the function consumes.
+    Queue {
+        /// `trigger.queue.name`, a bucket-style name (`[a-z_][a-z0-9_]{0,63}`).
+        name: String,
+    },
+}
+
+impl Trigger {
+    /// The key it was written as: `http`, `schedule` or `queue`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Http { .. } => "http",
+            Trigger::Schedule(_) => "schedule",
+            Trigger::Queue { .. } => "queue",
+        }
+    }
+
+    /// The route and methods of an HTTP trigger.
+    pub fn http(&self) -> Option<(&Route, &[HttpMethod])> {
+        match self {
+            Trigger::Http { route, methods } => Some((route, methods)),
+            _ => None,
+        }
+    }
+
+    /// The queue a queue trigger consumes.
+    pub fn queue(&self) -> Option<&str> {
+        match self {
+            Trigger::Queue { name } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The trigger as listings show it: `GET,HEAD /path`, `schedule 0 * * * *`, `queue orders`.
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Http { route, methods } => format!(
+                "{} {route}",
+                methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Trigger::Schedule(schedule) => format!("schedule {}", schedule.cron()),
+            Trigger::Queue { name } => format!("queue {name}"),
+        }
+    }
+}
+
+/// A validated cron expression, evaluated in UTC. Five fields (minute, hour, day of month,
+/// month, day of week) or six with seconds first; `@hourly`-style nicknames too. No year field.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    written: String,
+    /// Boxed: the parsed pattern is large, and most triggers are HTTP ones.
+    cron: Box<croner::Cron>,
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
+}
+
+impl Eq for Schedule {}
+
+impl Schedule {
+    /// Parses `cron` (see the type's documentation); the error says what is wrong with it.
+    pub fn parse(cron: &str) -> Result<Self, String> {
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Disallowed)
+            .build();
+        let parsed = parser.parse(cron).map_err(|e| e.to_string())?;
+        // A pattern that can never match (`0 0 30 2 *`) would stall the scheduler's search.
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        parsed
+            .find_next_occurrence(&epoch, false)
+            .map_err(|_| "the pattern never matches a real date".to_string())?;
+        Ok(Self {
+            written: cron.to_string(),
+            cron: Box::new(parsed),
+        })
+    }
+
+    /// The expression as written.
+    pub fn cron(&self) -> &str {
+        &self.written
+    }
+
+    /// The first time strictly after `after` the expression matches, if any.
+    pub fn next_after(
+        &self,
+        after: &chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.find_next_occurrence(after, false).ok()
+    }
 }
 
 /// Byte spans of the values that deploy-time checks point at.

@@ -47,11 +47,27 @@ pub(crate) struct RawBuild {
     pub workdir: Option<Spanned<String>>,
 }
 
-/// `trigger = { http = ... }`: a table so that later trigger kinds are new keys.
+/// `trigger = { http | schedule | queue = ... }`: `validate` checks that exactly one is set.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTrigger {
     pub http: Option<Spanned<RawHttpTrigger>>,
+    pub schedule: Option<Spanned<RawScheduleTrigger>>,
+    pub queue: Option<Spanned<RawQueueTrigger>>,
+}
+
+/// `trigger.schedule = { cron }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScheduleTrigger {
+    pub cron: Spanned<String>,
+}
+
+/// `trigger.queue = { name }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueueTrigger {
+    pub name: Spanned<String>,
 }
 
 /// `trigger.http = { route, methods }`.

@@ -16,11 +16,11 @@ use crate::egress::parse_egress_url;
 use crate::limits::{LimitPolicy, LimitsSpec};
 use crate::model::{
     ApiKeyAuth, Auth, BuildSpec, EgressRule, Function, FunctionSpans, Grants, InputSpec, JwtAuth,
-    KvAccess, Manifest, MtlsAuth,
+    KvAccess, Manifest, MtlsAuth, Schedule, Trigger,
 };
 use crate::raw::{
     RawAuth, RawEgress, RawFunction, RawGrants, RawHttpTrigger, RawInput, RawKvMode, RawLimits,
-    RawManifest,
+    RawManifest, RawTrigger,
 };
 use crate::route::{HttpMethod, Route, RouteError};
 
@@ -131,7 +131,9 @@ impl<'a> Checker<'a> {
                 self.function(&name, function.into_inner(), &dir, &names)
             {
                 f.spans.name = name_span;
-                routes.push((route_span, name.clone()));
+                if let Some(route_span) = route_span {
+                    routes.push((route_span, name.clone()));
+                }
                 functions.insert(name, f);
             }
         }
@@ -154,7 +156,7 @@ impl<'a> Checker<'a> {
         raw: RawFunction,
         dir: &Path,
         names: &BTreeSet<String>,
-    ) -> Option<(Function, Range<usize>)> {
+    ) -> Option<(Function, Option<Range<usize>>)> {
         let mut spans = FunctionSpans {
             component: raw.component.span(),
             ..FunctionSpans::default()
@@ -189,25 +191,8 @@ impl<'a> Checker<'a> {
         });
 
         // Keep checking after a bad trigger so that one run reports every problem.
-        let trigger_span = raw.trigger.span();
-        let trigger = match raw.trigger.into_inner().http {
-            Some(http) => {
-                let http = http.into_inner();
-                let route_span = http.route.span();
-                self.http_trigger(http).map(|trigger| (trigger, route_span))
-            }
-            None => {
-                self.error(
-                    "missing-trigger",
-                    trigger_span,
-                    format!("function `{name}` has no trigger"),
-                    "expected one trigger kind",
-                    "add `http = { route = \"/path\" }`; `http` is the only trigger kind so far"
-                        .into(),
-                );
-                None
-            }
-        };
+        let trigger = self.trigger(name, raw.trigger);
+        let http = matches!(trigger, Some((Trigger::Http { .. }, _)));
 
         let limits = match raw.limits {
             Some(limits) => self.limits(limits.into_inner(), &mut spans),
@@ -217,8 +202,27 @@ impl<'a> Checker<'a> {
             Some(grants) => self.grants(name, grants.into_inner(), names, &mut spans),
             None => Grants::default(),
         };
-        let auth = raw
-            .auth
+        // The platform itself invokes schedule and queue functions: there is no outside
+        // caller to authenticate, so an `auth` there would promise a check that never runs.
+        let raw_auth = match raw.auth {
+            Some(auth) if trigger.is_some() && !http => {
+                self.error(
+                    "auth-not-applicable",
+                    auth.span(),
+                    format!(
+                        "function `{name}` has `auth`, but only HTTP functions are called from outside"
+                    ),
+                    "not used by this trigger",
+                    "remove `auth`: the platform is the only caller of schedule and queue \
+                     functions (queue events are sent by operators through the control plane)"
+                        .into(),
+                );
+                self.last_at_field(format!("functions.{name}.auth"));
+                None
+            }
+            auth => auth,
+        };
+        let auth = raw_auth
             .and_then(|auth| self.auth(auth, dir))
             .map(|(auth, span)| {
                 spans.auth = Some(span);
@@ -237,14 +241,13 @@ impl<'a> Checker<'a> {
             None => BTreeMap::new(),
         };
 
-        let ((route, methods), route_span) = trigger?;
+        let (trigger, route_span) = trigger?;
         let function = Function {
             name: name.to_string(),
             component: raw.component.into_inner(),
             component_path,
             build,
-            route,
-            methods,
+            trigger,
             limits,
             grants,
             auth,
@@ -299,6 +302,101 @@ impl<'a> Checker<'a> {
             }
         }
         config
+    }
+
+    /// `trigger`: exactly one kind. Returns it with the route's span for HTTP triggers.
+    fn trigger(
+        &mut self,
+        name: &str,
+        raw: Spanned<RawTrigger>,
+    ) -> Option<(Trigger, Option<Range<usize>>)> {
+        let trigger_span = raw.span();
+        let raw = raw.into_inner();
+        let mut present: Vec<(&str, Range<usize>)> = Vec::new();
+        if let Some(http) = &raw.http {
+            present.push(("http", http.span()));
+        }
+        if let Some(schedule) = &raw.schedule {
+            present.push(("schedule", schedule.span()));
+        }
+        if let Some(queue) = &raw.queue {
+            present.push(("queue", queue.span()));
+        }
+        present.sort_by_key(|p| p.1.start);
+        match present.as_slice() {
+            [] => {
+                self.error(
+                    "missing-trigger",
+                    trigger_span,
+                    format!("function `{name}` has no trigger"),
+                    "expected one trigger kind",
+                    "add one of `http = { route = \"/path\" }`, `schedule = { cron = \"0 * * * *\" }` \
+                     or `queue = { name = \"orders\" }`"
+                        .into(),
+                );
+                return None;
+            }
+            [_] => {}
+            [(first, first_span), (second, second_span), ..] => {
+                let d = Diagnostic::error(
+                    "conflicting-trigger",
+                    self.file,
+                    format!(
+                        "function `{name}` sets both `trigger.{first}` and `trigger.{second}`; a function has exactly one trigger"
+                    ),
+                )
+                .at_key(self.src, second_span.clone(), "second trigger kind")
+                .related(self.src, first_span.clone(), "first trigger kind")
+                .field(format!("functions.{name}.trigger"))
+                .help(
+                    "keep one trigger; to run the same code on two triggers, declare two functions \
+                     with the same `component`",
+                );
+                self.diagnostics.push(d);
+                return None;
+            }
+        }
+        if let Some(http) = raw.http {
+            let http = http.into_inner();
+            let route_span = http.route.span();
+            return self
+                .http_trigger(http)
+                .map(|(route, methods)| (Trigger::Http { route, methods }, Some(route_span)));
+        }
+        if let Some(schedule) = raw.schedule {
+            let cron = schedule.into_inner().cron;
+            return match Schedule::parse(cron.get_ref()) {
+                Ok(schedule) => Some((Trigger::Schedule(schedule), None)),
+                Err(reason) => {
+                    self.error(
+                        "invalid-cron",
+                        cron.span(),
+                        format!("invalid cron expression `{}`: {reason}", cron.get_ref()),
+                        "invalid cron expression",
+                        "write five fields `minute hour day-of-month month day-of-week` (UTC), or six \
+                         with seconds first, e.g. `0 * * * *` for every hour or `*/10 * * * * *` for \
+                         every ten seconds"
+                            .into(),
+                    );
+                    self.last_at_field(format!("functions.{name}.trigger.schedule.cron"));
+                    None
+                }
+            };
+        }
+        if let Some(queue) = raw.queue {
+            let queue_name = queue.into_inner().name;
+            if !self.identifier("queue name", &queue_name) {
+                self.last_at_field(format!("functions.{name}.trigger.queue.name"));
+                return None;
+            }
+            return Some((
+                Trigger::Queue {
+                    name: queue_name.into_inner(),
+                },
+                None,
+            ));
+        }
+        None
     }
 
     fn http_trigger(&mut self, http: RawHttpTrigger) -> Option<(Route, Vec<HttpMethod>)> {
@@ -923,16 +1021,17 @@ impl<'a> Checker<'a> {
             let Some(function) = functions.get(name) else {
                 continue;
             };
-            let route = &function.route;
+            let Some((route, methods)) = function.http() else {
+                continue;
+            };
             let earlier = routes[..i].iter().find_map(|(first_span, first_name)| {
-                let first = functions.get(first_name)?;
-                let shared: Vec<&str> = function
-                    .methods
+                let (first_route, first_methods) = functions.get(first_name)?.http()?;
+                let shared: Vec<&str> = methods
                     .iter()
-                    .filter(|m| first.methods.contains(m))
+                    .filter(|m| first_methods.contains(m))
                     .map(|m| m.as_str())
                     .collect();
-                (first.route == *route && !shared.is_empty())
+                (first_route == route && !shared.is_empty())
                     .then_some((first_span, first_name, shared))
             });
             if let Some((first_span, first_name, shared)) = earlier {
@@ -1307,6 +1406,7 @@ fn missing_help(key: &str) -> String {
         }
         "trigger" => "add `trigger = { http = { route = \"/path\" } }`".into(),
         "route" => "add `route = \"/path\"`".into(),
+        "cron" => "add `cron = \"0 * * * *\"` (UTC; five fields, or six with seconds first)".into(),
         "command" => "add `command = \"cargo build --release --target wasm32-wasip2\"`".into(),
         "issuer" => "add `issuer = \"https://id.example.com\"`, the expected `iss` claim".into(),
         "audience" => "add `audience = \"my-app\"`, the expected `aud` claim".into(),

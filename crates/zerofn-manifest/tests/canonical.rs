@@ -109,3 +109,38 @@ fn keys_added_later_are_left_out_when_not_written() {
         "{text}"
     );
 }
+
+#[test]
+fn the_http_trigger_keeps_its_bytes_and_other_kinds_have_their_own() {
+    // Signatures made before schedule and queue triggers existed must still verify, so the
+    // `http` form is pinned byte for byte.
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), BASE).unwrap();
+    let function = manifest.function("checkout").unwrap();
+    let text = String::from_utf8(manifest.canonical_config_bytes(function)).unwrap();
+    assert!(
+        text.contains(r#","trigger":{"http":{"methods":["POST"],"route":"/checkout"}}}"#),
+        "{text}"
+    );
+
+    let without_auth = BASE.replace("auth = { public = true }\n", "");
+    let schedule = without_auth.replace(
+        r#"http = { route = "/checkout", methods = ["POST"] }"#,
+        r#"schedule = { cron = "0 * * * *" }"#,
+    );
+    let queue = without_auth.replace(
+        r#"http = { route = "/checkout", methods = ["POST"] }"#,
+        r#"queue = { name = "orders" }"#,
+    );
+    let other_queue = queue.replace("\"orders\" }", "\"returns\" }");
+    for (text, expected) in [
+        (&schedule, r#""trigger":{"schedule":{"cron":"0 * * * *"}}"#),
+        (&queue, r#""trigger":{"queue":{"name":"orders"}}"#),
+    ] {
+        let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), text).unwrap();
+        let function = manifest.function("checkout").unwrap();
+        let bytes = String::from_utf8(manifest.canonical_config_bytes(function)).unwrap();
+        assert!(bytes.contains(expected), "{bytes}");
+    }
+    assert_ne!(digest(&queue), digest(&other_queue));
+    assert_ne!(digest(&queue), digest(&schedule));
+}

@@ -17,6 +17,9 @@ type Expected = (&'static str, usize, usize);
 /// `(case name, every expected diagnostic in order)`; an empty list means "parses".
 const CASES: &[(&str, &[Expected])] = &[
     ("absolute-component", &[("invalid-path", 6, 13)]),
+    ("auth-on-schedule", &[("auth-not-applicable", 9, 1)]),
+    ("bad-cron", &[("invalid-cron", 7, 33)]),
+    ("bad-queue-name", &[("invalid-name", 7, 30)]),
     ("bad-content-type", &[("invalid-input", 10, 18)]),
     ("duplicate-method", &[("duplicate-method", 7, 69)]),
     ("duplicate-route", &[("duplicate-route", 11, 30)]),
@@ -85,6 +88,7 @@ const CASES: &[(&str, &[Expected])] = &[
     ("ok-egress-tables", &[]),
     ("ok-full-example", &[]),
     ("ok-same-route-disjoint-methods", &[]),
+    ("ok-schedule-and-queue", &[]),
     ("public-false", &[("invalid-auth", 10, 10)]),
     ("route-dot-dot", &[("invalid-route", 7, 30)]),
     ("route-no-leading-slash", &[("invalid-route", 7, 30)]),
@@ -92,6 +96,7 @@ const CASES: &[(&str, &[Expected])] = &[
     ("route-with-query", &[("invalid-route", 7, 30)]),
     ("toml-syntax", &[("toml-syntax", 5, 20)]),
     ("two-auth-methods", &[("conflicting-auth", 11, 11)]),
+    ("two-trigger-kinds", &[("conflicting-trigger", 7, 54)]),
     ("unknown-function-key", &[("unknown-key", 8, 1)]),
     ("unknown-limits-key", &[("unknown-key", 8, 12)]),
     (

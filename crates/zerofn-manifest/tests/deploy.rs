@@ -99,9 +99,10 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
         "cargo build --release --target wasm32-wasip2"
     );
     assert_eq!(build.workdir, dir.join("checkout"));
-    assert_eq!(checkout.route.to_string(), "/checkout");
-    assert!(!checkout.route.is_prefix());
-    assert_eq!(checkout.methods, [HttpMethod::Post]);
+    let (route, methods) = checkout.http().unwrap();
+    assert_eq!(route.to_string(), "/checkout");
+    assert!(!route.is_prefix());
+    assert_eq!(methods, [HttpMethod::Post]);
     assert_eq!(checkout.limits.timeout_ms, Some(2000));
     assert_eq!(checkout.limits.memory_mb, Some(64));
     assert_eq!(checkout.limits.max_concurrency, Some(64));
@@ -140,12 +141,13 @@ fn full_example_parses_every_field_and_deploys_with_warnings() {
     assert_eq!(checkout.input, None);
 
     let inventory = manifest.function("inventory").unwrap();
+    let (route, methods) = inventory.http().unwrap();
     assert_eq!(
-        inventory.methods,
+        methods,
         [HttpMethod::Get, HttpMethod::Head],
         "default methods"
     );
-    assert!(inventory.route.matches("/inventory/42"));
+    assert!(route.matches("/inventory/42"));
     assert!(inventory.grants.is_empty());
     assert_eq!(inventory.auth, Some(Auth::Public));
 
@@ -510,4 +512,66 @@ fn egress_hosts_are_kept_in_their_canonical_form() {
             "xn--bcher-kva.example"
         ]
     );
+}
+
+#[test]
+fn schedule_and_queue_functions_deploy_without_auth_and_are_not_routed() {
+    let text = include_str!("cases/ok-schedule-and-queue.toml");
+    let deployable = deploy(
+        "schedule-and-queue",
+        text,
+        &[
+            "report.wasm",
+            "fulfil.wasm",
+            "orders.wasm",
+            "schemas/order.json",
+        ],
+        &LimitPolicy::default(),
+    )
+    .unwrap();
+    let kinds: Vec<(&str, &str)> = deployable
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.trigger.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("fulfil", "queue"),
+            ("orders", "http"),
+            ("report", "schedule")
+        ]
+    );
+    let report = &deployable.functions[2];
+    assert!(report.trigger.http().is_none());
+    assert_eq!(report.auth, None);
+    assert_eq!(deployable.functions[0].trigger.queue(), Some("orders"));
+    // No `missing-auth` for the functions that have no outside caller.
+    assert!(
+        deployable.warnings.iter().all(|d| d.code != "missing-auth"),
+        "{:?}",
+        deployable.warnings
+    );
+}
+
+#[test]
+fn cron_expressions_are_utc_with_optional_seconds() {
+    use zerofn_manifest::Schedule;
+    let every_second = Schedule::parse("* * * * * *").unwrap();
+    let start = chrono::DateTime::from_timestamp(1_000_000, 0).unwrap();
+    assert_eq!(
+        every_second.next_after(&start).unwrap().timestamp(),
+        1_000_001
+    );
+    let hourly = Schedule::parse("0 * * * *").unwrap();
+    assert_eq!(hourly.next_after(&start).unwrap().timestamp() % 3600, 0);
+    for bad in [
+        "",
+        "* * * *",
+        "61 * * * *",
+        "0 0 30 2 *",
+        "* * * * * * 2030",
+    ] {
+        assert!(Schedule::parse(bad).is_err(), "{bad:?}");
+    }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const CONTROL_SCHEMA: &str = include_str!("control.cedarschema");
 
 /// Every control action, in the order the docs list them.
-pub const CONTROL_ACTIONS: [&str; 8] = [
+pub const CONTROL_ACTIONS: [&str; 9] = [
     "control.read",
     "control.deploy",
     "control.rollback",
@@ -23,6 +23,7 @@ pub const CONTROL_ACTIONS: [&str; 8] = [
     "control.api-key.manage",
     "control.ca.issue",
     "control.secrets.manage",
+    "control.queue.send",
 ];
 
 /// An operator's role. Least privilege: each role has only the actions its job needs, and the
@@ -34,11 +35,12 @@ pub enum Role {
     /// Reads state: apps, versions, metrics, JWKS, logs, audit events, API key records, the
     /// names and versions of secrets (never their values).
     Viewer,
-    /// Reads, deploys, rolls back and invokes functions.
+    /// Reads, deploys, rolls back and invokes functions, and sends events to local queues.
     Deployer,
     /// Reads, reloads the trust policy, creates or revokes API keys, issues client
-    /// certificates from the built-in CA, and sets, rotates and deletes secrets (and rotates
-    /// the master key).
+    /// certificates from the built-in CA, sets, rotates and deletes secrets (and rotates the
+    /// master key), and sends events to local queues (to replay or test what a consumer
+    /// refuses).
     SecurityAdmin,
 }
 
@@ -62,6 +64,7 @@ impl Role {
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
+                "control.queue.send",
             ],
             Role::SecurityAdmin => &[
                 "control.read",
@@ -69,6 +72,7 @@ impl Role {
                 "control.api-key.manage",
                 "control.ca.issue",
                 "control.secrets.manage",
+                "control.queue.send",
             ],
         }
     }

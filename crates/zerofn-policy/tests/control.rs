@@ -33,6 +33,7 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
+                "control.queue.send",
             ],
         ),
         (
@@ -43,6 +44,7 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.api-key.manage",
                 "control.ca.issue",
                 "control.secrets.manage",
+                "control.queue.send",
             ],
         ),
     ];

@@ -33,6 +33,8 @@ struct ConfigFile {
     secrets: SecretsSection,
     #[serde(default)]
     kv: KvSection,
+    #[serde(default)]
+    queues: QueuesSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +120,15 @@ impl KvSection {
         )?;
         Ok(limits)
     }
+}
+
+/// `[queues]`: how the local queue worker retries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueuesSection {
+    max_attempts: Option<u32>,
+    retry_base_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +351,28 @@ impl ServerConfig {
         };
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
+        }
+        let q = &file.queues;
+        let queues = &mut config.queues;
+        if let Some(attempts) = q.max_attempts {
+            if !(1..=100).contains(&attempts) {
+                return Err(invalid(
+                    "`queues.max_attempts` must be between 1 and 100".into(),
+                ));
+            }
+            queues.max_attempts = attempts;
+        }
+        if let Some(ms) = q.retry_base_ms {
+            queues.retry_base = Duration::from_millis(ms);
+        }
+        if let Some(ms) = q.retry_max_ms {
+            queues.retry_max = Duration::from_millis(ms);
+        }
+        if queues.retry_base.is_zero() || queues.retry_max < queues.retry_base {
+            return Err(invalid(
+                "`queues.retry_base_ms` must be greater than 0 and at most `queues.retry_max_ms`"
+                    .into(),
+            ));
         }
         let output = &mut config.runtime.output;
         let g = &file.guest_output;

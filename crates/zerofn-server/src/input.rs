@@ -85,6 +85,11 @@ impl InputGuard {
     }
 
     /// The largest body accepted.
+    pub fn max_json_depth(&self) -> u32 {
+        self.max_json_depth
+    }
+
+    /// The largest body accepted, in bytes.
     pub fn max_body_bytes(&self) -> u64 {
         self.max_body_bytes
     }

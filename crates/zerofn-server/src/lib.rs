@@ -31,6 +31,7 @@ mod server;
 pub mod signatures;
 mod tls_roots;
 mod trigger;
+pub mod triggers;
 pub mod trust;
 pub mod vault;
 

@@ -54,8 +54,12 @@ pub struct DeployReport {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FunctionSummary {
     pub name: String,
+    /// The route of an HTTP function; empty for schedule and queue functions.
     pub route: String,
     pub methods: Vec<String>,
+    /// The trigger as written: `POST /orders`, `schedule 0 * * * *`, `queue orders`.
+    #[serde(default)]
+    pub trigger: String,
     pub component_digest: String,
 }
 
@@ -102,6 +106,10 @@ pub struct Platform {
     egress: crate::egress::Egress,
     /// The operator's key-value limits.
     kv_limits: crate::kv::KvLimits,
+    /// Marked changed each time the route table is replaced (the schedule trigger follows it).
+    route_changes: tokio::sync::watch::Sender<()>,
+    /// Wakes the queue worker when an event is stored.
+    queue_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Platform {
@@ -199,6 +207,8 @@ impl Platform {
             vault: policies.vault,
             egress: policies.egress,
             kv_limits: policies.kv_limits,
+            route_changes: tokio::sync::watch::channel(()).0,
+            queue_wake: tokio::sync::Notify::new(),
         }))
     }
 
@@ -310,6 +320,16 @@ impl Platform {
             .clone()
     }
 
+    /// A receiver marked changed whenever the route table is replaced.
+    pub fn route_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.route_changes.subscribe()
+    }
+
+    /// Wakes the queue worker (see [`crate::triggers::queue`]).
+    pub fn queue_wake(&self) -> &tokio::sync::Notify {
+        &self.queue_wake
+    }
+
     fn install(&self, app: Arc<ActiveApp>) {
         let mut routes = self
             .routes
@@ -330,6 +350,7 @@ impl Platform {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = pdp;
         *routes = Arc::new(next);
+        self.route_changes.send_replace(());
         let keep: Vec<&str> = routes
             .apps()
             .flat_map(|a| a.functions.iter().map(|f| f.component.digest()))
@@ -456,14 +477,16 @@ impl Platform {
         let mut active = Vec::new();
         for function in functions {
             let methods: Vec<String> = function
-                .methods
-                .iter()
-                .map(|m| m.as_str().to_string())
-                .collect();
-            if let Some(other) = routes.conflict(&version.app, &function.route, &methods) {
+                .trigger
+                .http()
+                .map(|(_, methods)| methods.iter().map(|m| m.as_str().to_string()).collect())
+                .unwrap_or_default();
+            if let Some((route, _)) = function.trigger.http()
+                && let Some(other) = routes.conflict(&version.app, route, &methods)
+            {
                 return Err(DeployError::RouteConflict {
                     function: function.name.clone(),
-                    route: function.route.to_string(),
+                    route: route.to_string(),
                     other_app: other.app.to_string(),
                     other_function: other.name.to_string(),
                 });
@@ -499,7 +522,7 @@ impl Platform {
                 app: version.app.as_str().into(),
                 name: function.name.as_str().into(),
                 version_id: version_id.into(),
-                route: function.route.clone(),
+                trigger: function.trigger.clone(),
                 methods,
                 component,
                 limits: InvocationLimits {

@@ -13,7 +13,9 @@ pub struct ActiveFunction {
     pub app: Arc<str>,
     pub name: Arc<str>,
     pub version_id: Arc<str>,
-    pub route: Route,
+    /// How it is reached; only `Http` functions are in the route lookup.
+    pub trigger: zerofn_manifest::Trigger,
+    /// The methods of an HTTP function; empty for the others, which no request reaches.
     pub methods: Vec<String>,
     pub component: Arc<LoadedComponent>,
     pub limits: InvocationLimits,
@@ -33,12 +35,18 @@ pub struct ActiveFunction {
 }
 
 impl ActiveFunction {
+    /// The route of an HTTP function.
+    pub fn route(&self) -> Option<&Route> {
+        self.trigger.http().map(|(route, _)| route)
+    }
+
     /// The function as listings show it.
     pub fn summary(&self) -> crate::FunctionSummary {
         crate::FunctionSummary {
             name: self.name.to_string(),
-            route: self.route.to_string(),
+            route: self.route().map(Route::to_string).unwrap_or_default(),
             methods: self.methods.clone(),
+            trigger: self.trigger.describe(),
             component_digest: self.component.digest().to_string(),
         }
     }
@@ -100,7 +108,7 @@ impl RouteTable {
             .values()
             .filter(|other| other.name != app)
             .flat_map(|other| other.functions.iter())
-            .find(|f| f.route == *route && f.methods.iter().any(|m| methods.contains(m)))
+            .find(|f| f.route() == Some(route) && f.methods.iter().any(|m| methods.contains(m)))
     }
 
     /// The most specific route wins: exact routes before prefixes, longer prefixes first.
@@ -112,7 +120,8 @@ impl RouteTable {
             .values()
             .flat_map(|app| app.functions.iter().map(move |f| (app.as_ref(), f)));
         for (app, function) in functions {
-            let Some(score) = specificity(&function.route, path) else {
+            // Schedule and queue functions have no route: no request reaches them.
+            let Some(score) = function.route().and_then(|route| specificity(route, path)) else {
                 continue;
             };
             if !function.methods.iter().any(|m| m == method) {

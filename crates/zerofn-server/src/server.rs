@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub master_key: Option<zerofn_vault::MasterKeySource>,
     /// Limits on functions' key-value use (`[kv]`).
     pub kv: crate::kv::KvLimits,
+    /// How the local queue worker retries (`[queues]`).
+    pub queues: crate::triggers::queue::QueueSettings,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -134,6 +136,7 @@ impl ServerConfig {
             node_name: DEFAULT_NODE_NAME.to_string(),
             master_key: None,
             kv: crate::kv::KvLimits::default(),
+            queues: crate::triggers::queue::QueueSettings::default(),
         }
     }
 
@@ -431,6 +434,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tokio::spawn(control::serve(
             control_listener,
             platform.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(crate::triggers::schedule::run(
+            platform.clone(),
+            stopped.clone(),
+            config.shutdown_grace,
+        )),
+        // A lease outlasts the longest invocation any manifest may ask for.
+        tokio::spawn(crate::triggers::queue::run(
+            platform.clone(),
+            config.queues,
+            Duration::from_millis(config.limits.ceilings.timeout_ms) + Duration::from_secs(30),
             stopped.clone(),
         )),
         tokio::spawn(rotate_token_keys(

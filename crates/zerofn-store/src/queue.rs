@@ -117,6 +117,16 @@ impl Store {
             .optional()?)
     }
 
+    /// How many messages of `queue` of `app` are not yet delivered (dead letters excluded).
+    pub fn queue_depth(&self, app: &str, queue: &str) -> Result<u64, StoreError> {
+        let count: i64 = self.connection().query_row(
+            "SELECT COUNT(*) FROM queue_messages WHERE app = ?1 AND queue = ?2 AND dead_ms IS NULL",
+            params![app, queue],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Messages of `queue` of `app`, oldest first: pending ones, or the dead letters.
     pub fn queue_messages(
         &self,
@@ -178,7 +188,9 @@ mod tests {
                 .is_empty()
         );
 
+        assert_eq!(store.queue_depth("shop", "orders").unwrap(), 0);
         let id = store.enqueue("shop", "orders", "e2", "{}", 3_000).unwrap();
+        assert_eq!(store.queue_depth("shop", "orders").unwrap(), 1);
         store.lease_messages(3_000, 100, 10).unwrap();
         assert!(store.delete_message(id).unwrap());
         assert_eq!(store.queue_message(id).unwrap(), None);

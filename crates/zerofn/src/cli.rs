@@ -183,6 +183,9 @@ pub enum Command {
     /// name them: set, list, rotate, delete; and the master key that seals them.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Local queues: send a CloudEvent to a queue function, list pending and dead messages.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// The policy decision point, offline: explain a decision, or test a file of cases.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -382,6 +385,40 @@ pub struct SecretValueArgs {
     /// Read the value from this file (exactly its bytes) instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
+}
+
+/// `zerofn queue ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Send one CloudEvent to APP's QUEUE; it is checked (CloudEvents 1.0, then the consuming
+    /// function's `input`) before it is stored.
+    Send {
+        app: String,
+        queue: String,
+        /// A CloudEvent in the structured JSON format (`-` for stdin).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["ty", "id", "subject", "data"])]
+        event: Option<PathBuf>,
+        /// Make the event from flags: its `type`.
+        #[arg(long = "type", value_name = "TYPE")]
+        ty: Option<String>,
+        /// Its `source`.
+        #[arg(long, default_value = "/zerofn/cli")]
+        source: String,
+        /// Its `id` [default: a new UUIDv7].
+        #[arg(long)]
+        id: Option<String>,
+        /// Its `subject`.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Its `data` (JSON unless `--data-type` says otherwise).
+        #[arg(long)]
+        data: Option<String>,
+        /// Its `datacontenttype`.
+        #[arg(long, default_value = "application/json")]
+        data_type: String,
+    },
+    /// List QUEUE's pending messages and dead letters (with their last error).
+    List { app: String, queue: String },
 }
 
 /// `zerofn ca ...`

@@ -190,3 +190,23 @@ pub struct SecretNameRequest {
 pub struct SecretsQuery {
     pub app: String,
 }
+
+/// `POST /v1/apps/{app}/queues/{queue}`: one CloudEvent in the structured JSON format, as
+/// text, so that the server's parser (not the client's) judges it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendEventRequest {
+    pub event: String,
+}
+
+/// `GET /v1/apps/{app}/queues/{queue}`: its consumer and messages, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueListing {
+    pub app: String,
+    pub queue: String,
+    /// The serving function that consumes it; `None` when no function does (events are refused).
+    pub consumer: Option<String>,
+    /// Messages still to deliver (some may be in delivery or waiting for a retry).
+    pub pending: Vec<zerofn_store::QueueMessage>,
+    /// Messages that failed every attempt, with their last error.
+    pub dead: Vec<zerofn_store::QueueMessage>,
+}

@@ -53,6 +53,17 @@ pub(crate) async fn handle(
         (Method::POST, ["v1", "deploy"]) => deploy(platform, &body).await,
         (Method::POST, ["v1", "apps", app, "rollback"]) => rollback(platform, app, &body).await,
         (Method::POST, ["v1", "invoke"]) => invoke(platform, &body).await,
+        (Method::POST, ["v1", "apps", app, "queues", queue]) => {
+            match parse_body::<super::api::SendEventRequest>(&body) {
+                Ok(request) => {
+                    crate::triggers::queue::enqueue(platform, app, queue, request.event.as_bytes())
+                        .await
+                        .and_then(|enqueued| json(&enqueued))
+                }
+                Err(problem) => Err(problem),
+            }
+        }
+        (Method::GET, ["v1", "apps", app, "queues", queue]) => queue_listing(platform, app, queue),
         (Method::POST, ["v1", "trust", "reload"]) => match platform.reload_trust().await {
             Ok(outcome) => json(&outcome),
             Err(error) => Err(Problem::new(
@@ -177,6 +188,23 @@ impl From<crate::DeployError> for Problem {
         }
         problem
     }
+}
+
+fn queue_listing(platform: &Platform, app: &str, queue: &str) -> Result<Response, Problem> {
+    let store = platform.store();
+    let read = |dead| {
+        store
+            .queue_messages(app, queue, dead)
+            .map_err(|e| Problem::from(crate::DeployError::from(e)))
+    };
+    json(&super::api::QueueListing {
+        app: app.to_string(),
+        queue: queue.to_string(),
+        consumer: crate::triggers::queue::consumer(platform, app, queue)
+            .map(|f| f.name.to_string()),
+        pending: read(false)?,
+        dead: read(true)?,
+    })
 }
 
 fn apps(platform: &Platform) -> Result<Response, Problem> {

@@ -13,8 +13,8 @@ mod tls;
 pub use api::{
     ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
     EnrollOperatorRequest, InvokeRequest, InvokeResponse, IssueCertificateRequest,
-    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, RollbackRequest,
-    SecretNameRequest, SecretValueRequest, SecretsQuery,
+    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, QueueListing,
+    RollbackRequest, SecretNameRequest, SecretValueRequest, SecretsQuery, SendEventRequest,
 };
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;

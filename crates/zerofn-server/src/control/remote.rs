@@ -43,11 +43,13 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "audit"])
         | (&Method::GET, ["v1", "api-keys"])
         | (&Method::GET, ["v1", "secrets"])
+        | (&Method::GET, ["v1", "apps", _, "queues", _])
         | (&Method::GET, ["v1", "ca", "bundle"]) => "control.read",
         (&Method::POST, ["v1", "ca", "issue"]) => "control.ca.issue",
         (&Method::POST, ["v1", "deploy"]) => "control.deploy",
         (&Method::POST, ["v1", "apps", _, "rollback"]) => "control.rollback",
         (&Method::POST, ["v1", "invoke"]) => "control.invoke",
+        (&Method::POST, ["v1", "apps", _, "queues", _]) => "control.queue.send",
         (&Method::POST, ["v1", "trust", "reload"]) => "control.trust.reload",
         (&Method::POST, ["v1", "api-keys"]) | (&Method::POST, ["v1", "api-keys", _, "revoke"]) => {
             "control.api-key.manage"

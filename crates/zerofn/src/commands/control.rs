@@ -52,12 +52,7 @@ fn print_report(report: &DeployReport, verb: &str, json: bool) {
             report.app, report.app_version, report.version_id
         );
         for f in &report.functions {
-            text.push_str(&format!(
-                "  {:<12} {} {}\n",
-                f.name,
-                f.methods.join(","),
-                f.route
-            ));
+            text.push_str(&format!("  {:<12} {}\n", f.name, f.trigger));
         }
         text.trim_end().to_string()
     });
@@ -301,7 +296,7 @@ async fn default_path(
     apps.iter()
         .filter(|a| a.app == app)
         .flat_map(|a| a.functions.iter())
-        .find(|f| f.name == function)
+        .find(|f| f.name == function && !f.route.is_empty())
         .map(|f| f.route.trim_end_matches("/...").to_string())
         .map(|p| if p.is_empty() { "/".to_string() } else { p })
         .ok_or_else(|| {

@@ -6,6 +6,7 @@ mod control;
 mod init;
 mod operator;
 mod policy;
+mod queue;
 mod secrets;
 mod serve;
 mod signing;
@@ -91,6 +92,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Secrets(command) => secrets::run(command, &target()?, json).await,
         Command::Ca(command) => ca::run(command, &target()?, json).await,
         Command::ApiKey(command) => control::api_key(command, &target()?, json).await,
+        Command::Queue(command) => queue::run(command, &target()?, json).await,
         Command::Deps {
             app_dir,
             db,

@@ -81,14 +81,19 @@ fn announce(server: &RunningServer, json: bool, deployed: Option<&zerofn_server:
     let functions: Vec<serde_json::Value> = routes
         .apps()
         .flat_map(|app| app.functions.iter())
-        .map(|f| {
-            serde_json::json!({
+        .map(|f| match f.route() {
+            Some(route) => serde_json::json!({
                 "app": f.app,
                 "function": f.name,
                 "methods": f.methods,
-                "route": f.route.to_string(),
-                "url": format!("{scheme}://{addr}{}", f.route.base()),
-            })
+                "route": route.to_string(),
+                "url": format!("{scheme}://{addr}{}", route.base()),
+            }),
+            None => serde_json::json!({
+                "app": f.app,
+                "function": f.name,
+                "trigger": f.trigger.describe(),
+            }),
         })
         .collect();
     let value = serde_json::json!({

@@ -85,6 +85,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             "/panic" => panic!("guest panic: secret-detail-xyz"),
             "/trap" => core::arch::wasm32::unreachable(),
             "/echo" => echo(&request, out),
+            "/" if !request.headers().get("ce-specversion").is_empty() => event(&request, out),
             "/big" => match query_number(query, "bytes") {
                 Some(bytes) => big(out, bytes),
                 None => respond_text(out, 400, "expected ?bytes=N"),
@@ -471,6 +472,36 @@ fn echo(request: &IncomingRequest, out: ResponseOutparam) {
         Ok(body) => respond(out, 200, &content_type, |stream| stream.write_all(&body)),
         Err(error) => respond_text(out, 400, &format!("cannot read body: {error}")),
     }
+}
+
+/// `/` with a `ce-specversion` header: a CloudEvent in binary mode, as the schedule and queue
+/// triggers deliver it. Prints one line `event {...}` (every `ce-*` header, the content type
+/// and the body) to stdout for the tests to find in the guest logs, and answers 500 when the
+/// body contains `"fail"` (so tests can make a delivery fail), 200 otherwise.
+fn event(request: &IncomingRequest, out: ResponseOutparam) {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in request.headers().entries() {
+        if name.starts_with("ce-") || name == "content-type" {
+            seen.insert(name, String::from_utf8_lossy(&value).into_owned());
+        }
+    }
+    let body = match read_body(request) {
+        Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+        Err(error) => return respond_text(out, 400, &format!("cannot read body: {error}")),
+    };
+    let mut line = String::from("event {");
+    for (name, value) in &seen {
+        push_json_string(&mut line, name);
+        line.push(':');
+        push_json_string(&mut line, value);
+        line.push(',');
+    }
+    line.push_str("\"body\":");
+    push_json_string(&mut line, &body);
+    line.push('}');
+    println!("{line}");
+    let status = if body.contains("\"fail\"") { 500 } else { 200 };
+    respond_text(out, status, &line);
 }
 
 /// `/big`: a response body of `bytes` bytes of `a`, written 64 KiB at a time. The
