@@ -66,6 +66,16 @@ const TREES: &[GuestTree] = &[
                 crate_name: "inventory",
                 doc: "The shop example's `inventory` function (`GET /inventory?sku=...`).",
             },
+            Component {
+                constant: "SHOP_ORDERS",
+                crate_name: "orders",
+                doc: "The shop example's `orders` function (`GET /orders/<id>`, reads the `orders` bucket).",
+            },
+            Component {
+                constant: "SHOP_PAYMENTS",
+                crate_name: "payments",
+                doc: "The shop example's `payments` function (`POST /payments/charge`, the stand-in payment provider).",
+            },
         ],
     },
 ];

@@ -130,6 +130,48 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Platform {
+    /// For `zerofn up`, the development path only: stores a random value (32 bytes, base64url)
+    /// for every secret `manifest` grants that the app does not have yet, so that an example
+    /// deploys and runs with no setup. Returns the names created; each is a `secret.admin`
+    /// event like any other write. Never used by `deploy`, which refuses undefined secrets.
+    pub async fn create_missing_dev_secrets(
+        &self,
+        manifest: &zerofn_manifest::Manifest,
+    ) -> Result<Vec<String>, SecretError> {
+        use base64::Engine as _;
+        let app = manifest.app_name();
+        let mut names: Vec<String> = manifest
+            .functions()
+            .flat_map(|f| f.grants.secrets.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut created = Vec::new();
+        for name in names {
+            let store = self.store().clone();
+            let (owner, wanted) = (app.to_string(), name.clone());
+            let exists = tokio::task::spawn_blocking(move || store.has_secret(&owner, &wanted))
+                .await
+                .map_err(|e| SecretError::Store(StoreError::Malformed(e.to_string())))?
+                .map_err(SecretError::Store)?;
+            if exists {
+                continue;
+            }
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            getrandom::fill(bytes.as_mut_slice())
+                .map_err(|e| SecretError::Store(StoreError::Malformed(e.to_string())))?;
+            let value = Zeroizing::new(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(bytes.as_slice())
+                    .into_bytes(),
+            );
+            self.write_secret(app, &name, SecretWrite::Create, value)
+                .await?;
+            created.push(name);
+        }
+        Ok(created)
+    }
+
     /// Creates (`SecretWrite::Create`) or rotates (`SecretWrite::Rotate`, a new version) the
     /// secret `name` of `app`. Invocations already running keep what they read; the next read
     /// gets the new version.

@@ -48,6 +48,30 @@ pub async fn up(
     let bundle = build::bundle_with_dev_key(app_dir, run_build, &data_dir, json)?;
     let config = server_config(args, data_dir)?;
     let server = start(config).await?;
+    // The development path: secrets the app is granted but does not have get random values,
+    // so an example runs with no setup (`deploy` refuses undefined secrets instead).
+    if let Ok(manifest) = zerofn_manifest::parse(Path::new(&bundle.manifest_path), &bundle.manifest)
+    {
+        match server
+            .platform()
+            .create_missing_dev_secrets(&manifest)
+            .await
+        {
+            Ok(created) => {
+                for name in created {
+                    eprintln!(
+                        "created development secret {}/{name} with a random value; set a real one with `zerofn secrets rotate {} {name}`",
+                        manifest.app_name(),
+                        manifest.app_name()
+                    );
+                }
+            }
+            Err(error) => {
+                server.shutdown().await;
+                return Err(Failure::new(Code::Failure, error.to_string()));
+            }
+        }
+    }
     let report = match server.platform().deploy(bundle).await {
         Ok(report) => report,
         Err(error) => {

@@ -11,12 +11,14 @@
 //! stock is a 409. Without the grant the platform refuses the call (403), and so does this
 //! function (503): it never sells what it could not check.
 //!
-//! A placed order is recorded in the `orders` key-value bucket ([`orders`]); the answer says
-//! how many orders have been placed. An order that cannot be recorded is not placed (503).
+//! Then it charges the total at the payment provider: `POST` to the config value
+//! `payments_url`, reached through an `egress` grant naming exactly that URL, with the secret
+//! `payments_key` (read through `wasi:config`, granted to this function, never in its
+//! environment) as a bearer token. A refused or failed charge is a 502 and nothing is stored.
+//! Last, the order with its charge id is written to the `orders` key-value bucket, which the
+//! manifest grants this function `write` on (and the `orders` function `read`).
 
 #![forbid(unsafe_code)]
-
-mod orders;
 
 use serde::{Deserialize, Serialize};
 use shop_model::http::{BodyError, get, path_and_query, read_body, respond_error, respond_json};
@@ -45,10 +47,20 @@ struct LineRequest {
 #[derive(Serialize)]
 struct Order {
     order_id: String,
+    charge_id: String,
     total_cents: u64,
     items: Vec<OrderLine>,
-    /// Orders placed so far, this one included.
-    orders_placed: u64,
+}
+
+#[derive(Serialize)]
+struct ChargeRequest<'a> {
+    order_id: &'a str,
+    amount_cents: u64,
+}
+
+#[derive(Deserialize)]
+struct Charge {
+    charge_id: String,
 }
 
 #[derive(Serialize)]
@@ -85,27 +97,31 @@ impl wasip2::exports::http::incoming_handler::Guest for Checkout {
         if let Err((status, message)) = check_stock(&order_request) {
             return respond_error(out, status, &message);
         }
-        match price(&order_request) {
-            Ok((items, total_cents)) => {
-                let order_id = new_order_id();
-                let mut order = Order {
-                    order_id,
-                    total_cents,
-                    items,
-                    orders_placed: 0,
-                };
-                let recorded = serde_json::to_vec(&order)
-                    .map_err(|error| error.to_string())
-                    .and_then(|json| orders::record(&order.order_id, &json));
-                match recorded {
-                    Ok(count) => {
-                        order.orders_placed = count;
-                        respond_json(out, 201, &order);
-                    }
-                    Err(why) => respond_error(out, 503, &format!("order not recorded: {why}")),
-                }
-            }
-            Err(message) => respond_error(out, 400, &message),
+        let (items, total_cents) = match price(&order_request) {
+            Ok(priced) => priced,
+            Err(message) => return respond_error(out, 400, &message),
+        };
+        let order_id = new_order_id();
+        let charge_id = match charge(&order_id, total_cents) {
+            Ok(charge_id) => charge_id,
+            Err((status, message)) => return respond_error(out, status, &message),
+        };
+        let order = Order {
+            order_id,
+            charge_id,
+            total_cents,
+            items,
+        };
+        let stored = serde_json::to_vec(&order)
+            .map_err(|e| e.to_string())
+            .and_then(|json| shop_model::platform::kv_set("orders", &order.order_id, &json));
+        match stored {
+            Ok(()) => respond_json(out, 201, &order),
+            Err(why) => respond_error(
+                out,
+                500,
+                &format!("charged ({}) but not recorded: {why}", order.charge_id),
+            ),
         }
     }
 }
@@ -182,6 +198,36 @@ fn check_stock(order_request: &OrderRequest) -> Result<(), (u16, String)> {
         }
     }
     Ok(())
+}
+
+/// Charges `total_cents` for the order at the payment provider; its charge id, or the
+/// status and message to answer with.
+fn charge(order_id: &str, total_cents: u64) -> Result<String, (u16, String)> {
+    let unavailable = |why: String| (503, format!("payments unavailable: {why}"));
+    let url = shop_model::platform::config("payments_url").map_err(unavailable)?;
+    let key = shop_model::platform::config("payments_key").map_err(unavailable)?;
+    let body = serde_json::to_vec(&ChargeRequest {
+        order_id,
+        amount_cents: total_cents,
+    })
+    .map_err(|e| unavailable(e.to_string()))?;
+    let authorization = format!("Bearer {key}");
+    let (status, answer) = shop_model::http::post_json(
+        &url,
+        &[("authorization", authorization.as_str())],
+        &body,
+        4096,
+    )
+    .map_err(|why| (502, format!("payment failed: {why}")))?;
+    if status != 201 {
+        return Err((
+            502,
+            format!("payment refused: the provider answered {status}"),
+        ));
+    }
+    let charge: Charge = serde_json::from_slice(&answer)
+        .map_err(|e| (502, format!("unreadable payment answer: {e}")))?;
+    Ok(charge.charge_id)
 }
 
 /// A new, unguessable order id from the host's cryptographically secure random source.

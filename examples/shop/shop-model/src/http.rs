@@ -6,7 +6,7 @@ use std::io::{self, Read as _, Write as _};
 use serde::Serialize;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
 
@@ -99,7 +99,8 @@ pub fn respond_error(out: ResponseOutparam, status: u16, message: &str) {
     respond(out, status, &json);
 }
 
-fn respond(out: ResponseOutparam, status: u16, json: &[u8]) {
+/// Answers with `status` and `json`, bytes that already are JSON.
+pub fn respond(out: ResponseOutparam, status: u16, json: &[u8]) {
     let Ok(headers) =
         Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())])
     else {
@@ -148,17 +149,96 @@ mod tests {
 /// why there is none. On zerofn, `<function>.<app>.fn.internal` reaches another function of
 /// the app when the manifest grants `invoke` for it; the platform refuses everything else.
 pub fn get(authority: &str, path_with_query: &str, limit: usize) -> Result<(u16, Vec<u8>), String> {
-    let request = OutgoingRequest::new(Fields::new());
+    send(
+        &OutgoingCall {
+            method: Method::Get,
+            scheme: Scheme::Http,
+            authority,
+            path_with_query,
+            headers: &[],
+            body: &[],
+        },
+        limit,
+    )
+}
+
+/// `POST url` with a JSON body and extra headers. On zerofn, an `http(s)://` URL outside the
+/// platform is reached only through an `egress` grant naming it.
+pub fn post_json(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    limit: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(format!("not an http(s) URL: {url:?}"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let mut all_headers = vec![("content-type", "application/json")];
+    all_headers.extend_from_slice(headers);
+    send(
+        &OutgoingCall {
+            method: Method::Post,
+            scheme,
+            authority,
+            path_with_query: path,
+            headers: &all_headers,
+            body,
+        },
+        limit,
+    )
+}
+
+struct OutgoingCall<'a> {
+    method: Method,
+    scheme: Scheme,
+    authority: &'a str,
+    path_with_query: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
+}
+
+fn send(call: &OutgoingCall<'_>, limit: usize) -> Result<(u16, Vec<u8>), String> {
+    let header_list: Vec<(String, Vec<u8>)> = call
+        .headers
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let headers = Fields::from_list(&header_list).map_err(|e| format!("bad header: {e:?}"))?;
+    let request = OutgoingRequest::new(headers);
     request
-        .set_scheme(Some(&Scheme::Http))
+        .set_method(&call.method)
+        .map_err(|()| "invalid method".to_owned())?;
+    request
+        .set_scheme(Some(&call.scheme))
         .map_err(|()| "invalid scheme".to_owned())?;
     request
-        .set_authority(Some(authority))
-        .map_err(|()| format!("invalid authority {authority:?}"))?;
+        .set_authority(Some(call.authority))
+        .map_err(|()| format!("invalid authority {:?}", call.authority))?;
     request
-        .set_path_with_query(Some(path_with_query))
-        .map_err(|()| format!("invalid path {path_with_query:?}"))?;
+        .set_path_with_query(Some(call.path_with_query))
+        .map_err(|()| format!("invalid path {:?}", call.path_with_query))?;
+    let body = request
+        .body()
+        .map_err(|()| "request body already taken".to_owned())?;
     let response = outgoing_handler::handle(request, None).map_err(|code| format!("{code:?}"))?;
+    if !call.body.is_empty() {
+        let mut stream = body
+            .write()
+            .map_err(|()| "request stream already taken".to_owned())?;
+        stream
+            .write_all(call.body)
+            .and_then(|()| io::Write::flush(&mut stream))
+            .map_err(|e| e.to_string())?;
+    }
+    OutgoingBody::finish(body, None).map_err(|code| format!("{code:?}"))?;
     response.subscribe().block();
     let response = match response.get() {
         Some(Ok(Ok(response))) => response,

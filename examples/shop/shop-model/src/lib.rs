@@ -4,9 +4,11 @@
 //! In a real shop the products would live in a database; here they are a constant so the
 //! example has no state to set up.
 
-#![forbid(unsafe_code)]
+// Only the generated `wasi:config`/`wasi:keyvalue` bindings in `platform` use `unsafe`.
+#![deny(unsafe_code)]
 
 pub mod http;
+pub mod platform;
 
 use serde::Serialize;
 
