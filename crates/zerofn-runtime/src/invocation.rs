@@ -105,9 +105,11 @@ impl Runtime {
                 limits.memory_bytes,
                 stdout.clone(),
                 stderr.clone(),
-                invocation.outbound,
-                ConfigHost::new(invocation.config, revealed.clone()),
-                invocation.keyvalue,
+                crate::sandbox::PlatformHooks {
+                    outbound: invocation.outbound,
+                    config: ConfigHost::new(invocation.config, revealed.clone()),
+                    keyvalue: invocation.keyvalue,
+                },
             ),
         );
         store.limiter(|sandbox| &mut sandbox.limiter);

@@ -33,6 +33,14 @@ pub(crate) struct Sandbox {
     keyvalue: KeyValueHost,
 }
 
+/// What the platform provides an invocation beyond its own memory: each `None` (or an empty
+/// config source) means that capability is refused.
+pub(crate) struct PlatformHooks {
+    pub(crate) outbound: Option<Arc<dyn Outbound>>,
+    pub(crate) config: ConfigHost,
+    pub(crate) keyvalue: Option<Arc<dyn KeyValue>>,
+}
+
 impl Sandbox {
     pub(crate) fn new(
         identity: Arc<SandboxIdentity>,
@@ -40,10 +48,13 @@ impl Sandbox {
         memory_bytes: u64,
         stdout: CapturedOutput,
         stderr: CapturedOutput,
-        outbound: Option<std::sync::Arc<dyn Outbound>>,
-        config: ConfigHost,
-        keyvalue: Option<Arc<dyn KeyValue>>,
+        hooks: PlatformHooks,
     ) -> Self {
+        let PlatformHooks {
+            outbound,
+            config,
+            keyvalue,
+        } = hooks;
         let mut wasi = WasiCtx::builder();
         // No environment, arguments or preopened directories: the builder's defaults, relied
         // on here. Sockets and name lookup are switched off outright rather than left to an
