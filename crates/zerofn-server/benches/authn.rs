@@ -8,41 +8,16 @@
 // A benchmark reports failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod timing;
+
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use timing::{measure, percentiles};
 use zerofn_identity::{CertificateAuthority, ClientCertPolicy, SvidRequest};
 use zerofn_server::authn::jwt::JwtPolicy;
 
-const ROUNDS: usize = 5;
-const PER_ROUND: usize = 2_000;
 const RSA_KEY: &[u8] = include_bytes!("../tests/fixtures/jwt-issuer-rsa.pkcs1.der");
-
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{name:<44} p50 {:>8.1} µs   p99 {:>8.1} µs   (n={})",
-        at(0.50).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-        samples.len()
-    );
-}
-
-fn measure(mut op: impl FnMut()) -> Vec<Duration> {
-    for _ in 0..PER_ROUND / 10 {
-        op();
-    }
-    let mut samples = Vec::with_capacity(ROUNDS * PER_ROUND);
-    for _ in 0..ROUNDS {
-        for _ in 0..PER_ROUND {
-            let start = Instant::now();
-            op();
-            samples.push(start.elapsed());
-        }
-    }
-    samples
-}
 
 fn now() -> u64 {
     SystemTime::now()

@@ -9,14 +9,13 @@
 // A benchmark reports failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod timing;
+
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use timing::{measure, percentiles};
 
 use zerofn_server::input::InputGuard;
 use zerofn_server::rate_limit::{Buckets, Caller, RateLimits};
-
-const ROUNDS: usize = 5;
-const PER_ROUND: usize = 2_000;
 
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -36,32 +35,6 @@ const SCHEMA: &str = r#"{
     }
   }
 }"#;
-
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    println!(
-        "{name:<52} p50 {:>8.2} µs   p99 {:>8.2} µs   (n={})",
-        at(0.50).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-        samples.len()
-    );
-}
-
-fn measure(mut op: impl FnMut()) -> Vec<Duration> {
-    for _ in 0..PER_ROUND / 10 {
-        op();
-    }
-    let mut samples = Vec::with_capacity(ROUNDS * PER_ROUND);
-    for _ in 0..ROUNDS {
-        for _ in 0..PER_ROUND {
-            let start = Instant::now();
-            op();
-            samples.push(start.elapsed());
-        }
-    }
-    samples
-}
 
 fn basket(lines: usize) -> Vec<u8> {
     let items: Vec<String> = (0..lines)
