@@ -88,6 +88,45 @@ pub enum EventKind {
     /// A queue message failed its last attempt and was kept as a dead letter.
     #[serde(rename = "queue.dead_letter")]
     QueueDeadLetter,
+    /// A guest's key-value write (set, delete, increment, set-many, delete-many) was done;
+    /// carries the operation and the bucket, never the key's value.
+    #[serde(rename = "kv.write")]
+    KvWrite,
+    /// Admission decided a bundle: admitted or refused, with the count of findings by level
+    /// and the rules that refused it.
+    #[serde(rename = "admission.verdict")]
+    AdmissionVerdict,
+    /// A function's signature bundle was checked against the trust policy (at deploy, restore,
+    /// rollback or trust reload): the signer's key id on success, the reason otherwise.
+    #[serde(rename = "signature.verification")]
+    SignatureVerification,
+    /// An operator logged in to the remote control plane, or was refused (bad signature, TOTP,
+    /// lockout).
+    #[serde(rename = "operator.login")]
+    OperatorLogin,
+    /// A detector opened an incident; carries the detector, the severity and the ids of the
+    /// events that are its evidence.
+    #[serde(rename = "incident.opened")]
+    IncidentOpened,
+    /// An operator resolved an incident as a true or a false positive.
+    #[serde(rename = "incident.resolved")]
+    IncidentResolved,
+    /// A function was quarantined (new invocations refused with 503, in-flight ones stopped).
+    #[serde(rename = "quarantine")]
+    Quarantine,
+    /// A quarantined function was released and serves again.
+    #[serde(rename = "release")]
+    Release,
+    /// Credentials of running invocations were revoked by the response loop (their tokens,
+    /// their secret leases).
+    #[serde(rename = "lease.revoked")]
+    LeaseRevoked,
+    /// An incident was sent to the operator's webhook (success) or could not be (failure).
+    #[serde(rename = "alert")]
+    Alert,
+    /// The audit chain was checkpointed: its head hash signed by the node's key.
+    #[serde(rename = "audit.checkpoint")]
+    AuditCheckpoint,
     /// The server started serving.
     #[serde(rename = "server.start")]
     ServerStart,
@@ -97,6 +136,52 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order `docs/audit-events.md` documents them.
+    pub const ALL: &'static [EventKind] = &[
+        Self::InvocationStart,
+        Self::InvocationEnd,
+        Self::LimitHit,
+        Self::RequestRefused,
+        Self::Deploy,
+        Self::DeployRefused,
+        Self::Rollback,
+        Self::EgressDenied,
+        Self::Egress,
+        Self::KvDenied,
+        Self::ControlRefused,
+        Self::VersionSuspended,
+        Self::RollbackRefused,
+        Self::RestoreFailed,
+        Self::IntegrityFailure,
+        Self::AuthzDecision,
+        Self::AuthnDecision,
+        Self::CredentialChange,
+        Self::SecretRead,
+        Self::SecretAdmin,
+        Self::TriggerSkipped,
+        Self::QueueEnqueue,
+        Self::QueueDelivery,
+        Self::QueueDeadLetter,
+        Self::KvWrite,
+        Self::AdmissionVerdict,
+        Self::SignatureVerification,
+        Self::OperatorLogin,
+        Self::IncidentOpened,
+        Self::IncidentResolved,
+        Self::Quarantine,
+        Self::Release,
+        Self::LeaseRevoked,
+        Self::Alert,
+        Self::AuditCheckpoint,
+        Self::ServerStart,
+        Self::ServerStop,
+    ];
+
+    /// The kind written as `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|kind| kind.as_str() == name)
+    }
+
     /// The kind as it is written in the stream, e.g. `invocation.end`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -124,6 +209,17 @@ impl EventKind {
             Self::QueueEnqueue => "queue.enqueue",
             Self::QueueDelivery => "queue.delivery",
             Self::QueueDeadLetter => "queue.dead_letter",
+            Self::KvWrite => "kv.write",
+            Self::AdmissionVerdict => "admission.verdict",
+            Self::SignatureVerification => "signature.verification",
+            Self::OperatorLogin => "operator.login",
+            Self::IncidentOpened => "incident.opened",
+            Self::IncidentResolved => "incident.resolved",
+            Self::Quarantine => "quarantine",
+            Self::Release => "release",
+            Self::LeaseRevoked => "lease.revoked",
+            Self::Alert => "alert",
+            Self::AuditCheckpoint => "audit.checkpoint",
             Self::ServerStart => "server.start",
             Self::ServerStop => "server.stop",
         }
@@ -171,6 +267,22 @@ pub struct AuditEvent {
     pub function: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version_id: Option<Arc<str>>,
+    /// The function's workload identity (its SPIFFE ID), when a function acted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Arc<str>>,
+    /// Who asked: `jwt:<sub>`, `mtls:<SPIFFE ID>`, `api-key:<id>`, the calling function's
+    /// SPIFFE ID, `operator:<name>`, `schedule`, `queue:<name>` or `anonymous`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Arc<str>>,
+    /// W3C trace id (32 lowercase hex digits) shared by every event of one request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<Arc<str>>,
+    /// This event's span (16 hex digits): the invocation's, or the capability use's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<Arc<str>>,
+    /// The span that caused this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<Arc<str>>,
     /// Kind-specific fields (duration, status, limit, route, diagnostics, ...).
     #[serde(skip_serializing_if = "Detail::is_empty")]
     pub detail: Detail,
@@ -189,6 +301,11 @@ impl AuditEvent {
             app: None,
             function: None,
             version_id: None,
+            identity: None,
+            caller: None,
+            trace_id: None,
+            span_id: None,
+            parent_span_id: None,
             detail: Detail::default(),
         }
     }
@@ -225,22 +342,43 @@ impl AuditEvent {
         self
     }
 
+    /// The acting function's workload identity (SPIFFE ID).
+    pub fn identity(mut self, spiffe_id: impl Into<Arc<str>>) -> Self {
+        self.identity = Some(spiffe_id.into());
+        self
+    }
+
+    /// Who asked for the action (see the field's documentation for the forms).
+    pub fn caller(mut self, caller: impl Into<Arc<str>>) -> Self {
+        self.caller = Some(caller.into());
+        self
+    }
+
+    /// The trace and span this event belongs to.
+    pub fn trace(mut self, context: &crate::TraceContext) -> Self {
+        self.trace_id = Some(context.trace_id().clone());
+        self.span_id = Some(context.span_id().clone());
+        self.parent_span_id = context.parent_span_id().cloned();
+        self
+    }
+
     /// Adds a kind-specific field.
     pub fn detail(mut self, key: &'static str, value: impl Into<Value>) -> Self {
         self.detail.0.push((key, value.into()));
         self
     }
 
-    pub(crate) fn into_row(self) -> zerofn_store::NewAuditRow {
+    pub(crate) fn to_row(&self) -> zerofn_store::NewAuditRow {
         // Serialising a plain struct of strings and numbers cannot fail.
-        let json = serde_json::to_string(&self).unwrap_or_default();
+        let json = serde_json::to_string(self).unwrap_or_default();
         zerofn_store::NewAuditRow {
             at_ms: self.at_ms,
             kind: self.kind.as_str(),
-            invocation_id: self.invocation_id,
-            app: self.app,
-            function: self.function,
+            invocation_id: self.invocation_id.clone(),
+            app: self.app.clone(),
+            function: self.function.clone(),
             outcome: self.outcome.as_str(),
+            trace_id: self.trace_id.clone(),
             json,
         }
     }

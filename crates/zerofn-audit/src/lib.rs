@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 mod event;
+mod trace;
 mod writer;
 
 pub use event::{AuditEvent, Detail, EventKind, Outcome, SCHEMA};
-pub use writer::{AuditLog, GuestOutputLine};
+pub use trace::{TRACEPARENT, TraceContext, TraceParentError};
+pub use writer::{AuditLog, CommittedEvent, GuestOutputLine};

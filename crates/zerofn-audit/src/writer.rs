@@ -3,7 +3,8 @@
 //! the invocation a channel send, not a disk write.
 
 use crate::AuditEvent;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use zerofn_store::{LogRow, Store};
 
 /// How many entries may wait for the writer before `record` makes callers wait (backpressure
@@ -34,10 +35,23 @@ enum Entry {
     Flush(oneshot::Sender<()>),
 }
 
+/// An event as the store committed it: from here on it survives a crash of the process.
+#[derive(Debug, Clone)]
+pub struct CommittedEvent {
+    /// The id the store gave it (its position in the stream).
+    pub id: i64,
+    pub event: AuditEvent,
+}
+
+/// How many committed events a slow subscriber may fall behind before it is told it lagged
+/// (it then reads what it missed from the store).
+const SUBSCRIBER_CAPACITY: usize = 65_536;
+
 /// The handle every part of zerofn records through. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     sender: mpsc::Sender<Entry>,
+    committed: broadcast::Sender<Arc<CommittedEvent>>,
 }
 
 impl AuditLog {
@@ -45,10 +59,19 @@ impl AuditLog {
     /// writes what is left and stops.
     pub fn start(store: Store) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let (committed, _) = broadcast::channel(SUBSCRIBER_CAPACITY);
+        let publish = committed.clone();
         std::thread::Builder::new()
             .name("zerofn-audit-writer".into())
-            .spawn(move || write_loop(store, receiver))?;
-        Ok(Self { sender })
+            .spawn(move || write_loop(store, receiver, publish))?;
+        Ok(Self { sender, committed })
+    }
+
+    /// Every event from now on, once it is committed, in stream order. A subscriber that
+    /// falls more than 65 536 events behind receives `Lagged` and should read the gap from
+    /// the store by id.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommittedEvent>> {
+        self.committed.subscribe()
     }
 
     /// Records an event. Waits only if the writer is far behind.
@@ -105,7 +128,11 @@ fn log_event(event: &AuditEvent) {
     }
 }
 
-fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
+fn write_loop(
+    store: Store,
+    mut receiver: mpsc::Receiver<Entry>,
+    committed: broadcast::Sender<Arc<CommittedEvent>>,
+) {
     let mut events = Vec::new();
     let mut logs = Vec::new();
     let mut flushes = Vec::new();
@@ -136,7 +163,7 @@ fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
         let mut next = Some(first);
         while let Some(entry) = next {
             match entry {
-                Entry::Event(event) => events.push(event.into_row()),
+                Entry::Event(event) => events.push(event),
                 Entry::Log(line) => logs.push(LogRow {
                     id: 0,
                     at_ms: zerofn_store::now_ms(),
@@ -154,7 +181,11 @@ fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
                 None
             };
         }
-        store_batch(&store, &events, &logs);
+        let ids = store_batch(&store, &events, &logs);
+        for (id, event) in ids.into_iter().zip(events.drain(..)) {
+            // No subscriber is not an error: the event is in the store either way.
+            let _ = committed.send(Arc::new(CommittedEvent { id, event }));
+        }
         events.clear();
         logs.clear();
         for done in flushes.drain(..) {
@@ -166,16 +197,26 @@ fn write_loop(store: Store, mut receiver: mpsc::Receiver<Entry>) {
 /// Writes audit events and guest output in separate transactions, so a guest that fills the
 /// disk with output cannot take audit events down with it; events are retried before they are
 /// reported lost.
-fn store_batch(store: &Store, events: &[zerofn_store::NewAuditRow], logs: &[LogRow]) {
+fn store_batch(store: &Store, events: &[AuditEvent], logs: &[LogRow]) -> Vec<i64> {
+    let mut ids = Vec::new();
     if !events.is_empty() {
+        let rows: Vec<_> = events.iter().map(AuditEvent::to_row).collect();
         let mut attempt = 0;
-        while let Err(error) = store.append(events, &[]) {
-            attempt += 1;
-            if attempt == EVENT_WRITE_ATTEMPTS {
-                tracing::error!(%error, events = events.len(), "audit events not stored");
-                break;
+        loop {
+            match store.append(&rows, &[]) {
+                Ok(stored) => {
+                    ids = stored;
+                    break;
+                }
+                Err(error) => {
+                    attempt += 1;
+                    if attempt == EVENT_WRITE_ATTEMPTS {
+                        tracing::error!(%error, events = events.len(), "audit events not stored");
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+                }
             }
-            std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
         }
     }
     if !logs.is_empty()
@@ -183,6 +224,7 @@ fn store_batch(store: &Store, events: &[zerofn_store::NewAuditRow], logs: &[LogR
     {
         tracing::error!(%error, lines = logs.len(), "guest output not stored");
     }
+    ids
 }
 
 /// How often a batch of events is tried before it is reported lost.

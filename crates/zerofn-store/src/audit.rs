@@ -29,6 +29,7 @@ pub struct NewAuditRow {
     pub app: Option<std::sync::Arc<str>>,
     pub function: Option<std::sync::Arc<str>>,
     pub outcome: &'static str,
+    pub trace_id: Option<std::sync::Arc<str>>,
     /// The event as JSON.
     pub json: String,
 }
@@ -53,6 +54,7 @@ pub struct AuditQuery {
     pub function: Option<String>,
     pub invocation_id: Option<String>,
     pub kind: Option<String>,
+    pub trace_id: Option<String>,
     /// Only events with an id greater than this (for following the stream).
     pub after_id: Option<i64>,
     /// At most this many events (default 100, at most 10 000), the newest ones.
@@ -73,14 +75,17 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
 
 impl Store {
-    /// Appends a batch of audit events and guest log lines in one transaction.
-    pub fn append(&self, events: &[NewAuditRow], logs: &[LogRow]) -> Result<(), StoreError> {
+    /// Appends a batch of audit events and guest log lines in one transaction; returns the ids
+    /// the events were given, in order.
+    pub fn append(&self, events: &[NewAuditRow], logs: &[LogRow]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(events.len());
         let mut connection = self.connection();
         let tx = connection.transaction()?;
         {
             let mut insert_event = tx.prepare_cached(
-                "INSERT INTO audit_events (at_ms, kind, invocation_id, app, function, outcome, event)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO audit_events
+                     (at_ms, kind, invocation_id, app, function, outcome, event, trace_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for e in events {
                 insert_event.execute(params![
@@ -90,8 +95,10 @@ impl Store {
                     e.app.as_deref(),
                     e.function.as_deref(),
                     e.outcome,
-                    e.json
+                    e.json,
+                    e.trace_id.as_deref()
                 ])?;
+                ids.push(tx.last_insert_rowid());
             }
             let mut insert_log = tx.prepare_cached(
                 "INSERT INTO guest_logs (at_ms, app, function, invocation_id, stream, line)
@@ -109,7 +116,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(ids)
     }
 
     /// Reads audit events matching `query`, oldest first.
@@ -119,6 +126,7 @@ impl Store {
         filter.eq("function", &query.function);
         filter.eq("invocation_id", &query.invocation_id);
         filter.eq("kind", &query.kind);
+        filter.eq("trace_id", &query.trace_id);
         filter.after(&query.after_id);
         let sql = window(
             "SELECT id, at_ms, kind, invocation_id, app, function, outcome, event FROM audit_events",

@@ -3,7 +3,7 @@
 use crate::StoreError;
 use rusqlite::Connection;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE blobs (
@@ -184,6 +184,56 @@ CREATE TABLE kv_entries (
 CREATE INDEX kv_entries_by_app ON kv_entries(app, size);
 ";
 
+/// Version 9: the monitoring loop.
+/// - `audit_events` gains the trace id (for `zerofn trace`) and the hash chain: `hash` is
+///   SHA-256 over the previous row's hash, this row's id and its event JSON (see
+///   `zerofn-audit`'s chain). Rows written before version 9 have no hash; the chain starts at
+///   the first row that has one.
+/// - `audit_checkpoints`: the chain's head at a point, signed by the node's key (a DSSE
+///   envelope), so that rewriting the whole chain after it is detected too.
+/// - `incidents`: what the detectors opened, with their evidence, the actions taken and how an
+///   operator resolved them.
+/// - `quarantines`: functions that may not serve until released (survives a restart).
+const SCHEMA_V9: &str = "
+ALTER TABLE audit_events ADD COLUMN trace_id TEXT;
+ALTER TABLE audit_events ADD COLUMN hash BLOB;
+CREATE INDEX audit_by_trace ON audit_events(trace_id) WHERE trace_id IS NOT NULL;
+CREATE TABLE audit_checkpoints (
+    event_id INTEGER PRIMARY KEY,
+    at_ms    INTEGER NOT NULL,
+    hash     BLOB NOT NULL,
+    key_id   TEXT NOT NULL,
+    envelope TEXT NOT NULL
+) STRICT;
+CREATE TABLE incidents (
+    id            TEXT PRIMARY KEY,
+    app           TEXT NOT NULL,
+    function      TEXT NOT NULL,
+    version_id    TEXT,
+    detector      TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    summary       TEXT NOT NULL,
+    evidence      TEXT NOT NULL,
+    offending_ms  INTEGER NOT NULL,
+    opened_ms     INTEGER NOT NULL,
+    actions       TEXT NOT NULL,
+    responded_ms  INTEGER,
+    status        TEXT NOT NULL,
+    resolution    TEXT,
+    resolved_ms   INTEGER,
+    resolved_by   TEXT,
+    note          TEXT
+) STRICT;
+CREATE INDEX incidents_by_function ON incidents(app, function, opened_ms);
+CREATE TABLE quarantines (
+    app         TEXT NOT NULL,
+    function    TEXT NOT NULL,
+    incident_id TEXT NOT NULL,
+    since_ms    INTEGER NOT NULL,
+    PRIMARY KEY (app, function)
+) STRICT;
+";
+
 /// Sets durability pragmas and brings the schema up to date.
 pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers proceed during the audit writer's batches. synchronous=NORMAL in WAL
@@ -209,6 +259,7 @@ pub(crate) fn prepare(connection: &Connection) -> Result<(), StoreError> {
         (6, SCHEMA_V6),
         (7, SCHEMA_V7),
         (8, SCHEMA_V8),
+        (9, SCHEMA_V9),
     ] {
         if found < version {
             connection.execute_batch(&format!(

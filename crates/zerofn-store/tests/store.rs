@@ -150,6 +150,7 @@ fn audit_and_logs_are_appended_and_filtered() {
         app: Some("shop".into()),
         function: Some("checkout".into()),
         outcome: "success",
+        trace_id: None,
         json: serde_json::json!({"invocation_id": inv}).to_string(),
     };
     let log = LogRow {
@@ -327,7 +328,7 @@ fn totp_steps_only_move_forward_and_removing_an_operator_ends_their_sessions() {
 }
 
 #[test]
-fn a_version_3_store_gains_the_file_operator_queue_secret_and_kv_tables_and_keeps_its_data() {
+fn a_version_3_store_gains_every_later_table_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
@@ -339,7 +340,10 @@ fn a_version_3_store_gains_the_file_operator_queue_secret_and_kv_tables_and_keep
         rusqlite::Connection::open(dir.path().join(zerofn_store::DATABASE_FILE)).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE kv_entries; DROP TABLE secrets; DROP TABLE queue_messages;
+            "DROP TABLE quarantines; DROP TABLE incidents; DROP TABLE audit_checkpoints;
+             DROP INDEX audit_by_trace; ALTER TABLE audit_events DROP COLUMN hash;
+             ALTER TABLE audit_events DROP COLUMN trace_id;
+             DROP TABLE kv_entries; DROP TABLE secrets; DROP TABLE queue_messages;
              DROP TABLE operator_sessions; DROP TABLE operators; DROP TABLE version_files;
              PRAGMA user_version = 3;",
         )
