@@ -9,8 +9,47 @@
 
 #![forbid(unsafe_code)]
 
+mod baseline;
+mod config;
+mod function;
+mod rate;
+mod reading;
+
+pub use config::{ConfigError, DetectorConfig};
+
+use function::{FunctionState, Judge};
+use rate::Clock;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 use zerofn_audit::CommittedEvent;
+
+/// A function reached a host never seen in its baseline.
+pub const NEW_EGRESS_DESTINATION: &str = "new-egress-destination";
+/// A function invoked a function it never called before.
+pub const NEW_CALLEE: &str = "new-callee";
+/// Refusals about a function far above its baseline.
+pub const DENIED_SPIKE: &str = "denied-spike";
+/// Secret reads far above the function's baseline.
+pub const SECRET_READ_BURST: &str = "secret-read-burst";
+/// Failed invocations (other than timeouts) far above the function's baseline.
+pub const ERROR_SPIKE: &str = "error-spike";
+/// Timed-out invocations far above the function's baseline.
+pub const TIMEOUT_SPIKE: &str = "timeout-spike";
+/// Uses of a privileged grant (key-value writes, egress to private addresses) far above the
+/// function's baseline.
+pub const PRIVILEGED_GRANT_USE: &str = "privileged-grant-use";
+
+/// Every detector's id, in the order `docs/detection.md` documents them.
+pub const DETECTOR_IDS: &[&str] = &[
+    NEW_EGRESS_DESTINATION,
+    NEW_CALLEE,
+    DENIED_SPIKE,
+    SECRET_READ_BURST,
+    ERROR_SPIKE,
+    TIMEOUT_SPIKE,
+    PRIVILEGED_GRANT_USE,
+];
 
 /// How serious a detection is; the operator's `[response]` configuration maps each severity
 /// to the actions taken automatically.
@@ -53,17 +92,131 @@ pub struct Detection {
 }
 
 /// The detectors of every function. Feed it every committed event, in stream order.
-#[derive(Debug, Default)]
-pub struct Detectors {}
+#[derive(Debug)]
+pub struct Detectors {
+    config: DetectorConfig,
+    clock: Clock,
+    apps: HashMap<Arc<str>, HashMap<Arc<str>, FunctionState>>,
+    tracked: usize,
+    forgotten: u64,
+}
+
+impl Default for Detectors {
+    fn default() -> Self {
+        Self::build(DetectorConfig::default())
+    }
+}
 
 impl Detectors {
+    /// The detectors with the documented defaults.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The detectors with `config`, once it is checked.
+    pub fn with_config(config: DetectorConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(config))
+    }
+
+    fn build(config: DetectorConfig) -> Self {
+        Self {
+            clock: Clock::new(config.window_ms, config.ewma_alpha),
+            config,
+            apps: HashMap::new(),
+            tracked: 0,
+            forgotten: 0,
+        }
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
     /// Looks at one event; returns what it shows, if anything.
     pub fn observe(&mut self, event: &CommittedEvent) -> Vec<Detection> {
-        let _ = event;
-        Vec::new()
+        let mut out = Vec::new();
+        self.judge(event, &mut out);
+        out
+    }
+
+    /// Feeds history (at start-up, the recent audit events replayed from the store) without
+    /// reporting anything. It is judged exactly as [`Detectors::observe`] would, so the state
+    /// rebuilt is the state a server that never stopped would have: what was reported then
+    /// (a destination, a callee) stays reported, and is not learned as normal by the replay.
+    pub fn learn(&mut self, event: &CommittedEvent) {
+        let mut out = Vec::new();
+        self.judge(event, &mut out);
+    }
+
+    /// Functions whose baselines are held now.
+    pub fn tracked_functions(&self) -> usize {
+        self.tracked
+    }
+
+    /// Functions forgotten to stay within `max_functions` since the start.
+    pub fn forgotten_functions(&self) -> u64 {
+        self.forgotten
+    }
+
+    fn judge(&mut self, committed: &CommittedEvent, out: &mut Vec<Detection>) {
+        let event = &committed.event;
+        let (Some(app), Some(function)) = (&event.app, &event.function) else {
+            return;
+        };
+        let reading = reading::read(event);
+        if !reading.behaviour {
+            return;
+        }
+        let known = self
+            .apps
+            .get(&**app)
+            .is_some_and(|functions| functions.contains_key(&**function));
+        if !known {
+            if self.tracked >= self.config.max_functions {
+                self.forget_least_recent();
+            }
+            self.apps.entry(app.clone()).or_default().insert(
+                function.clone(),
+                FunctionState::new(app.clone(), function.clone(), self.clock, event.at_ms),
+            );
+            self.tracked += 1;
+        }
+        let judge = Judge {
+            config: &self.config,
+            clock: self.clock,
+        };
+        if let Some(state) = self
+            .apps
+            .get_mut(&**app)
+            .and_then(|functions| functions.get_mut(&**function))
+        {
+            state.observe(&judge, committed.id, event, reading, out);
+        }
+    }
+
+    /// Forgets the function seen least recently (its baselines start again if it returns).
+    fn forget_least_recent(&mut self) {
+        let oldest = self
+            .apps
+            .iter()
+            .flat_map(|(app, functions)| {
+                functions
+                    .iter()
+                    .map(move |(function, state)| (state.now_ms, app, function))
+            })
+            .min_by_key(|(at, _, _)| *at)
+            .map(|(_, app, function)| (app.clone(), function.clone()));
+        let Some((app, function)) = oldest else {
+            return;
+        };
+        if let Some(functions) = self.apps.get_mut(&app) {
+            functions.remove(&function);
+            if functions.is_empty() {
+                self.apps.remove(&app);
+            }
+        }
+        self.tracked = self.tracked.saturating_sub(1);
+        self.forgotten = self.forgotten.saturating_add(1);
     }
 }

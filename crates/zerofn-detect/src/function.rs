@@ -1,0 +1,456 @@
+//! One function's baselines and the detectors that run on its events.
+
+use crate::baseline::{Baseline, Verdict};
+use crate::rate::{Clock, Rate, Spike};
+use crate::reading::{Failure, Grant, Reading, Refused};
+use crate::{Detection, DetectorConfig, Severity};
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use zerofn_audit::{AuditEvent, Outcome};
+
+/// Invocations started by the function remembered, to tell a refusal inside one of them (its
+/// own call refused) from a refusal of a caller's request.
+const STARTED_REMEMBERED: usize = 64;
+
+/// The settings one event is judged with.
+pub(crate) struct Judge<'a> {
+    pub(crate) config: &'a DetectorConfig,
+    pub(crate) clock: Clock,
+}
+
+#[derive(Debug)]
+struct Rates {
+    denied_own: Rate,
+    denied_callers: Rate,
+    secret_reads: Rate,
+    ends: Rate,
+    errors: Rate,
+    timeouts: Rate,
+    kv_writes: Rate,
+    private_egress: Rate,
+}
+
+impl Rates {
+    fn new(clock: Clock, at_ms: i64) -> Self {
+        Self {
+            denied_own: Rate::new(clock, at_ms),
+            denied_callers: Rate::new(clock, at_ms),
+            secret_reads: Rate::new(clock, at_ms),
+            ends: Rate::new(clock, at_ms),
+            errors: Rate::new(clock, at_ms),
+            timeouts: Rate::new(clock, at_ms),
+            kv_writes: Rate::new(clock, at_ms),
+            private_egress: Rate::new(clock, at_ms),
+        }
+    }
+
+    fn advance(&mut self, clock: Clock, at_ms: i64) {
+        for rate in [
+            &mut self.denied_own,
+            &mut self.denied_callers,
+            &mut self.secret_reads,
+            &mut self.ends,
+            &mut self.errors,
+            &mut self.timeouts,
+            &mut self.kv_writes,
+            &mut self.private_egress,
+        ] {
+            rate.advance(clock, at_ms);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct FunctionState {
+    app: Arc<str>,
+    function: Arc<str>,
+    first_ms: i64,
+    /// The latest event time seen; time never goes backwards for a function (events of one
+    /// function may be committed slightly out of their `at_ms` order).
+    pub(crate) now_ms: i64,
+    events: u64,
+    destinations: Baseline,
+    callees: Baseline,
+    rates: Rates,
+    /// The function's recent events: (id, hash of their invocation id), newest last.
+    recent: VecDeque<(i64, u64)>,
+    started: VecDeque<u64>,
+}
+
+/// What is being looked at, for the detection's wording.
+struct Subject<'e> {
+    event: &'e AuditEvent,
+    id: i64,
+}
+
+impl FunctionState {
+    pub(crate) fn new(app: Arc<str>, function: Arc<str>, clock: Clock, at_ms: i64) -> Self {
+        Self {
+            app,
+            function,
+            first_ms: at_ms,
+            now_ms: at_ms,
+            events: 0,
+            destinations: Baseline::default(),
+            callees: Baseline::default(),
+            rates: Rates::new(clock, at_ms),
+            recent: VecDeque::new(),
+            started: VecDeque::new(),
+        }
+    }
+
+    /// Judges one event of this function; pushes what it shows onto `out`.
+    pub(crate) fn observe(
+        &mut self,
+        judge: &Judge<'_>,
+        id: i64,
+        event: &AuditEvent,
+        reading: Reading,
+        out: &mut Vec<Detection>,
+    ) {
+        let config = judge.config;
+        let clock = judge.clock;
+        self.now_ms = self.now_ms.max(event.at_ms);
+        let now = self.now_ms;
+        self.events = self.events.saturating_add(1);
+        let invocation = event.invocation_id.as_deref().map_or(0, hash);
+        if self.recent.len() >= config.max_evidence {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((id, invocation));
+        if reading.invocation_start && invocation != 0 {
+            if self.started.len() >= STARTED_REMEMBERED {
+                self.started.pop_front();
+            }
+            self.started.push_back(invocation);
+        }
+        let windows = now.saturating_sub(self.first_ms) / clock.window_ms;
+        let warm = self.events > config.warmup_events
+            && u64::try_from(windows).unwrap_or(0) >= config.warmup_windows;
+        let version = event.version_id.as_deref().map_or(0, hash);
+        let cooldown = i64::try_from(config.cooldown_ms).unwrap_or(i64::MAX);
+        let subject = Subject { event, id };
+        self.rates.advance(clock, now);
+
+        if let Some(host) = reading.destination {
+            let verdict =
+                self.destinations
+                    .observe(&host, warm, version, now, cooldown, config.max_set_size);
+            if verdict == Verdict::New && config.enabled(crate::NEW_EGRESS_DESTINATION) {
+                let summary = format!(
+                    "{} {} {host}{}, not in its baseline of {} learned over {}{}",
+                    self.name(),
+                    if event.outcome == Outcome::Denied {
+                        "tried to reach"
+                    } else {
+                        "called"
+                    },
+                    if event.outcome == Outcome::Denied {
+                        " (refused)"
+                    } else {
+                        ""
+                    },
+                    plural(self.destinations.len() as u64, "destination"),
+                    plural(self.events, "event"),
+                    version_note(event),
+                );
+                out.push(self.detection(
+                    crate::NEW_EGRESS_DESTINATION,
+                    Severity::High,
+                    &subject,
+                    summary,
+                    self.invocation_evidence(invocation, id),
+                ));
+            }
+        }
+
+        if let Some(callee) = reading.callee {
+            let verdict =
+                self.callees
+                    .observe(&callee, warm, version, now, cooldown, config.max_set_size);
+            if verdict == Verdict::New && config.enabled(crate::NEW_CALLEE) {
+                let summary = format!(
+                    "{} {} {callee}, a function it never called before: its baseline has {} learned over {}{}",
+                    self.name(),
+                    if event.outcome == Outcome::Denied {
+                        "tried to invoke (refused)"
+                    } else {
+                        "invoked"
+                    },
+                    plural(self.callees.len() as u64, "callee"),
+                    plural(self.events, "event"),
+                    version_note(event),
+                );
+                out.push(self.detection(
+                    crate::NEW_CALLEE,
+                    Severity::Medium,
+                    &subject,
+                    summary,
+                    self.invocation_evidence(invocation, id),
+                ));
+            }
+        }
+
+        if let Some(refused) = reading.refused {
+            let own = match refused {
+                Refused::Own => true,
+                Refused::Caller => false,
+                Refused::Request => invocation != 0 && self.started.contains(&invocation),
+            };
+            let (rate, severity, whose) = if own {
+                (
+                    &mut self.rates.denied_own,
+                    Severity::High,
+                    "its own capability uses",
+                )
+            } else {
+                (
+                    &mut self.rates.denied_callers,
+                    Severity::Medium,
+                    "requests from its callers",
+                )
+            };
+            rate.add(id, event.at_ms, reading.refusals, config.max_evidence);
+            if let Some(spike) = check(
+                rate,
+                judge,
+                warm,
+                now,
+                crate::DENIED_SPIKE,
+                config.denied_floor,
+            ) {
+                let evidence = rate.evidence(clock, now);
+                let summary = format!(
+                    "{} was refused {} in the last {} ({whose}), against a baseline of {}",
+                    self.name(),
+                    plural(u64::from(spike.count), "time"),
+                    seconds(clock.window_ms),
+                    baseline(&spike, config.denied_floor),
+                );
+                out.push(self.detection(
+                    crate::DENIED_SPIKE,
+                    severity,
+                    &subject,
+                    summary,
+                    evidence,
+                ));
+            }
+        }
+
+        if reading.secret_read {
+            let rate = &mut self.rates.secret_reads;
+            rate.add(id, event.at_ms, 1, config.max_evidence);
+            if let Some(spike) = check(
+                rate,
+                judge,
+                warm,
+                now,
+                crate::SECRET_READ_BURST,
+                config.secret_read_floor,
+            ) {
+                let evidence = rate.evidence(clock, now);
+                let summary = format!(
+                    "{} read secrets {} in the last {}, against a baseline of {}",
+                    self.name(),
+                    plural(u64::from(spike.count), "time"),
+                    seconds(clock.window_ms),
+                    baseline(&spike, config.secret_read_floor),
+                );
+                out.push(self.detection(
+                    crate::SECRET_READ_BURST,
+                    Severity::High,
+                    &subject,
+                    summary,
+                    evidence,
+                ));
+            }
+        }
+
+        if let Some(failure) = reading.invocation_end {
+            self.rates.ends.add(id, event.at_ms, 1, config.max_evidence);
+            let ended = self.rates.ends.count();
+            let which = match failure {
+                None => None,
+                Some(Failure::Error) => Some((
+                    &mut self.rates.errors,
+                    crate::ERROR_SPIKE,
+                    config.error_floor,
+                    "failed",
+                )),
+                Some(Failure::Timeout) => Some((
+                    &mut self.rates.timeouts,
+                    crate::TIMEOUT_SPIKE,
+                    config.timeout_floor,
+                    "timed out",
+                )),
+            };
+            if let Some((rate, detector, floor, verb)) = which {
+                rate.add(id, event.at_ms, 1, config.max_evidence);
+                let ratio = f64::from(rate.count()) / f64::from(ended.max(1));
+                if ratio >= config.min_failure_ratio
+                    && let Some(spike) = check(rate, judge, warm, now, detector, floor)
+                {
+                    let evidence = rate.evidence(clock, now);
+                    let summary = format!(
+                        "{} {verb} {} of {} invocations in the last {} ({:.0}%), against a baseline of {}",
+                        self.name(),
+                        spike.count,
+                        ended,
+                        seconds(clock.window_ms),
+                        ratio * 100.0,
+                        baseline(&spike, floor),
+                    );
+                    out.push(self.detection(
+                        detector,
+                        Severity::Medium,
+                        &subject,
+                        summary,
+                        evidence,
+                    ));
+                }
+            }
+        }
+
+        if let Some(grant) = reading.privileged {
+            let rate = match grant {
+                Grant::KvWrite => &mut self.rates.kv_writes,
+                Grant::PrivateEgress => &mut self.rates.private_egress,
+            };
+            rate.add(id, event.at_ms, 1, config.max_evidence);
+            if let Some(spike) = check(
+                rate,
+                judge,
+                warm,
+                now,
+                crate::PRIVILEGED_GRANT_USE,
+                config.privileged_floor,
+            ) {
+                let evidence = rate.evidence(clock, now);
+                let summary = format!(
+                    "{} used its {} grant {} in the last {}, against a baseline of {}",
+                    self.name(),
+                    grant.name(),
+                    plural(u64::from(spike.count), "time"),
+                    seconds(clock.window_ms),
+                    baseline(&spike, config.privileged_floor),
+                );
+                out.push(self.detection(
+                    crate::PRIVILEGED_GRANT_USE,
+                    Severity::Medium,
+                    &subject,
+                    summary,
+                    evidence,
+                ));
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.app, self.function)
+    }
+
+    /// The recent events of the offending event's invocation, the offending one last.
+    fn invocation_evidence(&self, invocation: u64, id: i64) -> Vec<i64> {
+        if invocation == 0 {
+            return vec![id];
+        }
+        self.recent
+            .iter()
+            .filter(|(_, of)| *of == invocation)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn detection(
+        &self,
+        detector: &'static str,
+        severity: Severity,
+        subject: &Subject<'_>,
+        summary: String,
+        mut evidence: Vec<i64>,
+    ) -> Detection {
+        // The offending event is always there, and last.
+        if evidence.last() != Some(&subject.id) {
+            evidence.retain(|id| *id != subject.id);
+            evidence.push(subject.id);
+        }
+        Detection {
+            detector,
+            severity,
+            app: self.app.to_string(),
+            function: self.function.to_string(),
+            version_id: subject.event.version_id.as_deref().map(str::to_string),
+            summary,
+            evidence,
+            offending_at_ms: subject.event.at_ms,
+        }
+    }
+}
+
+/// Whether `rate`, just counted into, is a spike that may be reported now: past warm-up, at or
+/// above its floor, `z_threshold` deviations above its baseline, and out of its cooldown.
+fn check(
+    rate: &mut Rate,
+    judge: &Judge<'_>,
+    warm: bool,
+    now: i64,
+    detector: &str,
+    floor: u32,
+) -> Option<Spike> {
+    let config = judge.config;
+    if !warm || !config.enabled(detector) {
+        return None;
+    }
+    let spike = rate.spike(config.min_std_dev);
+    if spike.count < floor || spike.z < config.z_threshold {
+        return None;
+    }
+    let cooldown = i64::try_from(config.cooldown_ms).unwrap_or(i64::MAX);
+    if rate
+        .last_fired_ms
+        .is_some_and(|at| now.saturating_sub(at) < cooldown)
+    {
+        return None;
+    }
+    rate.fired(now);
+    Some(spike)
+}
+
+fn hash(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    // 0 means "none" to the callers.
+    hasher.finish().max(1)
+}
+
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+fn seconds(ms: i64) -> String {
+    if ms % 1_000 == 0 {
+        format!("{} s", ms / 1_000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1_000.0)
+    }
+}
+
+fn baseline(spike: &Spike, floor: u32) -> String {
+    format!(
+        "{:.1} ± {:.1} per window (z = {:.1}, floor {floor})",
+        spike.mean, spike.std_dev, spike.z
+    )
+}
+
+fn version_note(event: &AuditEvent) -> String {
+    event
+        .version_id
+        .as_deref()
+        .map(|version| format!(" (version {version})"))
+        .unwrap_or_default()
+}
