@@ -46,6 +46,11 @@ pub struct DetectorConfig {
     /// `error-spike` (`timeout-spike`) to fire, so more traffic at the usual error rate is not
     /// an error spike.
     pub min_failure_ratio: f64,
+    /// For the rate detectors but `error-spike` and `timeout-spike`: how many times its usual
+    /// share per invocation the window's count must be, so that more invocations doing what
+    /// they usually do is not a spike. Not applied to a function started less than once every
+    /// two windows on average.
+    pub min_per_invocation_factor: f64,
     /// Detector ids turned off.
     pub disabled: Vec<String>,
 }
@@ -69,6 +74,7 @@ impl Default for DetectorConfig {
             timeout_floor: 5,
             privileged_floor: 20,
             min_failure_ratio: 0.2,
+            min_per_invocation_factor: 2.0,
             disabled: Vec::new(),
         }
     }
@@ -132,6 +138,12 @@ impl DetectorConfig {
         }
         if !(0.0..=1.0).contains(&self.min_failure_ratio) {
             return error("min_failure_ratio", "must be between 0 and 1");
+        }
+        if !(self.min_per_invocation_factor.is_finite() && self.min_per_invocation_factor >= 1.0) {
+            return error(
+                "min_per_invocation_factor",
+                "must be a number of at least 1",
+            );
         }
         if let Some(unknown) = self
             .disabled

@@ -21,6 +21,7 @@ pub(crate) struct Judge<'a> {
 
 #[derive(Debug)]
 struct Rates {
+    starts: Rate,
     denied_own: Rate,
     denied_callers: Rate,
     secret_reads: Rate,
@@ -34,6 +35,7 @@ struct Rates {
 impl Rates {
     fn new(clock: Clock, at_ms: i64) -> Self {
         Self {
+            starts: Rate::new(clock, at_ms),
             denied_own: Rate::new(clock, at_ms),
             denied_callers: Rate::new(clock, at_ms),
             secret_reads: Rate::new(clock, at_ms),
@@ -47,6 +49,7 @@ impl Rates {
 
     fn advance(&mut self, clock: Clock, at_ms: i64) {
         for rate in [
+            &mut self.starts,
             &mut self.denied_own,
             &mut self.denied_callers,
             &mut self.secret_reads,
@@ -132,6 +135,13 @@ impl FunctionState {
         let cooldown = i64::try_from(config.cooldown_ms).unwrap_or(i64::MAX);
         let subject = Subject { event, id };
         self.rates.advance(clock, now);
+        if reading.invocation_start {
+            self.rates.starts.add(id, now, 1, config.max_evidence);
+        }
+        let invocations = Some(Invocations {
+            count: self.rates.starts.count(),
+            usual: self.rates.starts.mean(),
+        });
 
         if let Some(host) = reading.destination {
             let verdict =
@@ -211,7 +221,7 @@ impl FunctionState {
                     "requests from its callers",
                 )
             };
-            rate.add(id, event.at_ms, reading.refusals, config.max_evidence);
+            rate.add(id, now, reading.refusals, config.max_evidence);
             if let Some(spike) = check(
                 rate,
                 judge,
@@ -219,6 +229,7 @@ impl FunctionState {
                 now,
                 crate::DENIED_SPIKE,
                 config.denied_floor,
+                invocations,
             ) {
                 let evidence = rate.evidence(clock, now);
                 let summary = format!(
@@ -240,7 +251,7 @@ impl FunctionState {
 
         if reading.secret_read {
             let rate = &mut self.rates.secret_reads;
-            rate.add(id, event.at_ms, 1, config.max_evidence);
+            rate.add(id, now, 1, config.max_evidence);
             if let Some(spike) = check(
                 rate,
                 judge,
@@ -248,6 +259,7 @@ impl FunctionState {
                 now,
                 crate::SECRET_READ_BURST,
                 config.secret_read_floor,
+                invocations,
             ) {
                 let evidence = rate.evidence(clock, now);
                 let summary = format!(
@@ -268,7 +280,7 @@ impl FunctionState {
         }
 
         if let Some(failure) = reading.invocation_end {
-            self.rates.ends.add(id, event.at_ms, 1, config.max_evidence);
+            self.rates.ends.add(id, now, 1, config.max_evidence);
             let ended = self.rates.ends.count();
             let which = match failure {
                 None => None,
@@ -286,10 +298,10 @@ impl FunctionState {
                 )),
             };
             if let Some((rate, detector, floor, verb)) = which {
-                rate.add(id, event.at_ms, 1, config.max_evidence);
+                rate.add(id, now, 1, config.max_evidence);
                 let ratio = f64::from(rate.count()) / f64::from(ended.max(1));
                 if ratio >= config.min_failure_ratio
-                    && let Some(spike) = check(rate, judge, warm, now, detector, floor)
+                    && let Some(spike) = check(rate, judge, warm, now, detector, floor, None)
                 {
                     let evidence = rate.evidence(clock, now);
                     let summary = format!(
@@ -317,7 +329,7 @@ impl FunctionState {
                 Grant::KvWrite => &mut self.rates.kv_writes,
                 Grant::PrivateEgress => &mut self.rates.private_egress,
             };
-            rate.add(id, event.at_ms, 1, config.max_evidence);
+            rate.add(id, now, 1, config.max_evidence);
             if let Some(spike) = check(
                 rate,
                 judge,
@@ -325,6 +337,7 @@ impl FunctionState {
                 now,
                 crate::PRIVILEGED_GRANT_USE,
                 config.privileged_floor,
+                invocations,
             ) {
                 let evidence = rate.evidence(clock, now);
                 let summary = format!(
@@ -388,8 +401,17 @@ impl FunctionState {
     }
 }
 
+/// The function's invocations started over the last window, and per window usually.
+#[derive(Debug, Clone, Copy)]
+struct Invocations {
+    count: u32,
+    usual: f64,
+}
+
 /// Whether `rate`, just counted into, is a spike that may be reported now: past warm-up, at or
-/// above its floor, `z_threshold` deviations above its baseline, and out of its cooldown.
+/// above its floor, `z_threshold` deviations above its baseline, out of proportion to the
+/// function's invocations when they are given (so more traffic doing the usual is not a spike),
+/// and out of its cooldown.
 fn check(
     rate: &mut Rate,
     judge: &Judge<'_>,
@@ -397,6 +419,7 @@ fn check(
     now: i64,
     detector: &str,
     floor: u32,
+    invocations: Option<Invocations>,
 ) -> Option<Spike> {
     let config = judge.config;
     if !warm || !config.enabled(detector) {
@@ -405,6 +428,16 @@ fn check(
     let spike = rate.spike(config.min_std_dev);
     if spike.count < floor || spike.z < config.z_threshold {
         return None;
+    }
+    // A function invoked less than about once per window has no usual share to compare with.
+    if let Some(invocations) = invocations
+        && invocations.usual >= 0.5
+    {
+        let usual_share = spike.mean / invocations.usual;
+        let share = f64::from(spike.count) / f64::from(invocations.count.max(1));
+        if share < config.min_per_invocation_factor * usual_share {
+            return None;
+        }
     }
     let cooldown = i64::try_from(config.cooldown_ms).unwrap_or(i64::MAX);
     if rate

@@ -120,6 +120,11 @@ impl Rate {
             .fold(0u32, |sum, c| sum.saturating_add(*c))
     }
 
+    /// The baseline's mean count per window.
+    pub(crate) fn mean(&self) -> f64 {
+        self.mean
+    }
+
     /// The sliding count measured against the baseline.
     pub(crate) fn spike(&self, min_std_dev: f64) -> Spike {
         let count = self.count();

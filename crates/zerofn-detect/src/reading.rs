@@ -49,7 +49,7 @@ impl Grant {
 pub(crate) struct Reading {
     /// The event is about a function's behaviour at all (and counts towards its warm-up).
     pub(crate) behaviour: bool,
-    /// A destination host used or attempted, and whether it was allowed.
+    /// A destination host used or attempted.
     pub(crate) destination: Option<String>,
     /// A callee (`app/function`) invoked or attempted.
     pub(crate) callee: Option<String>,
@@ -143,16 +143,22 @@ pub(crate) fn host_of(destination: &str) -> Option<String> {
         .map_or(destination, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or(bracketed)
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => host_port,
-        }
-    };
+    let (host, allowed): (&str, fn(char) -> bool) =
+        if let Some(bracketed) = host_port.strip_prefix('[') {
+            let address = bracketed.split(']').next().unwrap_or(bracketed);
+            (address, |c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        } else {
+            let host = match host_port.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => host_port,
+            };
+            // Names as the egress point normalised them (IDNA as `xn--`), and IPv4 literals.
+            (host, |c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
+            })
+        };
     let host = host.trim_end_matches('.');
-    if host.is_empty() || host.starts_with('<') || host.chars().any(char::is_whitespace) {
+    if host.is_empty() || !host.chars().all(allowed) {
         return None;
     }
     Some(bounded(host).to_ascii_lowercase())
@@ -232,6 +238,8 @@ mod tests {
             ("", None),
             ("https://", None),
             ("https://a b:1", None),
+            ("://:::", None),
+            ("https://ex:ample.com", None),
         ] {
             assert_eq!(host_of(destination).as_deref(), host, "{destination}");
         }
