@@ -79,6 +79,28 @@ pub(crate) struct FunctionState {
     /// The function's recent events: (id, hash of their invocation id), newest last.
     recent: VecDeque<(i64, u64)>,
     started: VecDeque<u64>,
+    invocation: LastHash,
+    version: LastHash,
+}
+
+/// The hash of the last string hashed: a function's consecutive events mostly share their
+/// invocation and always their version, so most events hash neither again.
+#[derive(Debug, Default)]
+struct LastHash(Option<(Arc<str>, u64)>);
+
+impl LastHash {
+    /// `0` for none.
+    fn hash(&mut self, text: Option<&Arc<str>>) -> u64 {
+        let Some(text) = text else { return 0 };
+        if let Some((last, hashed)) = &self.0
+            && (Arc::ptr_eq(last, text) || **last == **text)
+        {
+            return *hashed;
+        }
+        let hashed = hash(text);
+        self.0 = Some((text.clone(), hashed));
+        hashed
+    }
 }
 
 /// What is being looked at, for the detection's wording.
@@ -88,6 +110,10 @@ struct Subject<'e> {
 }
 
 impl FunctionState {
+    pub(crate) fn is(&self, app: &str, function: &str) -> bool {
+        *self.app == *app && *self.function == *function
+    }
+
     pub(crate) fn new(app: Arc<str>, function: Arc<str>, clock: Clock, at_ms: i64) -> Self {
         Self {
             app,
@@ -100,6 +126,8 @@ impl FunctionState {
             rates: Rates::new(clock, at_ms),
             recent: VecDeque::new(),
             started: VecDeque::new(),
+            invocation: LastHash::default(),
+            version: LastHash::default(),
         }
     }
 
@@ -109,7 +137,7 @@ impl FunctionState {
         judge: &Judge<'_>,
         id: i64,
         event: &AuditEvent,
-        reading: Reading,
+        reading: Reading<'_>,
         out: &mut Vec<Detection>,
     ) {
         let config = judge.config;
@@ -117,7 +145,7 @@ impl FunctionState {
         self.now_ms = self.now_ms.max(event.at_ms);
         let now = self.now_ms;
         self.events = self.events.saturating_add(1);
-        let invocation = event.invocation_id.as_deref().map_or(0, hash);
+        let invocation = self.invocation.hash(event.invocation_id.as_ref());
         if self.recent.len() >= config.max_evidence {
             self.recent.pop_front();
         }
@@ -131,7 +159,7 @@ impl FunctionState {
         let windows = now.saturating_sub(self.first_ms) / clock.window_ms;
         let warm = self.events > config.warmup_events
             && u64::try_from(windows).unwrap_or(0) >= config.warmup_windows;
-        let version = event.version_id.as_deref().map_or(0, hash);
+        let version = self.version.hash(event.version_id.as_ref());
         let cooldown = i64::try_from(config.cooldown_ms).unwrap_or(i64::MAX);
         let subject = Subject { event, id };
         self.rates.advance(clock, now);

@@ -21,7 +21,7 @@ use function::{FunctionState, Judge};
 use rate::Clock;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use zerofn_audit::CommittedEvent;
 
 /// A function reached a host never seen in its baseline.
@@ -96,7 +96,7 @@ pub struct Detection {
 pub struct Detectors {
     config: DetectorConfig,
     clock: Clock,
-    apps: HashMap<Arc<str>, HashMap<Arc<str>, FunctionState>>,
+    functions: HashMap<u64, Vec<FunctionState>, BuildHasherDefault<KeyHasher>>,
     tracked: usize,
     forgotten: u64,
 }
@@ -123,7 +123,7 @@ impl Detectors {
         Self {
             clock: Clock::new(config.window_ms, config.ewma_alpha),
             config,
-            apps: HashMap::new(),
+            functions: HashMap::default(),
             tracked: 0,
             forgotten: 0,
         }
@@ -168,18 +168,24 @@ impl Detectors {
         if !reading.behaviour {
             return;
         }
+        let key = function_key(app, function);
         let known = self
-            .apps
-            .get(&**app)
-            .is_some_and(|functions| functions.contains_key(&**function));
+            .functions
+            .get(&key)
+            .is_some_and(|states| states.iter().any(|s| s.is(app, function)));
         if !known {
             if self.tracked >= self.config.max_functions {
                 self.forget_least_recent();
             }
-            self.apps.entry(app.clone()).or_default().insert(
-                function.clone(),
-                FunctionState::new(app.clone(), function.clone(), self.clock, event.at_ms),
-            );
+            self.functions
+                .entry(key)
+                .or_default()
+                .push(FunctionState::new(
+                    app.clone(),
+                    function.clone(),
+                    self.clock,
+                    event.at_ms,
+                ));
             self.tracked += 1;
         }
         let judge = Judge {
@@ -187,9 +193,9 @@ impl Detectors {
             clock: self.clock,
         };
         if let Some(state) = self
-            .apps
-            .get_mut(&**app)
-            .and_then(|functions| functions.get_mut(&**function))
+            .functions
+            .get_mut(&key)
+            .and_then(|states| states.iter_mut().find(|s| s.is(app, function)))
         {
             state.observe(&judge, committed.id, event, reading, out);
         }
@@ -198,25 +204,54 @@ impl Detectors {
     /// Forgets the function seen least recently (its baselines start again if it returns).
     fn forget_least_recent(&mut self) {
         let oldest = self
-            .apps
+            .functions
             .iter()
-            .flat_map(|(app, functions)| {
-                functions
+            .flat_map(|(key, states)| {
+                states
                     .iter()
-                    .map(move |(function, state)| (state.now_ms, app, function))
+                    .enumerate()
+                    .map(move |(i, s)| (s.now_ms, *key, i))
             })
-            .min_by_key(|(at, _, _)| *at)
-            .map(|(_, app, function)| (app.clone(), function.clone()));
-        let Some((app, function)) = oldest else {
+            .min_by_key(|(at, _, _)| *at);
+        let Some((_, key, index)) = oldest else {
             return;
         };
-        if let Some(functions) = self.apps.get_mut(&app) {
-            functions.remove(&function);
-            if functions.is_empty() {
-                self.apps.remove(&app);
+        if let Some(states) = self.functions.get_mut(&key) {
+            states.swap_remove(index);
+            if states.is_empty() {
+                self.functions.remove(&key);
             }
         }
         self.tracked = self.tracked.saturating_sub(1);
         self.forgotten = self.forgotten.saturating_add(1);
+    }
+}
+
+/// The functions map's key: one hash of the app and function names, computed once per event.
+/// Two functions whose keys collide share an entry and are told apart by name.
+fn function_key(app: &str, function: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    app.hash(&mut hasher);
+    function.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Hashes a key that is already a hash: as is.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
     }
 }

@@ -2,6 +2,7 @@
 //! detail keys (as the emitting code in `zerofn-server` and `zerofn-runtime` writes them).
 //! Anything missing or malformed is read as "nothing to say", never as an error.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use zerofn_audit::{AuditEvent, EventKind, Outcome};
 
@@ -46,11 +47,11 @@ impl Grant {
 /// The behaviour one event shows. Most events show one thing; an egress can show a destination,
 /// a refusal and a privileged use at once.
 #[derive(Debug, Default)]
-pub(crate) struct Reading {
+pub(crate) struct Reading<'e> {
     /// The event is about a function's behaviour at all (and counts towards its warm-up).
     pub(crate) behaviour: bool,
     /// A destination host used or attempted.
-    pub(crate) destination: Option<String>,
+    pub(crate) destination: Option<Cow<'e, str>>,
     /// A callee (`app/function`) invoked or attempted.
     pub(crate) callee: Option<String>,
     pub(crate) refused: Option<Refused>,
@@ -65,7 +66,7 @@ pub(crate) struct Reading {
 }
 
 /// Reads `event`.
-pub(crate) fn read(event: &AuditEvent) -> Reading {
+pub(crate) fn read(event: &AuditEvent) -> Reading<'_> {
     let mut reading = Reading {
         behaviour: true,
         ..Reading::default()
@@ -137,7 +138,7 @@ fn detail_str<'a>(event: &'a AuditEvent, key: &str) -> Option<&'a str> {
 /// The host of a destination as events write it: `https://api.example.com:443` (an origin),
 /// `api.example.com:443` (an authority), `https://[::1]:8080`. Lowercase, without a trailing
 /// dot; `None` for anything without a host (`<no authority>`).
-pub(crate) fn host_of(destination: &str) -> Option<String> {
+pub(crate) fn host_of(destination: &str) -> Option<Cow<'_, str>> {
     let rest = destination
         .split_once("://")
         .map_or(destination, |(_, rest)| rest);
@@ -161,7 +162,12 @@ pub(crate) fn host_of(destination: &str) -> Option<String> {
     if host.is_empty() || !host.chars().all(allowed) {
         return None;
     }
-    Some(bounded(host).to_ascii_lowercase())
+    let host = bounded(host);
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// A callee as `app/function` when the resource is a SPIFFE ID
