@@ -13,6 +13,11 @@ use zerofn_audit::{AuditEvent, Outcome};
 /// own call refused) from a refusal of a caller's request.
 const STARTED_REMEMBERED: usize = 64;
 
+/// How far behind a function's time an event must be to be read as the server's clock set back
+/// (at least ten windows). Less is an event committed late: an egress exchange is stamped when
+/// it starts and recorded when its body ends.
+const CLOCK_STEP_MS: i64 = 3_600_000;
+
 /// The settings one event is judged with.
 pub(crate) struct Judge<'a> {
     pub(crate) config: &'a DetectorConfig,
@@ -72,6 +77,9 @@ pub(crate) struct FunctionState {
     /// The latest event time seen; time never goes backwards for a function (events of one
     /// function may be committed slightly out of their `at_ms` order).
     pub(crate) now_ms: i64,
+    /// Added to events' `at_ms` since the server's clock was last set back (see
+    /// [`CLOCK_STEP_MS`]).
+    skew_ms: i64,
     events: u64,
     destinations: Baseline,
     callees: Baseline,
@@ -120,6 +128,7 @@ impl FunctionState {
             function,
             first_ms: at_ms,
             now_ms: at_ms,
+            skew_ms: 0,
             events: 0,
             destinations: Baseline::default(),
             callees: Baseline::default(),
@@ -142,7 +151,15 @@ impl FunctionState {
     ) {
         let config = judge.config;
         let clock = judge.clock;
-        self.now_ms = self.now_ms.max(event.at_ms);
+        let mut at = event.at_ms.saturating_add(self.skew_ms);
+        let step = CLOCK_STEP_MS.max(clock.window_ms.saturating_mul(10));
+        if at < self.now_ms.saturating_sub(step) {
+            // The server's clock was set back: carry on from where this function's time was,
+            // rather than counting everything from now on into one frozen slice.
+            self.skew_ms = self.skew_ms.saturating_add(self.now_ms.saturating_sub(at));
+            at = self.now_ms;
+        }
+        self.now_ms = self.now_ms.max(at);
         let now = self.now_ms;
         self.events = self.events.saturating_add(1);
         let invocation = self.invocation.hash(event.invocation_id.as_ref());

@@ -191,6 +191,22 @@ impl Stream {
         found
     }
 
+    /// `count` secret reads by checkout, one a millisecond from `start`, in one invocation.
+    fn secret_burst(&mut self, start: i64, count: i64) -> Vec<Detection> {
+        let inv = self.invocation();
+        let mut found = Vec::new();
+        for n in 0..count {
+            found.extend(self.feed(event(
+                CHECKOUT,
+                EventKind::SecretRead,
+                Outcome::Success,
+                start + n,
+                &inv,
+            )));
+        }
+        found
+    }
+
     /// A stream past warm-up for `f`: a minute of its usual traffic, with nothing reported.
     fn warmed(f: Function) -> Self {
         let mut stream = Self::new(config());
@@ -657,22 +673,7 @@ fn decisions_are_not_counted_twice_with_their_enforcement_point() {
 #[test]
 fn a_burst_of_secret_reads_is_high() {
     let mut stream = Stream::warmed(CHECKOUT);
-    let inv = stream.invocation();
-    let mut found = Vec::new();
-    for n in 0..100 {
-        found.extend(
-            stream.feed(
-                event(
-                    CHECKOUT,
-                    EventKind::SecretRead,
-                    Outcome::Success,
-                    60_000 + n,
-                    &inv,
-                )
-                .detail("name", format!("s{n}")),
-            ),
-        );
-    }
+    let found = stream.secret_burst(60_000, 100);
     let detection = only(found, "secret-read-burst");
     assert_eq!(detection.severity, Severity::High);
     assert_eq!(detection.evidence.len(), 20, "bounded by max_evidence");
@@ -908,28 +909,14 @@ fn a_long_noisy_normal_stream_reports_nothing() {
 #[test]
 fn the_same_spike_fires_again_only_after_its_cooldown() {
     let mut stream = Stream::warmed(CHECKOUT);
-    let burst = |stream: &mut Stream, start: i64| {
-        let inv = stream.invocation();
-        let mut found = Vec::new();
-        for n in 0..50 {
-            found.extend(stream.feed(event(
-                CHECKOUT,
-                EventKind::SecretRead,
-                Outcome::Success,
-                start + n,
-                &inv,
-            )));
-        }
-        found
-    };
-    only(burst(&mut stream, 60_000), "secret-read-burst");
+    only(stream.secret_burst(60_000, 50), "secret-read-burst");
     assert!(stream.normal(&[CHECKOUT], 61..100).is_empty());
     assert!(
-        burst(&mut stream, 100_000).is_empty(),
+        stream.secret_burst(100_000, 50).is_empty(),
         "within the cooldown"
     );
     assert!(stream.normal(&[CHECKOUT], 101..130).is_empty());
-    only(burst(&mut stream, 130_000), "secret-read-burst");
+    only(stream.secret_burst(130_000, 50), "secret-read-burst");
 }
 
 #[test]
@@ -938,18 +925,8 @@ fn a_spike_does_not_raise_the_baseline_for_the_next() {
     config.cooldown_ms = 1_000;
     let mut stream = Stream::new(config);
     assert!(stream.normal(&[CHECKOUT], 0..60).is_empty());
-    let inv = stream.invocation();
     for (start, expected) in [(60_000, 1), (62_000, 1)] {
-        let mut found = Vec::new();
-        for n in 0..100 {
-            found.extend(stream.feed(event(
-                CHECKOUT,
-                EventKind::SecretRead,
-                Outcome::Success,
-                start + n,
-                &inv,
-            )));
-        }
+        let found = stream.secret_burst(start, 100);
         assert_eq!(found.len(), expected, "burst at {start}: {found:#?}");
     }
 }
@@ -1203,6 +1180,39 @@ fn malformed_and_partial_events_are_read_as_nothing() {
 }
 
 #[test]
+fn a_clock_set_back_neither_fires_nor_freezes_the_detectors() {
+    let mut stream = Stream::new(config());
+    let hour = 3_600;
+    assert!(
+        stream
+            .normal(&[CHECKOUT], 10 * hour..10 * hour + 60)
+            .is_empty()
+    );
+    // The server's clock goes back two hours: traffic goes on as usual.
+    let found = stream.normal(&[CHECKOUT], 8 * hour..8 * hour + 600);
+    assert_eq!(found, Vec::<Detection>::new());
+    // The detectors still see a burst as one.
+    only(
+        stream.secret_burst((8 * hour + 700) * 1_000, 60),
+        "secret-read-burst",
+    );
+}
+
+#[test]
+fn an_event_committed_late_counts_at_the_functions_time() {
+    let mut stream = Stream::warmed(CHECKOUT);
+    // An exchange stamped when it started, 45 s ago, and recorded when its body ended.
+    let inv = stream.invocation();
+    let found = stream.feed(
+        event(CHECKOUT, EventKind::Egress, Outcome::Success, 15_000, &inv)
+            .detail("destination", "https://evil.example.com:443"),
+    );
+    let detection = only(found, "new-egress-destination");
+    assert_eq!(detection.offending_at_ms, 15_000, "the event's own time");
+    assert!(stream.normal(&[CHECKOUT], 60..120).is_empty());
+}
+
+#[test]
 fn the_platforms_own_actions_are_not_the_functions_behaviour() {
     let mut stream = Stream::new(config());
     for n in 0..1_000 {
@@ -1366,16 +1376,5 @@ fn a_traffic_surge_doing_the_usual_per_invocation_is_not_a_burst() {
     }
     assert_eq!(found, Vec::<Detection>::new());
     // The same reads packed into few invocations are a burst.
-    let inv = stream.invocation();
-    let mut found = Vec::new();
-    for n in 0..60 {
-        found.extend(stream.feed(event(
-            CHECKOUT,
-            EventKind::SecretRead,
-            Outcome::Success,
-            200_000 + n,
-            &inv,
-        )));
-    }
-    only(found, "secret-read-burst");
+    only(stream.secret_burst(200_000, 60), "secret-read-burst");
 }
