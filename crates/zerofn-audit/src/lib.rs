@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 mod event;
+mod scope;
 mod trace;
 mod writer;
 
 pub use event::{AuditEvent, Detail, EventKind, Outcome, SCHEMA};
+pub use scope::InvocationScope;
 pub use trace::{TRACEPARENT, TraceContext, TraceParentError};
 pub use writer::{AuditLog, CommittedEvent, GuestOutputLine};

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -71,10 +72,16 @@ async fn run() {
             // invocation its own teardown, as the baseline's `task.await` does.
             let (lease, sandbox_gone) = tokio::sync::oneshot::channel::<()>();
             let invocation = Invocation {
-                invocation_id: format!("bench-{round}-{i}").into(),
-                app: name.clone(),
-                function: name.clone(),
-                version_id: version.clone(),
+                scope: Arc::new(zerofn_audit::InvocationScope {
+                    invocation_id: format!("bench-{round}-{i}").into(),
+                    app: name.clone(),
+                    function: name.clone(),
+                    version_id: version.clone(),
+                    identity: name.clone(),
+                    caller: name.clone(),
+                    trace: zerofn_audit::TraceContext::start(),
+                }),
+                start_detail: zerofn_audit::Detail::default(),
                 limits,
                 output_budget: budget.clone(),
                 lease: Some(Box::new(lease)),

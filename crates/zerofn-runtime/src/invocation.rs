@@ -17,7 +17,7 @@ use std::time::Instant;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use zerofn_audit::{AuditEvent, EventKind, GuestOutputLine, Outcome};
+use zerofn_audit::{EventKind, GuestOutputLine, Outcome};
 
 /// The body type requests are handed to guests in.
 pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -27,10 +27,10 @@ pub type ResponseBody =
 
 /// What the platform tells the runtime about one invocation.
 pub struct Invocation {
-    pub invocation_id: Arc<str>,
-    pub app: Arc<str>,
-    pub function: Arc<str>,
-    pub version_id: Arc<str>,
+    /// Its id, function, version, identity, caller and span: stamped on every event it records.
+    pub scope: Arc<zerofn_audit::InvocationScope>,
+    /// More fields for its `invocation.start` event (how it was called, say).
+    pub start_detail: zerofn_audit::Detail,
     pub limits: InvocationLimits,
     pub output_budget: OutputBudget,
     /// Held until the sandbox is gone, then dropped: the platform's concurrency permits live
@@ -47,10 +47,7 @@ pub struct Invocation {
 impl std::fmt::Debug for Invocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Invocation")
-            .field("invocation_id", &self.invocation_id)
-            .field("app", &self.app)
-            .field("function", &self.function)
-            .field("version_id", &self.version_id)
+            .field("scope", &self.scope)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -79,12 +76,7 @@ impl Runtime {
         let started = Instant::now();
         let limits = invocation.limits;
         let deadline = tokio::time::Instant::now() + limits.timeout;
-        let identity = Arc::new(SandboxIdentity {
-            invocation_id: invocation.invocation_id,
-            app: invocation.app,
-            function: invocation.function,
-            version_id: invocation.version_id,
-        });
+        let identity: Arc<SandboxIdentity> = invocation.scope;
         let failure = |kind: FailureKind, detail: String| InvocationFailure {
             kind,
             invocation_id: identity.invocation_id.to_string(),
@@ -147,14 +139,9 @@ impl Runtime {
             (guest_request, response_out)
         };
         let audit = self.inner.audit.clone();
-        audit
-            .record(
-                AuditEvent::new(EventKind::InvocationStart, Outcome::Success)
-                    .invocation(identity.invocation_id.clone())
-                    .function(identity.app.clone(), identity.function.clone())
-                    .version(identity.version_id.clone()),
-            )
-            .await;
+        let mut start = identity.event(EventKind::InvocationStart, Outcome::Success);
+        start.detail = invocation.start_detail;
+        audit.record(start).await;
         let (guest_request, response_out) = match (guest_request, response_out) {
             (Ok(request), Ok(out)) => (request, out),
             (Err(e), _) | (_, Err(e)) => {
@@ -296,7 +283,7 @@ async fn finish(
 ) {
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let mut event = match result {
-        Ok(()) => AuditEvent::new(EventKind::InvocationEnd, Outcome::Success),
+        Ok(()) => identity.event(EventKind::InvocationEnd, Outcome::Success),
         Err((kind, detail)) => {
             tracing::warn!(
                 invocation = %identity.invocation_id,
@@ -306,14 +293,12 @@ async fn finish(
                 detail = %detail,
                 "invocation failed"
             );
-            AuditEvent::new(EventKind::InvocationEnd, Outcome::Failure).reason(kind.reason())
+            identity
+                .event(EventKind::InvocationEnd, Outcome::Failure)
+                .reason(kind.reason())
         }
     };
-    event = event
-        .invocation(identity.invocation_id.clone())
-        .function(identity.app.clone(), identity.function.clone())
-        .version(identity.version_id.clone())
-        .detail("duration_us", duration_us);
+    event = event.detail("duration_us", duration_us);
     let status = status.load(Ordering::Relaxed);
     if status != 0 && status != GUEST_ERROR {
         event = event.detail("status", status);
@@ -357,11 +342,9 @@ struct LimitReport {
 impl LimitReport {
     fn record(self) {
         let identity = &self.identity;
-        let event = AuditEvent::new(EventKind::LimitHit, Outcome::Denied)
+        let event = identity
+            .event(EventKind::LimitHit, Outcome::Denied)
             .reason(self.reason)
-            .invocation(identity.invocation_id.clone())
-            .function(identity.app.clone(), identity.function.clone())
-            .version(identity.version_id.clone())
             .detail("limit", self.limit);
         let audit = self.audit;
         tokio::spawn(async move { audit.record(event).await });

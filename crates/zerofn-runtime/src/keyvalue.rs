@@ -7,7 +7,7 @@
 use crate::sandbox::SandboxIdentity;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
-use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_audit::{AuditLog, EventKind, Outcome};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -104,11 +104,9 @@ impl KeyValueHost {
     async fn refuse(&self, rule: &'static str, bucket: &str) {
         self.audit
             .record(
-                AuditEvent::new(EventKind::KvDenied, Outcome::Denied)
+                self.identity
+                    .event_in(&self.identity.span(), EventKind::KvDenied, Outcome::Denied)
                     .reason(rule)
-                    .invocation(self.identity.invocation_id.clone())
-                    .function(self.identity.app.clone(), self.identity.function.clone())
-                    .version(self.identity.version_id.clone())
                     .detail("operation", "open")
                     .detail("bucket", crate::keyvalue::shown(bucket)),
             )

@@ -11,16 +11,11 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
-use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_audit::{AuditLog, EventKind, Outcome};
 
-/// Who is running in the sandbox, for the events it records.
-#[derive(Debug, Clone)]
-pub(crate) struct SandboxIdentity {
-    pub(crate) invocation_id: Arc<str>,
-    pub(crate) app: Arc<str>,
-    pub(crate) function: Arc<str>,
-    pub(crate) version_id: Arc<str>,
-}
+/// Who is running in the sandbox, on whose behalf and in which trace, for the events it
+/// records.
+pub(crate) type SandboxIdentity = zerofn_audit::InvocationScope;
 
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
@@ -145,11 +140,9 @@ impl WasiHttpHooks for OutboundHook {
         Box::new(async move {
             audit
                 .record(
-                    AuditEvent::new(EventKind::EgressDenied, Outcome::Denied)
+                    identity
+                        .event_in(&identity.span(), EventKind::EgressDenied, Outcome::Denied)
                         .reason("no-egress-grant")
-                        .invocation(identity.invocation_id.clone())
-                        .function(identity.app.clone(), identity.function.clone())
-                        .version(identity.version_id.clone())
                         .detail("destination", destination),
                 )
                 .await;

@@ -41,10 +41,16 @@ async fn invoke(
         .unwrap();
     let name: Arc<str> = "hostile".into();
     let invocation = Invocation {
-        invocation_id: "test".into(),
-        app: name.clone(),
-        function: name,
-        version_id: "sha256:test".into(),
+        scope: Arc::new(zerofn_audit::InvocationScope {
+            invocation_id: "test".into(),
+            app: name.clone(),
+            function: name.clone(),
+            version_id: "sha256:test".into(),
+            identity: "spiffe://zerofn.local/app/hostile/fn/hostile".into(),
+            caller: "anonymous".into(),
+            trace: zerofn_audit::TraceContext::start(),
+        }),
+        start_detail: zerofn_audit::Detail::default(),
         limits: InvocationLimits::default(),
         output_budget: OutputBudget::new(&RuntimeConfig::default().output),
         lease: None,

@@ -43,7 +43,8 @@ pub fn internal_target(host: &str) -> Option<(String, String)> {
 pub(crate) struct CallerOutbound {
     pub(crate) platform: Weak<Platform>,
     pub(crate) caller: Arc<ActiveFunction>,
-    pub(crate) invocation_id: Arc<str>,
+    /// The invocation's id, identity, caller and span.
+    pub(crate) scope: Arc<zerofn_audit::InvocationScope>,
     /// SPIFFE IDs of the functions that called this invocation, outermost first.
     pub(crate) chain: Arc<[String]>,
     pub(crate) calls: AtomicU32,
@@ -58,7 +59,8 @@ pub(crate) struct CallerOutbound {
 /// What the platform needs to decide and run one call.
 pub(crate) struct Call {
     pub(crate) caller: Arc<ActiveFunction>,
-    pub(crate) caller_invocation: Arc<str>,
+    /// The calling invocation.
+    pub(crate) scope: Arc<zerofn_audit::InvocationScope>,
     pub(crate) chain: Arc<[String]>,
     pub(crate) token: Arc<str>,
     pub(crate) deadline: std::time::Instant,
@@ -80,7 +82,7 @@ impl Outbound for CallerOutbound {
         let Some((callee, callee_app)) = request.uri().host().and_then(internal_target) else {
             let call = crate::egress::EgressCall {
                 caller: self.caller.clone(),
-                invocation_id: self.invocation_id.clone(),
+                scope: self.scope.clone(),
                 chain: self.chain.clone(),
                 deadline: self.deadline,
                 // Taken now, in the order the guest sent its requests, so the cap is exact.
@@ -92,7 +94,7 @@ impl Outbound for CallerOutbound {
         };
         let call = Call {
             caller: self.caller.clone(),
-            caller_invocation: self.invocation_id.clone(),
+            scope: self.scope.clone(),
             chain: self.chain.clone(),
             token: self.token.clone(),
             deadline: self.deadline,

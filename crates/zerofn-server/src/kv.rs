@@ -6,14 +6,16 @@
 //! before the store sees it. Values are sealed and opened by the store with the node's keyring.
 //!
 //! Every refusal is an error to the guest and a `kv.denied` event naming the rule; every open
-//! is an `authz.decision` event. Operations that succeed are counted per function in the
-//! metrics, not recorded one by one.
+//! is an `authz.decision` event; every write that succeeds (set, delete, increment, set-many,
+//! delete-many) is a `kv.write` event with the operation, the bucket and the number of keys
+//! (never a key or a value). Each is in its own span under the invocation's. Reads that succeed
+//! are counted per function in the metrics, not recorded one by one.
 
 use crate::platform::Platform;
 use crate::routes::ActiveFunction;
 
 use std::sync::{Arc, Weak};
-use zerofn_audit::{AuditEvent, EventKind, Outcome};
+use zerofn_audit::{AuditEvent, EventKind, InvocationScope, Outcome, TraceContext};
 use zerofn_runtime::{KeyPage, KeyValue, KvBucket, KvError, shown};
 use zerofn_store::{KvQuota, KvStoreError};
 use zerofn_vault::Keyring;
@@ -64,7 +66,8 @@ impl KvLimits {
 pub(crate) struct InvocationKeyValue {
     pub(crate) platform: Weak<Platform>,
     pub(crate) function: Arc<ActiveFunction>,
-    pub(crate) invocation_id: Arc<str>,
+    /// The invocation's id, identity, caller and span.
+    pub(crate) scope: Arc<InvocationScope>,
     /// SPIFFE IDs of the functions that called this invocation, for the PDP's context.
     pub(crate) chain: Arc<[String]>,
 }
@@ -78,7 +81,7 @@ impl KeyValue for InvocationKeyValue {
             principal: zerofn_policy::FunctionRef::new(&*function.app, &*function.name),
             capability,
             context: zerofn_policy::RequestContext {
-                invocation_id: self.invocation_id.to_string(),
+                invocation_id: self.scope.invocation_id.to_string(),
                 caller_chain: self.chain.to_vec(),
                 time: zerofn_store::now_ms() / 1000,
                 risk: 0,
@@ -112,10 +115,14 @@ impl KeyValue for InvocationKeyValue {
         } else {
             read.explanation()
         };
+        // The open's span: its decision, and its refusal if it is refused.
+        let span = self.scope.span();
         platform
             .audit()
             .record(
-                self.event(
+                event(
+                    &self.scope,
+                    &span,
                     EventKind::AuthzDecision,
                     if allowed {
                         Outcome::Success
@@ -133,14 +140,25 @@ impl KeyValue for InvocationKeyValue {
             )
             .await;
         if !allowed {
-            self.refuse(&platform, "kv-not-granted", "open", bucket, None)
-                .await;
+            refusal(
+                &platform,
+                &self.function,
+                &self.scope,
+                &span,
+                Refusal {
+                    rule: "kv-not-granted",
+                    operation: "open",
+                    bucket,
+                    key: None,
+                },
+            )
+            .await;
             return Err(KvError::AccessDenied);
         }
         Ok(Arc::new(PlatformBucket {
             platform: self.platform.clone(),
             function: self.function.clone(),
-            invocation_id: self.invocation_id.clone(),
+            scope: self.scope.clone(),
             bucket: bucket.to_string(),
             read: read.allowed,
             write: write.allowed,
@@ -148,69 +166,48 @@ impl KeyValue for InvocationKeyValue {
     }
 }
 
-impl InvocationKeyValue {
-    fn event(&self, kind: EventKind, outcome: Outcome, reason: String) -> AuditEvent {
-        event(&self.function, &self.invocation_id, kind, outcome, reason)
-    }
-
-    async fn refuse(
-        &self,
-        platform: &Platform,
-        rule: &'static str,
-        operation: &'static str,
-        bucket: &str,
-        key: Option<&str>,
-    ) {
-        refusal(
-            platform,
-            &self.function,
-            &self.invocation_id,
-            rule,
-            operation,
-            bucket,
-            key,
-        )
-        .await;
-    }
-}
-
 fn event(
-    function: &ActiveFunction,
-    invocation_id: &Arc<str>,
+    scope: &InvocationScope,
+    span: &TraceContext,
     kind: EventKind,
     outcome: Outcome,
     reason: String,
 ) -> AuditEvent {
-    AuditEvent::new(kind, outcome)
-        .reason(reason)
-        .invocation(invocation_id.clone())
-        .function(function.app.clone(), function.name.clone())
-        .version(function.version_id.clone())
+    scope.event_in(span, kind, outcome).reason(reason)
+}
+
+/// What was refused, for the `kv.denied` event.
+struct Refusal<'a> {
+    rule: &'static str,
+    operation: &'static str,
+    bucket: &'a str,
+    key: Option<&'a str>,
 }
 
 /// Records a `kv.denied` event and counts the refusal.
 async fn refusal(
     platform: &Platform,
     function: &ActiveFunction,
-    invocation_id: &Arc<str>,
-    rule: &'static str,
-    operation: &'static str,
-    bucket: &str,
-    key: Option<&str>,
+    scope: &InvocationScope,
+    span: &TraceContext,
+    refused: Refusal<'_>,
 ) {
-    platform
-        .metrics()
-        .kv_operation(&function.app, &function.name, operation, rule);
+    platform.metrics().kv_operation(
+        &function.app,
+        &function.name,
+        refused.operation,
+        refused.rule,
+    );
     let mut event = event(
-        function,
-        invocation_id,
+        scope,
+        span,
         EventKind::KvDenied,
         Outcome::Denied,
-        rule.to_string(),
+        refused.rule.to_string(),
     )
-    .detail("operation", operation)
-    .detail("bucket", shown(bucket));
-    if let Some(key) = key {
+    .detail("operation", refused.operation)
+    .detail("bucket", shown(refused.bucket));
+    if let Some(key) = refused.key {
         event = event.detail("key", shown(key));
     }
     platform.audit().record(event).await;
@@ -220,7 +217,7 @@ async fn refusal(
 struct PlatformBucket {
     platform: Weak<Platform>,
     function: Arc<ActiveFunction>,
-    invocation_id: Arc<str>,
+    scope: Arc<InvocationScope>,
     bucket: String,
     read: bool,
     write: bool,
@@ -256,15 +253,18 @@ impl Refused {
 }
 
 impl PlatformBucket {
-    /// Runs one operation: access check, then `run` (which checks sizes and calls the store);
-    /// a refusal is recorded and counted, a success counted.
+    /// Runs one operation on `keys` keys: access check, then `run` (which checks sizes and
+    /// calls the store); a refusal is recorded and counted, a success counted and, for a
+    /// write, recorded as `kv.write`.
     async fn operation<T>(
         &self,
         operation: &'static str,
         need: Need,
+        keys: usize,
         run: impl AsyncFnOnce(&Platform) -> Result<T, Refused>,
     ) -> Result<T, KvError> {
         let platform = self.platform.upgrade().ok_or(KvError::AccessDenied)?;
+        let span = self.scope.span();
         let result = match need {
             Need::Read if !self.read => Err(Refused {
                 rule: "kv-write-only",
@@ -286,17 +286,38 @@ impl PlatformBucket {
                     operation,
                     "ok",
                 );
+                if need == Need::Write {
+                    // Which keys is the guest's data; how many is the record.
+                    platform
+                        .audit()
+                        .record(
+                            event(
+                                &self.scope,
+                                &span,
+                                EventKind::KvWrite,
+                                Outcome::Success,
+                                "written".into(),
+                            )
+                            .detail("operation", operation)
+                            .detail("bucket", shown(&self.bucket))
+                            .detail("keys", keys),
+                        )
+                        .await;
+                }
                 Ok(value)
             }
             Err(refused) => {
                 refusal(
                     &platform,
                     &self.function,
-                    &self.invocation_id,
-                    refused.rule,
-                    operation,
-                    &self.bucket,
-                    refused.key.as_deref(),
+                    &self.scope,
+                    &span,
+                    Refusal {
+                        rule: refused.rule,
+                        operation,
+                        bucket: &self.bucket,
+                        key: refused.key.as_deref(),
+                    },
                 )
                 .await;
                 Err(refused.error)
@@ -410,8 +431,8 @@ impl PlatformBucket {
                     .audit()
                     .record(
                         event(
-                            &self.function,
-                            &self.invocation_id,
+                            &self.scope,
+                            &self.scope.span(),
                             EventKind::IntegrityFailure,
                             Outcome::Denied,
                             "kv-value-unreadable".into(),
@@ -443,7 +464,7 @@ impl PlatformBucket {
 #[async_trait::async_trait]
 impl KvBucket for PlatformBucket {
     async fn get(&self, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        self.operation("get", Need::Read, async |platform| {
+        self.operation("get", Need::Read, 1, async |platform| {
             self.check_key(&platform.kv_limits(), &key)?;
             let (app, bucket) = self.names();
             let value = self
@@ -465,7 +486,7 @@ impl KvBucket for PlatformBucket {
     }
 
     async fn exists(&self, key: String) -> Result<bool, KvError> {
-        self.operation("exists", Need::Read, async |platform| {
+        self.operation("exists", Need::Read, 1, async |platform| {
             self.check_key(&platform.kv_limits(), &key)?;
             let (app, bucket) = self.names();
             self.store(platform, move |store, _| {
@@ -477,7 +498,7 @@ impl KvBucket for PlatformBucket {
     }
 
     async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
-        self.operation("list-keys", Need::Read, async |platform| {
+        self.operation("list-keys", Need::Read, 0, async |platform| {
             let (app, bucket) = self.names();
             let (keys, cursor) = self
                 .store(platform, move |store, _| {
@@ -491,7 +512,7 @@ impl KvBucket for PlatformBucket {
 
     async fn increment(&self, key: String, delta: u64) -> Result<u64, KvError> {
         // It reads too, but what it needs is the right to change the value.
-        self.operation("increment", Need::Write, async |platform| {
+        self.operation("increment", Need::Write, 1, async |platform| {
             let limits = platform.kv_limits();
             self.check_key(&limits, &key)?;
             let (app, bucket) = self.names();
@@ -504,7 +525,7 @@ impl KvBucket for PlatformBucket {
     }
 
     async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
-        self.operation("get-many", Need::Read, async |platform| {
+        self.operation("get-many", Need::Read, keys.len(), async |platform| {
             let limits = platform.kv_limits();
             self.check_batch(&limits, keys.len())?;
             for key in &keys {
@@ -555,7 +576,7 @@ impl PlatformBucket {
         operation: &'static str,
         entries: Vec<(String, Vec<u8>)>,
     ) -> Result<(), KvError> {
-        self.operation(operation, Need::Write, async |platform| {
+        self.operation(operation, Need::Write, entries.len(), async |platform| {
             let limits = platform.kv_limits();
             self.check_batch(&limits, entries.len())?;
             let mut total = 0usize;
@@ -589,7 +610,7 @@ impl PlatformBucket {
 
     /// `delete` and `delete-many`: absent keys are skipped.
     async fn delete_keys(&self, operation: &'static str, keys: Vec<String>) -> Result<(), KvError> {
-        self.operation(operation, Need::Write, async |platform| {
+        self.operation(operation, Need::Write, keys.len(), async |platform| {
             let limits = platform.kv_limits();
             self.check_batch(&limits, keys.len())?;
             for key in &keys {

@@ -3,6 +3,7 @@
 
 use crate::DeployError;
 use crate::authn::CallerAuth;
+use crate::correlation::Origin;
 use crate::problem::Problem;
 use crate::rate_limit::Caller;
 use crate::routes::{ActiveApp, ActiveFunction, Lookup, RouteTable};
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_audit::{AuditEvent, AuditLog, EventKind, InvocationScope, Outcome, TraceContext};
 use zerofn_manifest::{DeployableFunction, LimitPolicy};
 use zerofn_runtime::{
     FailureKind, Invocation, InvocationLimits, OutputBudget, ResponseBody, Runtime,
@@ -522,6 +523,7 @@ impl Platform {
                 app: version.app.as_str().into(),
                 name: function.name.as_str().into(),
                 version_id: version_id.into(),
+                identity: self.spiffe_id(&version.app, &function.name).into(),
                 trigger: function.trigger.clone(),
                 methods,
                 component,
@@ -861,14 +863,14 @@ impl Platform {
     pub async fn invoke<B>(
         &self,
         function: &Arc<ActiveFunction>,
-        invocation_id: String,
+        origin: Origin,
         request: hyper::Request<B>,
     ) -> hyper::Response<ResponseBody>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<zerofn_runtime::BodyError>,
     {
-        self.invoke_in_chain(function, invocation_id, request, Arc::from([]), None)
+        self.invoke_in_chain(function, origin, request, Arc::from([]), None)
             .await
     }
 
@@ -878,7 +880,7 @@ impl Platform {
     async fn invoke_in_chain<B>(
         &self,
         function: &Arc<ActiveFunction>,
-        invocation_id: String,
+        origin: Origin,
         request: hyper::Request<B>,
         chain: Arc<[String]>,
         deadline: Option<std::time::Instant>,
@@ -889,7 +891,7 @@ impl Platform {
     {
         let lease = match self.acquire(function) {
             Ok(lease) => lease,
-            Err(problem) => return self.refuse(problem, &invocation_id, Some(function)).await,
+            Err(problem) => return self.refuse(problem, &origin, Some(function)).await,
         };
         if request.uri().authority().is_none()
             && !request.headers().contains_key(http::header::HOST)
@@ -900,7 +902,7 @@ impl Platform {
                 "Missing Host header",
                 "HTTP requests to zerofn must carry a Host header.".into(),
             );
-            return self.refuse(problem, &invocation_id, Some(function)).await;
+            return self.refuse(problem, &origin, Some(function)).await;
         }
         // A function with `input` has its body checked against its own cap (at most this one)
         // below, under the more specific rule.
@@ -918,7 +920,7 @@ impl Platform {
                 ),
             )
             .with("limit", function.limits.max_request_body_bytes);
-            return self.refuse(problem, &invocation_id, Some(function)).await;
+            return self.refuse(problem, &origin, Some(function)).await;
         }
         let mut limits = function.limits;
         if let Some(deadline) = deadline {
@@ -928,7 +930,7 @@ impl Platform {
         }
         // Input checks come before the sandbox, the token and the invocation's start: a
         // refused body never reaches code. Reading it counts against the function's time.
-        let request: hyper::Request<zerofn_runtime::RequestBody> = match &function.input {
+        let mut request: hyper::Request<zerofn_runtime::RequestBody> = match &function.input {
             Some(guard) => match guard
                 .check_request(
                     &function.name,
@@ -938,12 +940,12 @@ impl Platform {
                 .await
             {
                 Ok(request) => request.map(crate::problem::full_body),
-                Err(problem) => return self.refuse(problem, &invocation_id, Some(function)).await,
+                Err(problem) => return self.refuse(problem, &origin, Some(function)).await,
             },
             None => request.map(|body| body.map_err(Into::into).boxed_unsync()),
         };
         let (token, token_lease) =
-            match self.mint_token(function, limits.timeout, &invocation_id, &chain) {
+            match self.mint_token(function, limits.timeout, &origin.invocation_id, &chain) {
                 Ok(minted) => minted,
                 Err(error) => {
                     let problem = Problem::new(
@@ -952,14 +954,29 @@ impl Platform {
                         "Identity unavailable",
                         format!("No token could be minted for the invocation: {error}."),
                     );
-                    return self.refuse(problem, &invocation_id, Some(function)).await;
+                    return self.refuse(problem, &origin, Some(function)).await;
                 }
             };
+        let scope = Arc::new(origin.scope(function));
+        // The guest sees its own invocation's span as the parent to continue, whatever the
+        // caller sent.
+        crate::correlation::set_traceparent(request.headers_mut(), &scope.trace);
+        let mut start_detail = zerofn_audit::Detail::default();
+        start_detail
+            .0
+            .push(("method", request.method().as_str().into()));
+        if let Some(route) = function.route() {
+            start_detail.0.push(("route", route.to_string().into()));
+        }
+        if let Some(refused) = &origin.refused_traceparent {
+            start_detail.0.push((
+                "refused_traceparent",
+                serde_json::json!({"value": refused.value, "reason": refused.reason}),
+            ));
+        }
         let invocation = Invocation {
-            invocation_id: invocation_id.as_str().into(),
-            app: function.app.clone(),
-            function: function.name.clone(),
-            version_id: function.version_id.clone(),
+            scope: scope.clone(),
+            start_detail,
             limits,
             output_budget: function.output_budget.clone(),
             // The token is revoked when the lease goes, that is when the sandbox is gone.
@@ -967,19 +984,19 @@ impl Platform {
             config: Some(Arc::new(crate::secrets::InvocationSecrets {
                 platform: self.me.clone(),
                 function: function.clone(),
-                invocation_id: invocation_id.as_str().into(),
+                scope: scope.clone(),
                 chain: chain.clone(),
             })),
             keyvalue: Some(Arc::new(crate::kv::InvocationKeyValue {
                 platform: self.me.clone(),
                 function: function.clone(),
-                invocation_id: invocation_id.as_str().into(),
+                scope: scope.clone(),
                 chain: chain.clone(),
             })),
             outbound: Some(Arc::new(crate::calls::CallerOutbound {
                 platform: self.me.clone(),
                 caller: function.clone(),
-                invocation_id: invocation_id.as_str().into(),
+                scope: scope.clone(),
                 chain,
                 calls: std::sync::atomic::AtomicU32::new(0),
                 token: token.into(),
@@ -993,14 +1010,20 @@ impl Platform {
             .await
         {
             Ok(mut response) => {
-                if let Ok(id) = http::HeaderValue::from_str(&invocation_id) {
+                if let Ok(id) = http::HeaderValue::from_str(&origin.invocation_id) {
                     response
                         .headers_mut()
                         .insert(crate::problem::INVOCATION_ID_HEADER, id);
                 }
+                crate::correlation::set_traceparent(response.headers_mut(), &scope.trace);
                 response
             }
-            Err(failure) => failure_problem(failure.kind).into_response(&invocation_id),
+            Err(failure) => {
+                let mut response =
+                    failure_problem(failure.kind).into_response(&origin.invocation_id);
+                crate::correlation::set_traceparent(response.headers_mut(), &scope.trace);
+                response
+            }
         }
     }
 
@@ -1012,7 +1035,7 @@ impl Platform {
     pub async fn authenticate<B>(
         &self,
         function: &ActiveFunction,
-        invocation_id: &str,
+        origin: &Origin,
         request: &mut hyper::Request<B>,
     ) -> Result<Option<Caller>, Problem> {
         crate::calls::remove_reserved_headers(request.headers_mut());
@@ -1053,18 +1076,19 @@ impl Platform {
                 None,
             ),
         };
-        self.audit
-            .record(
-                AuditEvent::new(EventKind::AuthnDecision, outcome)
-                    .reason(reason)
-                    .invocation(invocation_id)
-                    .function(function.app.clone(), function.name.clone())
-                    .version(function.version_id.clone())
-                    .detail("method", auth.method())
-                    .detail("credential", credential)
-                    .detail("subject", subject),
+        let mut event = origin
+            .stamp(
+                AuditEvent::new(EventKind::AuthnDecision, outcome),
+                Some(function),
             )
-            .await;
+            .reason(reason)
+            .detail("method", auth.method())
+            .detail("credential", credential)
+            .detail("subject", subject);
+        if let Ok(who) = &result {
+            event = event.caller(caller_name(who.caller(auth.method()).as_ref(), auth));
+        }
+        self.audit.record(event).await;
         result
             .map(|who| who.caller(auth.method()))
             .map_err(|refusal| {
@@ -1218,7 +1242,12 @@ impl Platform {
         mut request: http::Request<ResponseBody>,
     ) -> hyper::Response<ResponseBody> {
         let caller = &call.caller;
-        let refuse = |problem: Problem| self.refuse(problem, &call.caller_invocation, Some(caller));
+        let scope = &call.scope;
+        // The call's own span: its decision and refusals are in it, and the callee's
+        // invocation is its child.
+        let span = scope.span();
+        let origin = Origin::in_trace(scope.invocation_id.clone(), scope.caller.clone(), span);
+        let refuse = |problem: Problem| self.refuse(problem, &origin, Some(caller));
         // The caller's identity and chain come from its verified, live token.
         let claims = match self.issuer.verify(
             &call.token,
@@ -1274,16 +1303,20 @@ impl Platform {
             ))
             .await;
         }
+        let foreign = crate::correlation::foreign_traceparent(request.headers(), scope);
         let decision = self
             .decide(
-                caller,
-                &call.caller_invocation,
+                scope,
+                &origin.trace,
                 &call.chain,
                 zerofn_policy::Capability::Invoke {
                     callee: call.callee.clone(),
                 },
                 self.spiffe_id(&call.callee_app, &call.callee),
-                |event| event,
+                |event| match foreign {
+                    Some(sent) => event.detail("guest_traceparent", sent),
+                    None => event,
+                },
             )
             .await;
         if !decision.allowed {
@@ -1302,9 +1335,7 @@ impl Platform {
             )
             .with("policies", decision.policies.clone())
             .already_recorded();
-            return self
-                .refuse(problem, &call.caller_invocation, Some(caller))
-                .await;
+            return self.refuse(problem, &origin, Some(caller)).await;
         }
         let callee = match self.routes().app(&call.callee_app) {
             Some(app) if app.suspended.is_none() => app
@@ -1349,7 +1380,7 @@ impl Platform {
                 &callee,
                 &Caller::Function(caller_id.clone()),
                 crate::rate_limit::Buckets::Both,
-                &call.caller_invocation,
+                &origin,
             )
             .await
         {
@@ -1358,10 +1389,16 @@ impl Platform {
         let mut chain = claims.chain;
         chain.push(caller_id.clone());
         crate::calls::set_identity_headers(request.headers_mut(), &caller_id, &chain);
-        let invocation_id = uuid::Uuid::now_v7().to_string();
+        // The callee continues the call's span (its `traceparent` is set from it, replacing
+        // the guest's), and its caller is the calling function.
+        let callee_origin = Origin::in_trace(
+            uuid::Uuid::now_v7().to_string(),
+            caller_id.clone(),
+            origin.trace.child(),
+        );
         Box::pin(self.invoke_in_chain(
             &callee,
-            invocation_id,
+            callee_origin,
             request,
             Arc::from(chain),
             Some(call.deadline),
@@ -1378,7 +1415,7 @@ impl Platform {
         function: &ActiveFunction,
         caller: &Caller,
         buckets: crate::rate_limit::Buckets,
-        invocation_id: &str,
+        origin: &Origin,
     ) -> Result<(), hyper::Response<ResponseBody>> {
         let Err(refused) = function.rate_limits.check(caller, buckets) else {
             return Ok(());
@@ -1410,18 +1447,21 @@ impl Platform {
         if let Some(suppressed) = limits.audit_due(refused.scope) {
             self.audit
                 .record(
-                    AuditEvent::new(EventKind::RequestRefused, Outcome::Denied)
+                    origin
+                        .stamp(
+                            AuditEvent::new(EventKind::RequestRefused, Outcome::Denied),
+                            Some(function),
+                        )
                         .reason(refused.scope.rule())
-                        .invocation(invocation_id)
-                        .function(function.app.clone(), function.name.clone())
-                        .version(function.version_id.clone())
                         .detail("status", 429)
                         .detail("caller", caller.key())
                         .detail("suppressed", suppressed),
                 )
                 .await;
         }
-        Err(problem.into_response(invocation_id))
+        let mut response = problem.into_response(&origin.invocation_id);
+        crate::correlation::set_traceparent(response.headers_mut(), &origin.trace);
+        Err(response)
     }
 
     /// Asks the PDP whether `caller`, running invocation `invocation_id` for the functions of
@@ -1429,8 +1469,8 @@ impl Platform {
     /// naming `resource` (with whatever `detail` adds). Every enforcement point decides here.
     pub(crate) async fn decide(
         &self,
-        caller: &ActiveFunction,
-        invocation_id: &Arc<str>,
+        scope: &InvocationScope,
+        span: &TraceContext,
         chain: &[String],
         capability: zerofn_policy::Capability,
         resource: String,
@@ -1438,10 +1478,10 @@ impl Platform {
     ) -> zerofn_policy::Decision {
         let action = capability.action();
         let decision = self.pdp().decide(&zerofn_policy::AccessRequest {
-            principal: zerofn_policy::FunctionRef::new(&*caller.app, &*caller.name),
+            principal: zerofn_policy::FunctionRef::new(&*scope.app, &*scope.function),
             capability,
             context: zerofn_policy::RequestContext {
-                invocation_id: invocation_id.to_string(),
+                invocation_id: scope.invocation_id.to_string(),
                 caller_chain: chain.to_vec(),
                 time: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -1449,21 +1489,20 @@ impl Platform {
                 risk: 0,
             },
         });
-        let event = AuditEvent::new(
-            EventKind::AuthzDecision,
-            if decision.allowed {
-                Outcome::Success
-            } else {
-                Outcome::Denied
-            },
-        )
-        .reason(decision.explanation())
-        .invocation(invocation_id.clone())
-        .function(caller.app.clone(), caller.name.clone())
-        .version(caller.version_id.clone())
-        .detail("action", action)
-        .detail("resource", resource)
-        .detail("policies", decision.policies.clone());
+        let event = scope
+            .event_in(
+                span,
+                EventKind::AuthzDecision,
+                if decision.allowed {
+                    Outcome::Success
+                } else {
+                    Outcome::Denied
+                },
+            )
+            .reason(decision.explanation())
+            .detail("action", action)
+            .detail("resource", resource)
+            .detail("policies", decision.policies.clone());
         self.audit.record(detail(event)).await;
         decision
     }
@@ -1505,24 +1544,24 @@ impl Platform {
     pub async fn refuse(
         &self,
         problem: Problem,
-        invocation_id: &str,
+        origin: &Origin,
         function: Option<&ActiveFunction>,
     ) -> hyper::Response<ResponseBody> {
-        let mut event = AuditEvent::new(EventKind::RequestRefused, Outcome::Denied)
+        let mut event = origin
+            .stamp(
+                AuditEvent::new(EventKind::RequestRefused, Outcome::Denied),
+                function,
+            )
             .reason(problem.code.clone())
-            .invocation(invocation_id)
             .detail("status", problem.status.as_u16());
         // Where a body broke its schema (pointers, keywords; never the values).
         if let Some((_, errors)) = problem.extra.iter().find(|(key, _)| key == "errors") {
             event = event.detail("errors", errors.clone());
         }
-        if let Some(function) = function {
-            event = event
-                .function(function.app.clone(), function.name.clone())
-                .version(function.version_id.clone());
-        }
         self.audit.record(event).await;
-        problem.into_response(invocation_id)
+        let mut response = problem.into_response(&origin.invocation_id);
+        crate::correlation::set_traceparent(response.headers_mut(), &origin.trace);
+        response
     }
 
     /// Resolves a path and method to a function, or the refusal that explains why not (with the
@@ -1569,6 +1608,16 @@ impl Platform {
                 None,
             )),
         }
+    }
+}
+
+/// The caller an authenticated request names for the audit stream: its credential's name, or
+/// the method alone when the credential names nobody (a token without `sub`).
+pub(crate) fn caller_name(caller: Option<&Caller>, auth: &CallerAuth) -> String {
+    match (caller, auth) {
+        (Some(caller), _) => caller.key(),
+        (None, CallerAuth::Public) => crate::correlation::ANONYMOUS.to_string(),
+        (None, auth) => auth.method().to_string(),
     }
 }
 

@@ -13,6 +13,8 @@ pub struct ActiveFunction {
     pub app: Arc<str>,
     pub name: Arc<str>,
     pub version_id: Arc<str>,
+    /// Its workload identity (SPIFFE ID), stamped on its events.
+    pub identity: Arc<str>,
     /// How it is reached; only `Http` functions are in the route lookup.
     pub trigger: zerofn_manifest::Trigger,
     /// The methods of an HTTP function; empty for the others, which no request reaches.

@@ -327,12 +327,13 @@ impl Platform {
         name: String,
     ) -> Result<Option<ConfigValue>, ConfigRefusal> {
         let function = &reader.function;
+        // The read's own span: its decision and its `secret.read` event.
+        let span = reader.scope.span();
         let record = |outcome: Outcome, reason: &str| {
-            AuditEvent::new(EventKind::SecretRead, outcome)
+            reader
+                .scope
+                .event_in(&span, EventKind::SecretRead, outcome)
                 .reason(reason)
-                .invocation(reader.invocation_id.clone())
-                .function(function.app.clone(), function.name.clone())
-                .version(function.version_id.clone())
                 // A guest chooses the name: bounded before it is recorded.
                 .detail("name", name.chars().take(128).collect::<String>())
         };
@@ -352,8 +353,8 @@ impl Platform {
         }
         let decision = self
             .decide(
-                function,
-                &reader.invocation_id,
+                &reader.scope,
+                &span,
                 &reader.chain,
                 zerofn_policy::Capability::SecretRead { name: name.clone() },
                 format!("{}/{name}", function.app),
@@ -407,10 +408,10 @@ impl Platform {
             Err(error) => {
                 self.audit()
                     .record(
-                        AuditEvent::new(EventKind::IntegrityFailure, Outcome::Denied)
+                        reader
+                            .scope
+                            .event_in(&span, EventKind::IntegrityFailure, Outcome::Denied)
                             .reason("secret-unreadable")
-                            .invocation(reader.invocation_id.clone())
-                            .function(function.app.clone(), function.name.clone())
                             .detail("name", name.clone())
                             .detail("error", error),
                     )
@@ -420,7 +421,7 @@ impl Platform {
                     .await;
                 Err(ConfigRefusal(format!(
                     "secret `{name}` could not be read; the operator can see why in the audit stream (invocation {})",
-                    reader.invocation_id
+                    reader.scope.invocation_id
                 )))
             }
         }
@@ -431,7 +432,8 @@ impl Platform {
 pub(crate) struct InvocationSecrets {
     pub(crate) platform: Weak<Platform>,
     pub(crate) function: Arc<ActiveFunction>,
-    pub(crate) invocation_id: Arc<str>,
+    /// The invocation's id, identity, caller and span.
+    pub(crate) scope: Arc<zerofn_audit::InvocationScope>,
     /// SPIFFE IDs of the functions that called this invocation, outermost first.
     pub(crate) chain: Arc<[String]>,
 }
@@ -457,7 +459,7 @@ impl ConfigSource for InvocationSecrets {
         let reader = InvocationSecrets {
             platform: self.platform.clone(),
             function: self.function.clone(),
-            invocation_id: self.invocation_id.clone(),
+            scope: self.scope.clone(),
             chain: self.chain.clone(),
         };
         Box::pin(async move { platform.read_secret(&reader, name).await })
@@ -467,19 +469,12 @@ impl ConfigSource for InvocationSecrets {
         let Some(platform) = self.platform.upgrade() else {
             return Self::refused("the platform is shutting down");
         };
-        let function = self.function.clone();
-        let invocation_id = self.invocation_id.clone();
+        let event = self
+            .scope
+            .event_in(&self.scope.span(), EventKind::SecretRead, Outcome::Denied)
+            .reason("secret-list-refused");
         Box::pin(async move {
-            platform
-                .audit()
-                .record(
-                    AuditEvent::new(EventKind::SecretRead, Outcome::Denied)
-                        .reason("secret-list-refused")
-                        .invocation(invocation_id)
-                        .function(function.app.clone(), function.name.clone())
-                        .version(function.version_id.clone()),
-                )
-                .await;
+            platform.audit().record(event).await;
             Err(ConfigRefusal(
                 "listing configuration is not allowed: read each granted secret by name with `get`"
                     .into(),

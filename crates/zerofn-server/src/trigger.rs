@@ -1,8 +1,11 @@
 //! The HTTP trigger: accepts connections on the function listener (plain TCP, or TLS with the
 //! node's SVID) and hands each request to the function its route names. Nothing but routing
 //! and refusal happens here; a TLS client's certificate chain travels with each of its requests
-//! as a [`PeerCertificates`] extension, for the function's `auth` to judge.
+//! as a [`PeerCertificates`] extension, for the function's `auth` to judge. Each request's
+//! trace context is made here ([`Origin::from_headers`]: the caller's `traceparent`, or a new
+//! trace).
 
+use crate::correlation::{ANONYMOUS, Origin};
 use crate::platform::Platform;
 use crate::rate_limit::{Buckets, Caller};
 use hyper::body::Incoming;
@@ -151,7 +154,14 @@ async fn handle(
     platform: &Platform,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<ResponseBody> {
-    let invocation_id = uuid::Uuid::now_v7().to_string();
+    // The trace is continued (or started) before anything else, so that every event of the
+    // request, refusals included, is in it; the caller is anonymous until a credential says
+    // otherwise.
+    let origin = Origin::from_headers(
+        uuid::Uuid::now_v7().to_string(),
+        ANONYMOUS,
+        request.headers(),
+    );
     match platform.route(request.uri().path(), request.method().as_str()) {
         Ok(function) => {
             let mut request = request;
@@ -162,16 +172,20 @@ async fn handle(
             // The address's own bucket before any credential is checked, so that a flood from
             // one address spends its tokens rather than the platform's signature checks.
             if let Err(refused) = platform
-                .check_rates(&function, &address, Buckets::Caller, &invocation_id)
+                .check_rates(&function, &address, Buckets::Caller, &origin)
                 .await
             {
                 return refused;
             }
             match platform
-                .authenticate(&function, &invocation_id, &mut request)
+                .authenticate(&function, &origin, &mut request)
                 .await
             {
                 Ok(identity) => {
+                    let origin = origin.with_caller(crate::platform::caller_name(
+                        identity.as_ref(),
+                        &function.caller_auth,
+                    ));
                     // An authenticated caller has its own bucket too; an anonymous one has
                     // spent its address's token already.
                     let (caller, buckets) = match identity {
@@ -179,25 +193,17 @@ async fn handle(
                         None => (address, Buckets::Function),
                     };
                     if let Err(refused) = platform
-                        .check_rates(&function, &caller, buckets, &invocation_id)
+                        .check_rates(&function, &caller, buckets, &origin)
                         .await
                     {
                         return refused;
                     }
-                    platform.invoke(&function, invocation_id, request).await
+                    platform.invoke(&function, origin, request).await
                 }
-                Err(problem) => {
-                    platform
-                        .refuse(problem, &invocation_id, Some(&function))
-                        .await
-                }
+                Err(problem) => platform.refuse(problem, &origin, Some(&function)).await,
             }
         }
-        Err((problem, function)) => {
-            platform
-                .refuse(problem, &invocation_id, function.as_deref())
-                .await
-        }
+        Err((problem, function)) => platform.refuse(problem, &origin, function.as_deref()).await,
     }
 }
 

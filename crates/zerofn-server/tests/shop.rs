@@ -175,3 +175,152 @@ async fn without_the_egress_grant_checkout_cannot_charge_and_records_nothing() {
     let (keys, _) = store.kv_list_keys("shop", "orders", 0, 10).unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 }
+
+#[tokio::test]
+async fn one_checkout_is_one_trace_from_the_request_to_the_key_value_write() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let server = TestServer::start().await;
+    deploy(&server, &manifest(&server)).await;
+    let placed = request(
+        server.addr,
+        "POST",
+        "/checkout",
+        &[
+            ("content-type", "application/json"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ],
+        bytes::Bytes::from(r#"{"items":[{"sku":"TEA-01","qty":2}]}"#),
+    )
+    .await;
+    assert_eq!(placed.status, 201, "{}", placed.text());
+    let order_id = placed.json()["order_id"].as_str().unwrap().to_string();
+    let answered = placed.headers["traceparent"].to_str().unwrap().to_string();
+    assert!(answered.starts_with(&format!("00-{TRACE}-")), "{answered}");
+
+    // checkout, inventory (called) and payments (reached by egress, continuing its span).
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = server
+            .audit(zerofn_store::AuditQuery {
+                trace_id: Some(TRACE.into()),
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await;
+        if events.iter().filter(|e| e.kind == "invocation.end").count() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    for event in &events {
+        for field in [
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "identity",
+            "caller",
+            "version_id",
+        ] {
+            assert!(
+                event.event.get(field).is_some(),
+                "{field} missing: {}",
+                event.event
+            );
+        }
+    }
+    // Key names and values are the guest's data: neither is recorded.
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.event.to_string().contains(&order_id))
+    );
+
+    let tree = zerofn_server::traces::build(TRACE, &events).unwrap();
+    assert_eq!(
+        tree.invocations,
+        3,
+        "{}",
+        zerofn_server::traces::render(&tree)
+    );
+    assert_eq!(
+        tree.roots.len(),
+        1,
+        "{}",
+        zerofn_server::traces::render(&tree)
+    );
+    let root = &tree.roots[0];
+    assert_eq!(root.kind, "invocation");
+    assert_eq!(root.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(answered.split('-').nth(2), Some(root.span_id.as_str()));
+    assert!(
+        root.summary
+            .starts_with("POST /checkout  shop/checkout  201"),
+        "{}",
+        root.summary
+    );
+
+    let child = |kind: &str| {
+        root.children
+            .iter()
+            .find(|n| n.kind == kind)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {kind} under checkout: {}",
+                    zerofn_server::traces::render(&tree)
+                )
+            })
+    };
+    // The callee's invocation is a child of the caller's call span.
+    let call = child("invoke");
+    assert_eq!(call.summary, "invoke shop/inventory  allowed");
+    assert_eq!(call.children.len(), 1);
+    assert_eq!(
+        call.children[0].parent_span_id.as_deref(),
+        Some(call.span_id.as_str())
+    );
+    assert!(
+        call.children[0]
+            .summary
+            .starts_with("GET /inventory  shop/inventory  200")
+    );
+    assert_eq!(
+        call.children[0].events[0]["caller"],
+        "spiffe://zerofn.local/app/shop/fn/checkout"
+    );
+    assert_eq!(
+        child("secret.read").summary,
+        "secret.read payments_key  allowed"
+    );
+    // The destination is a function of this node: it continued the egress span.
+    let egress = child("egress");
+    assert!(
+        egress.summary.starts_with("egress POST http://127.0.0.1:"),
+        "{}",
+        egress.summary
+    );
+    assert!(egress.summary.ends_with("  201"), "{}", egress.summary);
+    assert_eq!(egress.children.len(), 1);
+    assert!(
+        egress.children[0]
+            .summary
+            .starts_with("POST /payments/charge  shop/payments  201")
+    );
+    assert!(
+        egress.children[0]
+            .children
+            .iter()
+            .any(|n| n.summary == "secret.read payments_key  allowed")
+    );
+    // The last write, in the same tree.
+    assert_eq!(child("kv.write").summary, "kv.write orders set  1 key");
+    assert_eq!(child("kv.write").events[0]["detail"]["keys"], 1);
+
+    let text = zerofn_server::traces::render(&tree);
+    assert!(
+        text.starts_with(&format!("trace {TRACE}  (3 invocations, ")),
+        "{text}"
+    );
+}

@@ -229,6 +229,13 @@ pub enum Command {
     /// remove. Local socket only.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Print the causal tree of one trace: the request, each function it reached, and under
+    /// each its secret reads, egress calls, calls to other functions and key-value writes.
+    Trace {
+        /// The trace id: 32 lowercase hex digits (the second field of the `traceparent`
+        /// response header, or `trace_id` in an audit event).
+        trace_id: String,
+    },
     /// Show what functions wrote to stdout and stderr.
     Logs {
         app: String,

@@ -1113,3 +1113,68 @@ fn secrets_come_from_stdin_or_a_file_never_from_the_command_line() {
             .any(|w| w == value.as_bytes())
     );
 }
+
+#[test]
+fn trace_prints_the_tree_of_a_request_and_refuses_what_it_cannot_show() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let app = app_dir(root.path(), "hello", MANIFEST, true);
+    let (_server, addr) = up(&app, &data);
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /hello HTTP/1.1\r\nHost: localhost\r\ntraceparent: 00-{TRACE}-00f067aa0ba902b7-01\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains(&format!("traceparent: 00-{TRACE}-")),
+        "{response}"
+    );
+
+    // The invocation's end is recorded once its sandbox is gone, just after the response.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let traced = zerofn(&data, &["trace", TRACE]);
+        assert!(traced.status.success(), "{traced:?}");
+        let text = String::from_utf8_lossy(&traced.stdout).into_owned();
+        if text.contains("(1 invocation, 2 events") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        text.starts_with(&format!("trace {TRACE}  (1 invocation, 2 events, ")),
+        "{text}"
+    );
+    assert!(text.contains("└─ GET /hello  hello/hello  200  "), "{text}");
+    assert!(text.contains("caller=anonymous"), "{text}");
+
+    let json = zerofn(&data, &["trace", TRACE, "--json"]);
+    assert!(json.status.success(), "{json:?}");
+    let tree: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(tree["trace_id"], TRACE);
+    assert_eq!(tree["roots"][0]["kind"], "invocation");
+    assert_eq!(tree["roots"][0]["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(tree["roots"][0]["events"][0]["kind"], "invocation.start");
+
+    let unknown = zerofn(&data, &["trace", "0123456789abcdef0123456789abcdef"]);
+    assert_eq!(unknown.status.code(), Some(3), "{unknown:?}");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("No audit event belongs to trace"),
+        "{stderr}"
+    );
+
+    let invalid = zerofn(&data, &["trace", "not-a-trace"]);
+    assert_eq!(invalid.status.code(), Some(1), "{invalid:?}");
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr).contains("is not a trace id"),
+        "{invalid:?}"
+    );
+}

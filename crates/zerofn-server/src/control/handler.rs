@@ -146,6 +146,7 @@ pub(crate) async fn handle(
             .and_then(|rotation| json(&rotation)),
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
+        (Method::GET, ["v1", "traces", trace_id]) => trace(platform, trace_id).await,
         _ => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-control-endpoint",
@@ -433,10 +434,14 @@ async fn invoke(platform: &Platform, body: &[u8]) -> Result<Response, Problem> {
         .map_err(|e| bad_request(format!("invalid request: {e}")))?;
     // The operator is trusted to call any function, but not to speak for the platform.
     crate::calls::remove_reserved_headers(guest_request.headers_mut());
-    let invocation_id = uuid::Uuid::now_v7().to_string();
-    let response = platform
-        .invoke(&function, invocation_id.clone(), guest_request)
-        .await;
+    // The operator's request may continue a trace of theirs (`traceparent` among the headers).
+    let origin = crate::correlation::Origin::from_headers(
+        uuid::Uuid::now_v7().to_string(),
+        crate::correlation::OPERATOR,
+        guest_request.headers(),
+    );
+    let invocation_id = origin.invocation_id.to_string();
+    let response = platform.invoke(&function, origin, guest_request).await;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -494,6 +499,41 @@ async fn audit(platform: &Platform, query: &str) -> Result<Response, Problem> {
         .audit_events(&query)
         .map_err(crate::DeployError::from)?;
     json(&rows)
+}
+
+/// The causal tree of one trace (see [`crate::traces`]).
+async fn trace(platform: &Platform, trace_id: &str) -> Result<Response, Problem> {
+    if !crate::traces::is_trace_id(trace_id) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-trace-id",
+            "Invalid trace id",
+            format!(
+                "`{}` is not a trace id: a W3C trace id is 32 lowercase hexadecimal digits, not all zero (the second field of a `traceparent` header)",
+                trace_id.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    platform.audit().flush().await;
+    let rows = platform
+        .store()
+        .audit_events(&AuditQuery {
+            trace_id: Some(trace_id.to_string()),
+            limit: Some(crate::traces::MAX_EVENTS),
+            ..Default::default()
+        })
+        .map_err(crate::DeployError::from)?;
+    match crate::traces::build(trace_id, &rows) {
+        Some(tree) => json(&tree),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-trace",
+            "Unknown trace",
+            format!(
+                "No audit event belongs to trace {trace_id}: check the id (the `traceparent` response header carries it), or the events may not have been recorded on this node."
+            ),
+        )),
+    }
 }
 
 pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {

@@ -85,7 +85,8 @@ impl Egress {
 /// Who asks, for one outbound request.
 pub(crate) struct EgressCall {
     pub(crate) caller: Arc<ActiveFunction>,
-    pub(crate) invocation_id: Arc<str>,
+    /// The calling invocation.
+    pub(crate) scope: Arc<zerofn_audit::InvocationScope>,
     /// SPIFFE IDs of the functions that called this invocation, outermost first.
     pub(crate) chain: Arc<[String]>,
     /// When the invocation must be over; no exchange outlives it.
@@ -104,12 +105,17 @@ pub(crate) async fn send(
 ) -> Result<http::Response<OutboundBody>, Error> {
     let deadline = tokio::time::Instant::from_std(call.deadline);
     let timeouts = Timeouts::new(options, deadline);
+    // One span for the whole exchange: its decisions, its event, and (through the
+    // `traceparent` it carries) whatever the destination records.
+    let span = call.scope.span();
     let record = Recorder {
         audit: platform.audit().clone(),
         metrics: platform.metrics().egress(),
         caller: call.caller.clone(),
-        invocation_id: call.invocation_id.clone(),
+        scope: call.scope.clone(),
+        span: span.clone(),
     };
+    let foreign = crate::correlation::foreign_traceparent(request.headers(), &call.scope);
     let method = request.method().as_str().to_string();
     let target = match normalise(request.uri()) {
         Ok(target) => target,
@@ -160,7 +166,7 @@ pub(crate) async fn send(
         address: target.literal,
         private: target.literal.is_some_and(|ip| classify(ip).is_private()),
     };
-    let decision = decide(platform, &call, &before, "request").await;
+    let decision = decide(platform, &call, &span, &before, "request", foreign).await;
     if !decision.allowed {
         return Err(record
             .refuse(refusal(&call.caller, &target, &before, &decision))
@@ -227,7 +233,7 @@ async fn resolve_and_send(
                 private: classify(*ip).is_private(),
                 ..before.clone()
             };
-            let decision = decide(platform, call, &resolved, "resolved").await;
+            let decision = decide(platform, call, &record.span, &resolved, "resolved", None).await;
             if !decision.allowed {
                 return Err(record
                     .refuse(refusal(&call.caller, target, &resolved, &decision))
@@ -255,6 +261,8 @@ async fn resolve_and_send(
     };
     *request.uri_mut() = uri;
     request.headers_mut().insert(http::header::HOST, host);
+    // The destination continues the exchange's span, not whatever the guest wrote.
+    crate::correlation::set_traceparent(request.headers_mut(), &record.span);
     let request = request.map(MeteredBody::new);
     let on_end = record.on_end(target, method, started, in_flight);
     let connector = &platform.egress().connector;
@@ -284,8 +292,10 @@ async fn resolve_and_send(
 async fn decide(
     platform: &Platform,
     call: &EgressCall,
+    span: &zerofn_audit::TraceContext,
     destination: &zerofn_policy::Destination,
     phase: &'static str,
+    guest_traceparent: Option<String>,
 ) -> zerofn_policy::Decision {
     let resource = format!(
         "{}://{}:{}",
@@ -297,16 +307,20 @@ async fn decide(
     );
     platform
         .decide(
-            &call.caller,
-            &call.invocation_id,
+            &call.scope,
+            span,
             &call.chain,
             zerofn_policy::Capability::Egress(destination.clone()),
             resource,
             |event| {
-                event
+                let event = event
                     .detail("method", method)
                     .detail("phase", phase)
-                    .detail("address", address)
+                    .detail("address", address);
+                match guest_traceparent {
+                    Some(sent) => event.detail("guest_traceparent", sent),
+                    None => event,
+                }
             },
         )
         .await

@@ -7,7 +7,7 @@ use super::destination::Target;
 use crate::routes::ActiveFunction;
 use std::net::IpAddr;
 use std::sync::Arc;
-use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_audit::{AuditEvent, AuditLog, EventKind, InvocationScope, Outcome, TraceContext};
 use zerofn_runtime::BodyError as Error;
 
 /// A refusal as recorded.
@@ -25,15 +25,14 @@ pub(super) struct Recorder {
     pub(super) audit: AuditLog,
     pub(super) metrics: crate::metrics::EgressMetrics,
     pub(super) caller: Arc<ActiveFunction>,
-    pub(super) invocation_id: Arc<str>,
+    pub(super) scope: Arc<InvocationScope>,
+    /// The exchange's span (a child of the invocation's).
+    pub(super) span: TraceContext,
 }
 
 impl Recorder {
     fn event(&self, kind: EventKind, outcome: Outcome) -> AuditEvent {
-        AuditEvent::new(kind, outcome)
-            .invocation(self.invocation_id.clone())
-            .function(self.caller.app.clone(), self.caller.name.clone())
-            .version(self.caller.version_id.clone())
+        self.scope.event_in(&self.span, kind, outcome)
     }
 
     /// Records `refusal` and returns what the guest receives.
@@ -41,7 +40,7 @@ impl Recorder {
         self.metrics
             .denied(&self.caller.app, &self.caller.name, refusal.rule);
         tracing::info!(
-            invocation = %self.invocation_id,
+            invocation = %self.scope.invocation_id,
             app = %self.caller.app,
             function = %self.caller.name,
             rule = refusal.rule,

@@ -10,6 +10,7 @@ pub mod queue;
 pub mod schedule;
 
 use crate::cloudevents::{CloudEvent, Mode};
+use crate::correlation::Origin;
 use crate::platform::Platform;
 use crate::rate_limit::{Buckets, Caller};
 use crate::routes::ActiveFunction;
@@ -41,14 +42,26 @@ impl Delivery {
 
 /// Delivers `event` to `function` in binary mode and waits for the whole response. `trigger`
 /// names the rate-limit caller (`trigger:schedule`, `trigger:queue`): platform-made events
-/// are charged to the function's own bucket.
+/// are charged to the function's own bucket. `caller` is who the audit stream says asked
+/// (`schedule`, `queue:<name>`). The invocation continues the trace of the event's
+/// `traceparent` extension attribute (the CloudEvents distributed-tracing extension), if it
+/// has a valid one, and starts a trace otherwise.
 pub async fn deliver(
     platform: &Platform,
     function: &Arc<ActiveFunction>,
     event: &CloudEvent,
     trigger: &str,
+    caller: &str,
 ) -> Delivery {
-    let invocation_id = uuid::Uuid::now_v7().to_string();
+    let origin = Origin::from_traceparent(
+        uuid::Uuid::now_v7().to_string(),
+        caller,
+        event
+            .extensions
+            .get(zerofn_audit::TRACEPARENT)
+            .map(String::as_str),
+    );
+    let invocation_id = origin.invocation_id.to_string();
     let request = match event.to_http(Mode::Binary, DELIVERY_PATH) {
         Ok(request) => request,
         Err(error) => {
@@ -72,7 +85,7 @@ pub async fn deliver(
             function,
             &Caller::Identity(format!("trigger:{trigger}")),
             Buckets::Function,
-            &invocation_id,
+            &origin,
         )
         .await
     {
@@ -81,9 +94,7 @@ pub async fn deliver(
             status: refused.status().as_u16(),
         };
     }
-    let response = platform
-        .invoke(function, invocation_id.clone(), request)
-        .await;
+    let response = platform.invoke(function, origin, request).await;
     let status = response.status().as_u16();
     // A body cut off at its cap or deadline is a failed delivery, whatever the head said.
     let status = match response.into_body().collect().await {

@@ -301,7 +301,8 @@ async fn deliver_message(platform: &Platform, settings: &QueueSettings, message:
         Ok(event) => match consumer(platform, &message.app, &message.queue) {
             None => Err((None, "no serving function consumes the queue".to_string())),
             Some(function) => {
-                let delivery = deliver(platform, &function, &event, "queue").await;
+                let caller = format!("queue:{}", message.queue);
+                let delivery = deliver(platform, &function, &event, "queue", &caller).await;
                 if delivery.succeeded() {
                     Ok((function, delivery))
                 } else {

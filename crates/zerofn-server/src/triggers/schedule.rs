@@ -150,7 +150,14 @@ async fn fire(
     let function = function.clone();
     let flag = entry.running.clone();
     running.spawn(async move {
-        let delivery = deliver(&platform, &function, &event, "schedule").await;
+        let delivery = deliver(
+            &platform,
+            &function,
+            &event,
+            "schedule",
+            crate::correlation::SCHEDULE,
+        )
+        .await;
         tracing::debug!(
             app = %function.app,
             function = %function.name,

@@ -188,6 +188,27 @@ pub async fn versions(app: &str, target: &Target, json: bool) -> Result<(), Fail
     Ok(())
 }
 
+/// `zerofn trace`: the tree is built by the server; this prints it.
+pub async fn trace(trace_id: &str, target: &Target, json: bool) -> Result<(), Failure> {
+    if !zerofn_server::traces::is_trace_id(trace_id) {
+        return Err(Failure::new(
+            Code::Failure,
+            format!(
+                "`{trace_id}` is not a trace id: use the 32 lowercase hex digits of a trace (the second field of a `traceparent` header, or `trace_id` in an audit event)"
+            ),
+        ));
+    }
+    let tree: zerofn_server::traces::TraceTree = target
+        .client()?
+        .get(&format!("/v1/traces/{trace_id}"))
+        .await?;
+    let value = serde_json::to_value(&tree).unwrap_or_default();
+    crate::output::print(json, &value, || {
+        zerofn_server::traces::render(&tree).trim_end().to_string()
+    });
+    Ok(())
+}
+
 pub async fn rollback(
     app: &str,
     to: Option<&str>,

@@ -117,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout => operator::logout(&target()?, json).await,
         Command::Operator(command) => operator::operator(command, &target()?, json).await,
         Command::TrustReload => control::trust_reload(&target()?, json).await,
+        Command::Trace { trace_id } => control::trace(&trace_id, &target()?, json).await,
         Command::Logs {
             app,
             function,

@@ -746,7 +746,7 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// `/call`: a GET (or `method=POST`) to `http://HOST/PATH` (another function, through the platform), forging the
-/// identity headers only the platform may set. Answers `{"status": N, "body": "..."}` or
+/// identity headers only the platform may set and another trace's `traceparent`. Answers `{"status": N, "body": "..."}` or
 /// `{"error": "..."}`. `/forward` sends `body` (its media type, its bytes) along.
 fn call(host: &str, method: &Method, path: &str, body: Option<(&[u8], &[u8])>) -> String {
     let mut fields = vec![
@@ -755,6 +755,11 @@ fn call(host: &str, method: &Method, path: &str, body: Option<(&[u8], &[u8])>) -
             b"spiffe://evil.example/app/admin/fn/root".to_vec(),
         ),
         ("x-zerofn-caller-chain".to_owned(), b"forged".to_vec()),
+        // Another trace's parentage: the platform's own span must replace it.
+        (
+            "traceparent".to_owned(),
+            b"00-0badc0de0badc0de0badc0de0badc0de-0badc0de0badc0de-01".to_vec(),
+        ),
     ];
     if let Some((content_type, _)) = body
         && !content_type.is_empty()
