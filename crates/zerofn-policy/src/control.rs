@@ -33,8 +33,9 @@ pub const CONTROL_ACTIONS: [&str; 10] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Reads state: apps, versions, metrics, JWKS, logs, audit events and traces, API key
-    /// records, the names and versions of secrets (never their values).
+    /// Reads state: apps, versions, metrics, JWKS, logs, API key records, the names and
+    /// versions of secrets (never their values); reads and verifies the audit stream
+    /// and its traces.
     Viewer,
     /// Reads, deploys, rolls back and invokes functions, and sends events to local queues.
     Deployer,

@@ -210,6 +210,8 @@ pub enum ServerError {
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
     #[error(transparent)]
+    AuditKey(#[from] zerofn_audit::CheckpointKeyError),
+    #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
     #[error("cannot load the advisory database: {0}")]
     Advisories(zerofn_provenance::ProvenanceError),
@@ -321,7 +323,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
         None => (None, None),
     };
-    let audit = AuditLog::start(store.clone()).map_err(ServerError::Audit)?;
+    let checkpoint_key = zerofn_audit::CheckpointKey::load_or_create(
+        &config.data_dir.join(zerofn_audit::CHECKPOINT_KEY_FILE),
+    )?;
+    let audit = AuditLog::start_with(
+        store.clone(),
+        Some(zerofn_audit::CheckpointPolicy::new(Arc::new(
+            checkpoint_key,
+        ))),
+    )
+    .map_err(ServerError::Audit)?;
     let node_secret = zerofn_runtime::load_or_create_key(&config.data_dir.join(NODE_SECRET_FILE))
         .map_err(ServerError::NodeSecret)?;
     let mut runtime_config = config.runtime.clone();
@@ -523,7 +534,7 @@ impl RunningServer {
     }
 
     /// Stops accepting, lets in-flight requests finish (within the grace period), records the
-    /// stop and flushes the audit stream.
+    /// stop, and commits and checkpoints the audit stream.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -534,7 +545,7 @@ impl RunningServer {
         audit
             .record(AuditEvent::new(EventKind::ServerStop, Outcome::Success))
             .await;
-        audit.flush().await;
+        audit.checkpoint().await;
     }
 }
 

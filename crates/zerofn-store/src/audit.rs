@@ -1,5 +1,6 @@
-//! Append-only tables for audit events and guest logs, written in batches by the audit writer
-//! and read back by the control plane. Nothing here updates or deletes a row.
+//! Append-only tables for audit events, their chain checkpoints and guest logs, written in
+//! batches by the audit writer and read back by the control plane and the chain verifier.
+//! Nothing here updates or deletes a row.
 
 use crate::{Store, StoreError};
 use rusqlite::{ToSql, params};
@@ -47,6 +48,30 @@ pub struct LogRow {
     pub line: String,
 }
 
+fn checkpoint_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
+    Ok(CheckpointRow {
+        event_id: row.get(0)?,
+        at_ms: row.get(1)?,
+        hash: row.get(2)?,
+        key_id: row.get(3)?,
+        envelope: row.get(4)?,
+    })
+}
+
+/// Hashes travel as lowercase hex in JSON.
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(deserializer)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Which audit events to read. Empty fields do not filter.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditQuery {
@@ -74,21 +99,74 @@ pub struct LogQuery {
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 10_000;
 
+/// An audit event placed in the hash chain by the writer: the id it will have and its link
+/// hash (see `zerofn-audit`'s `chain`). Ids are given by the writer, not the store, because the
+/// hash covers the id.
+#[derive(Debug, Clone)]
+pub struct ChainedAuditRow {
+    pub id: i64,
+    pub hash: [u8; 32],
+    pub row: NewAuditRow,
+}
+
+/// A signed checkpoint of the chain: the head (`event_id`, `hash`) when it was taken, and the
+/// DSSE envelope that signs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointRow {
+    pub event_id: i64,
+    pub at_ms: i64,
+    #[serde(with = "hex_bytes")]
+    pub hash: Vec<u8>,
+    pub key_id: String,
+    /// The DSSE envelope (JSON) whose payload names `event_id` and `hash`.
+    pub envelope: String,
+}
+
+/// One audit event exactly as stored, for verifying the chain: the indexed columns, the event
+/// text byte for byte, and its link hash (`None` for rows written before the chain existed).
+#[derive(Debug, Clone)]
+pub struct StoredAuditRow {
+    pub id: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub invocation_id: Option<String>,
+    pub app: Option<String>,
+    pub function: Option<String>,
+    pub outcome: String,
+    pub trace_id: Option<String>,
+    pub event: String,
+    pub hash: Option<Vec<u8>>,
+}
+
+/// The end of the audit table: the last row (its id and hash) and the highest id the table has
+/// ever given (SQLite's `sqlite_sequence`, which deleting rows does not lower).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditTail {
+    pub last_id: Option<i64>,
+    pub last_hash: Option<Vec<u8>>,
+    pub highest_id_given: Option<i64>,
+}
+
 impl Store {
-    /// Appends a batch of audit events and guest log lines in one transaction; returns the ids
-    /// the events were given, in order.
-    pub fn append(&self, events: &[NewAuditRow], logs: &[LogRow]) -> Result<Vec<i64>, StoreError> {
-        let mut ids = Vec::with_capacity(events.len());
+    /// Appends a batch of chained audit events (with the checkpoint taken after them, if any)
+    /// and guest log lines in one transaction: all of it is stored, or none.
+    pub fn append(
+        &self,
+        events: &[ChainedAuditRow],
+        checkpoint: Option<&CheckpointRow>,
+        logs: &[LogRow],
+    ) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let tx = connection.transaction()?;
         {
             let mut insert_event = tx.prepare_cached(
                 "INSERT INTO audit_events
-                     (at_ms, kind, invocation_id, app, function, outcome, event, trace_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (id, at_ms, kind, invocation_id, app, function, outcome, event, trace_id, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
-            for e in events {
+            for ChainedAuditRow { id, hash, row: e } in events {
                 insert_event.execute(params![
+                    id,
                     e.at_ms,
                     e.kind,
                     e.invocation_id.as_deref(),
@@ -96,9 +174,16 @@ impl Store {
                     e.function.as_deref(),
                     e.outcome,
                     e.json,
-                    e.trace_id.as_deref()
+                    e.trace_id.as_deref(),
+                    &hash[..]
                 ])?;
-                ids.push(tx.last_insert_rowid());
+            }
+            if let Some(c) = checkpoint {
+                tx.prepare_cached(
+                    "INSERT INTO audit_checkpoints (event_id, at_ms, hash, key_id, envelope)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![c.event_id, c.at_ms, c.hash, c.key_id, c.envelope])?;
             }
             let mut insert_log = tx.prepare_cached(
                 "INSERT INTO guest_logs (at_ms, app, function, invocation_id, stream, line)
@@ -116,7 +201,82 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(ids)
+        Ok(())
+    }
+
+    /// The end of the audit table, read in one statement so that it is consistent.
+    pub fn audit_tail(&self) -> Result<AuditTail, StoreError> {
+        let connection = self.connection();
+        let tail = connection.query_row(
+            "SELECT (SELECT id FROM audit_events ORDER BY id DESC LIMIT 1),
+                    (SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1),
+                    (SELECT seq FROM sqlite_sequence WHERE name = 'audit_events')",
+            [],
+            |row| {
+                Ok(AuditTail {
+                    last_id: row.get(0)?,
+                    last_hash: row.get(1)?,
+                    highest_id_given: row.get(2)?,
+                })
+            },
+        )?;
+        Ok(tail)
+    }
+
+    /// Up to `limit` stored audit rows with an id above `after_id` and at most `up_to`, in id
+    /// order: one page of a walk over the chain.
+    pub fn audit_chain_page(
+        &self,
+        after_id: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditRow>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, at_ms, kind, invocation_id, app, function, outcome, trace_id, event, hash
+             FROM audit_events WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(params![after_id, up_to, limit], |row| {
+            Ok(StoredAuditRow {
+                id: row.get(0)?,
+                at_ms: row.get(1)?,
+                kind: row.get(2)?,
+                invocation_id: row.get(3)?,
+                app: row.get(4)?,
+                function: row.get(5)?,
+                outcome: row.get(6)?,
+                trace_id: row.get(7)?,
+                event: row.get(8)?,
+                hash: row.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` checkpoints with an event id above `after_event_id`, in order.
+    pub fn audit_checkpoints(
+        &self,
+        after_event_id: i64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT event_id, at_ms, hash, key_id, envelope FROM audit_checkpoints
+             WHERE event_id > ?1 ORDER BY event_id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![after_event_id, limit], checkpoint_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent checkpoint, if any.
+    pub fn last_audit_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(
+            "SELECT event_id, at_ms, hash, key_id, envelope FROM audit_checkpoints
+             ORDER BY event_id DESC LIMIT 1",
+        )?;
+        let mut rows = statement.query_map([], checkpoint_row)?;
+        Ok(rows.next().transpose()?)
     }
 
     /// Reads audit events matching `query`, oldest first.

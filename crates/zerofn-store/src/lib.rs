@@ -23,7 +23,10 @@ mod secrets;
 mod versions;
 
 pub use api_keys::ApiKeyRecord;
-pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
+pub use audit::{
+    AuditQuery, AuditRow, AuditTail, ChainedAuditRow, CheckpointRow, LogQuery, LogRow, NewAuditRow,
+    StoredAuditRow,
+};
 pub use error::StoreError;
 pub use kv::{KvQuota, KvStoreError, kv_context};
 pub use operators::{OperatorRecord, SessionRecord};

@@ -3,7 +3,9 @@
 // Test helpers outside `#[test]` functions report failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use zerofn_store::{AuditQuery, LogQuery, LogRow, NewAuditRow, NewVersion, Store, StoreError};
+use zerofn_store::{
+    AuditQuery, ChainedAuditRow, LogQuery, LogRow, NewAuditRow, NewVersion, Store, StoreError,
+};
 
 fn version(app: &str, manifest: &str, code: &[u8]) -> NewVersion {
     NewVersion {
@@ -143,15 +145,19 @@ fn a_tampered_blob_is_refused() {
 fn audit_and_logs_are_appended_and_filtered() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let event = |inv: &str| NewAuditRow {
-        at_ms: 1,
-        kind: "invocation.end",
-        invocation_id: Some(inv.into()),
-        app: Some("shop".into()),
-        function: Some("checkout".into()),
-        outcome: "success",
-        trace_id: None,
-        json: serde_json::json!({"invocation_id": inv}).to_string(),
+    let event = |id: i64, inv: &str| ChainedAuditRow {
+        id,
+        hash: [id as u8; 32],
+        row: NewAuditRow {
+            at_ms: 1,
+            kind: "invocation.end",
+            invocation_id: Some(inv.into()),
+            app: Some("shop".into()),
+            function: Some("checkout".into()),
+            outcome: "success",
+            trace_id: None,
+            json: serde_json::json!({"invocation_id": inv}).to_string(),
+        },
     };
     let log = LogRow {
         id: 0,
@@ -162,7 +168,13 @@ fn audit_and_logs_are_appended_and_filtered() {
         stream: "stdout".into(),
         line: "hello".into(),
     };
-    store.append(&[event("a"), event("b")], &[log]).unwrap();
+    store
+        .append(&[event(1, "a"), event(2, "b")], None, &[log])
+        .unwrap();
+    let tail = store.audit_tail().unwrap();
+    assert_eq!(tail.last_id, Some(2));
+    assert_eq!(tail.last_hash, Some(vec![2; 32]));
+    assert_eq!(tail.highest_id_given, Some(2));
     let only_b = store
         .audit_events(&AuditQuery {
             invocation_id: Some("b".into()),
@@ -212,7 +224,7 @@ fn following_pages_through_every_row_in_order() {
         line: format!("line {i}"),
     };
     let rows: Vec<LogRow> = (0..25).map(log).collect();
-    store.append(&[], &rows).unwrap();
+    store.append(&[], None, &rows).unwrap();
     let mut seen = Vec::new();
     let mut after = Some(0);
     loop {

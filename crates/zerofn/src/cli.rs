@@ -236,6 +236,10 @@ pub enum Command {
         /// response header, or `trace_id` in an audit event).
         trace_id: String,
     },
+    /// The audit stream: verify its hash chain and signed checkpoints; export the key that
+    /// signs them.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show what functions wrote to stdout and stderr.
     Logs {
         app: String,
@@ -250,6 +254,22 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+}
+
+/// `zerofn audit ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Walk the stored audit chain and its signed checkpoints, and report every edited,
+    /// deleted, inserted or reordered record, where it is. Exits 7 when the chain is broken.
+    Verify {
+        /// Check checkpoints against this public key (SPKI PEM, from `zerofn audit key`)
+        /// instead of the node's own key file.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Print the public key audit checkpoints are signed with (SPKI PEM): keep it where this
+    /// node cannot change it, and verify with `--key`.
+    Key,
 }
 
 /// How `zerofn admit` reports.

@@ -15,6 +15,8 @@ pub enum Code {
     BuildFailed = 5,
     /// `invoke`: the function answered with a status of 400 or more.
     FunctionError = 6,
+    /// `audit verify`: the audit chain is broken (the findings were printed).
+    ChainBroken = 7,
 }
 
 impl From<Code> for std::process::ExitCode {

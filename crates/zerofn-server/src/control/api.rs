@@ -210,3 +210,19 @@ pub struct QueueListing {
     /// Messages that failed every attempt, with their last error.
     pub dead: Vec<zerofn_store::QueueMessage>,
 }
+
+/// `GET /v1/audit/verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditVerifyQuery {
+    /// Check checkpoints against this public key (SPKI PEM) instead of the node's own: one
+    /// exported earlier and kept elsewhere.
+    pub key: Option<String>,
+}
+
+/// `GET /v1/audit/key`: the public key audit checkpoints are signed with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditKey {
+    pub key_id: String,
+    pub algorithm: String,
+    pub public_key_pem: String,
+}

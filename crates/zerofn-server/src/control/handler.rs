@@ -25,6 +25,7 @@ pub(crate) async fn handle(
     request: hyper::Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let method = request.method().clone();
+    let method_changes_state = method != Method::GET && method != Method::HEAD;
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
@@ -147,6 +148,8 @@ pub(crate) async fn handle(
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
         (Method::GET, ["v1", "traces", trace_id]) => trace(platform, trace_id).await,
+        (Method::GET, ["v1", "audit", "verify"]) => audit_verify(platform, &query).await,
+        (Method::GET, ["v1", "audit", "key"]) => audit_key(platform),
         _ => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-control-endpoint",
@@ -154,7 +157,7 @@ pub(crate) async fn handle(
             format!("{path} is not part of the control API (see docs/cli.md)."),
         )),
     };
-    Ok(match result {
+    let response = match result {
         Ok(response) => response,
         Err(refusal) => {
             if !refusal.recorded {
@@ -170,7 +173,13 @@ pub(crate) async fn handle(
             }
             problem(refusal)
         }
-    })
+    };
+    // An operator's action is acknowledged only once its audit events are committed: a crash
+    // after the answer cannot lose the record of what was done (or refused).
+    if method_changes_state {
+        platform.audit().flush().await;
+    }
+    Ok(response)
 }
 
 impl From<crate::DeployError> for Problem {
@@ -534,6 +543,62 @@ async fn trace(platform: &Platform, trace_id: &str) -> Result<Response, Problem>
             ),
         )),
     }
+/// `GET /v1/audit/verify`: walks the stored chain (off the async workers: it reads every
+/// event) and reports every break. A broken chain is an answer, not a refusal; it is also
+/// recorded, so that the finding itself is in the stream.
+async fn audit_verify(platform: &Platform, query: &str) -> Result<Response, Problem> {
+    let query: super::api::AuditVerifyQuery = parse_query(query)?;
+    let keys = match query.key {
+        Some(pem) => vec![
+            zerofn_signing::PublicKey::from_pem(&pem)
+                .map_err(|e| bad_request(format!("`key` is not a public key: {e}")))?,
+        ],
+        None => platform
+            .audit()
+            .checkpoint_key()
+            .cloned()
+            .into_iter()
+            .collect(),
+    };
+    platform.audit().flush().await;
+    let store = platform.store().clone();
+    let report = tokio::task::spawn_blocking(move || zerofn_audit::verify(&store, &keys))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(crate::DeployError::from)?;
+    if let Some(first) = report.findings.first() {
+        platform
+            .audit()
+            .record(
+                AuditEvent::new(EventKind::IntegrityFailure, Outcome::Failure)
+                    .reason("audit-chain-broken")
+                    .detail(
+                        "findings",
+                        report.findings.len() as u64 + report.findings_omitted,
+                    )
+                    .detail("first_id", first.id)
+                    .detail("first_kind", first.kind.as_str()),
+            )
+            .await;
+    }
+    json(&report)
+}
+
+/// `GET /v1/audit/key`: the public key checkpoints are signed with, for verifiers to keep.
+fn audit_key(platform: &Platform) -> Result<Response, Problem> {
+    let key = platform.audit().checkpoint_key().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-checkpoint-key",
+            "No checkpoint key",
+            "This server signs no audit checkpoints.".into(),
+        )
+    })?;
+    json(&super::api::AuditKey {
+        key_id: key.key_id(),
+        algorithm: key.algorithm().as_str().to_string(),
+        public_key_pem: key.to_pem(),
+    })
 }
 
 pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {

@@ -11,10 +11,11 @@ mod remote;
 mod tls;
 
 pub use api::{
-    ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
-    EnrollOperatorRequest, InvokeRequest, InvokeResponse, IssueCertificateRequest,
-    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, QueueListing,
-    RollbackRequest, SecretNameRequest, SecretValueRequest, SecretsQuery, SendEventRequest,
+    ApiKeyQuery, AppListing, AuditKey, AuditVerifyQuery, CaBundle, CreateApiKeyRequest,
+    CreatedApiKey, DeployRequest, EnrollOperatorRequest, InvokeRequest, InvokeResponse,
+    IssueCertificateRequest, IssuedClientCertificate, LoginChallenge, LoginChallengeRequest,
+    LoginRequest, QueueListing, RollbackRequest, SecretNameRequest, SecretValueRequest,
+    SecretsQuery, SendEventRequest,
 };
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;

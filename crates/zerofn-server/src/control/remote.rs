@@ -40,12 +40,13 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "metrics"])
         | (&Method::GET, ["v1", "jwks"])
         | (&Method::GET, ["v1", "logs"])
-        | (&Method::GET, ["v1", "audit"])
         | (&Method::GET, ["v1", "api-keys"])
         | (&Method::GET, ["v1", "secrets"])
         | (&Method::GET, ["v1", "apps", _, "queues", _])
         | (&Method::GET, ["v1", "ca", "bundle"]) => "control.read",
-        (&Method::GET, ["v1", "traces", _]) => "control.audit.read",
+        (&Method::GET, ["v1", "audit"])
+        | (&Method::GET, ["v1", "audit", "verify" | "key"])
+        | (&Method::GET, ["v1", "traces", _]) => "control.audit.read",
         (&Method::POST, ["v1", "ca", "issue"]) => "control.ca.issue",
         (&Method::POST, ["v1", "deploy"]) => "control.deploy",
         (&Method::POST, ["v1", "apps", _, "rollback"]) => "control.rollback",

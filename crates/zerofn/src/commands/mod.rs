@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into library calls.
 
+mod audit;
 mod build;
 mod ca;
 mod control;
@@ -118,6 +119,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Operator(command) => operator::operator(command, &target()?, json).await,
         Command::TrustReload => control::trust_reload(&target()?, json).await,
         Command::Trace { trace_id } => control::trace(&trace_id, &target()?, json).await,
+        Command::Audit(command) => audit::run(command, &target()?, json).await,
         Command::Logs {
             app,
             function,
