@@ -5,7 +5,9 @@
 //! callee learns who called from headers only the platform sets (`x-zerofn-caller`,
 //! `x-zerofn-caller-chain`): every `x-zerofn-*` header the caller wrote is removed first. Call
 //! chains are capped in depth and each invocation in fan-out, so recursion cannot exhaust the
-//! platform.
+//! platform. Each call is a span of its own under the caller's invocation, and the callee's
+//! invocation a child of it: the callee's `traceparent` is the platform's, never the one the
+//! caller's code wrote (see [`crate::correlation`]).
 
 use crate::platform::Platform;
 use crate::routes::ActiveFunction;

@@ -398,3 +398,45 @@ fn queue_routes_are_named_control_actions() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_event_continues_the_trace_its_traceparent_attribute_names() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let server = start().await;
+    deploy(&server, APP).await;
+    let traced = format!(
+        r#"{{"specversion":"1.0","id":"order-t","source":"/tests","type":"shop.order.created","traceparent":"00-{TRACE}-00f067aa0ba902b7-01","datacontenttype":"application/json","data":{{"item":"book","qty":1}}}}"#
+    );
+    send(&server, "events", "orders", &traced).await.unwrap();
+    let untraced = order_event("order-u", r#"{"item":"pen","qty":1}"#);
+    send(&server, "events", "orders", &untraced).await.unwrap();
+    eventually("both messages delivered", || async {
+        listing(&server, "orders").await.pending.is_empty()
+    })
+    .await;
+
+    // The app's ticker runs every second too; its deliveries are the schedule's.
+    let (starts, ticks): (Vec<_>, Vec<_>) = server
+        .events("invocation.start")
+        .await
+        .into_iter()
+        .partition(|s| s.event["function"] == "orders");
+    assert!(ticks.iter().all(|s| s.event["caller"] == "schedule"));
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert!(starts.iter().all(|s| s.event["caller"] == "queue:orders"));
+    let continued: Vec<_> = starts
+        .iter()
+        .filter(|s| s.event["trace_id"] == TRACE)
+        .collect();
+    assert_eq!(continued.len(), 1, "{starts:?}");
+    assert_eq!(continued[0].event["parent_span_id"], "00f067aa0ba902b7");
+    let started = starts
+        .iter()
+        .find(|s| s.event["trace_id"] != TRACE)
+        .unwrap();
+    assert!(started.event.get("parent_span_id").is_none());
+    assert!(zerofn_server::traces::is_trace_id(
+        started.event["trace_id"].as_str().unwrap()
+    ));
+    server.stop().await;
+}
