@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const CONTROL_SCHEMA: &str = include_str!("control.cedarschema");
 
 /// Every control action, in the order the docs list them.
-pub const CONTROL_ACTIONS: [&str; 9] = [
+pub const CONTROL_ACTIONS: [&str; 10] = [
     "control.read",
+    "control.audit.read",
     "control.deploy",
     "control.rollback",
     "control.invoke",
@@ -32,8 +33,8 @@ pub const CONTROL_ACTIONS: [&str; 9] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
-    /// Reads state: apps, versions, metrics, JWKS, logs, audit events, API key records, the
-    /// names and versions of secrets (never their values).
+    /// Reads state: apps, versions, metrics, JWKS, logs, audit events (and the live audit
+    /// stream), API key records, the names and versions of secrets (never their values).
     Viewer,
     /// Reads, deploys, rolls back and invokes functions, and sends events to local queues.
     Deployer,
@@ -58,9 +59,10 @@ impl Role {
     /// The control actions the role's built-in policy permits.
     pub fn actions(self) -> &'static [&'static str] {
         match self {
-            Role::Viewer => &["control.read"],
+            Role::Viewer => &["control.read", "control.audit.read"],
             Role::Deployer => &[
                 "control.read",
+                "control.audit.read",
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
@@ -68,6 +70,7 @@ impl Role {
             ],
             Role::SecurityAdmin => &[
                 "control.read",
+                "control.audit.read",
                 "control.trust.reload",
                 "control.api-key.manage",
                 "control.ca.issue",

@@ -25,11 +25,12 @@ fn ask(pdp: &ControlPdp, operator: &str, role: Role, action: &str) -> zerofn_pol
 fn each_role_is_allowed_exactly_its_actions() {
     let pdp = ControlPdp::build(&Guardrails::none()).unwrap();
     let expected = [
-        (Role::Viewer, vec!["control.read"]),
+        (Role::Viewer, vec!["control.read", "control.audit.read"]),
         (
             Role::Deployer,
             vec![
                 "control.read",
+                "control.audit.read",
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
@@ -40,6 +41,7 @@ fn each_role_is_allowed_exactly_its_actions() {
             Role::SecurityAdmin,
             vec![
                 "control.read",
+                "control.audit.read",
                 "control.trust.reload",
                 "control.api-key.manage",
                 "control.ca.issue",

@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into library calls.
 
+mod audit;
 mod build;
 mod ca;
 mod control;
@@ -117,6 +118,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout => operator::logout(&target()?, json).await,
         Command::Operator(command) => operator::operator(command, &target()?, json).await,
         Command::TrustReload => control::trust_reload(&target()?, json).await,
+        Command::Audit(command) => audit::run(command, &target()?, json).await,
         Command::Logs {
             app,
             function,
