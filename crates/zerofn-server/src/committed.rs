@@ -216,3 +216,52 @@ impl Follower {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerofn_audit::{AuditEvent, EventKind, Outcome};
+
+    /// A follower that falls more than the broadcast's capacity behind reads the gap from the
+    /// store: every event once, in order.
+    #[tokio::test]
+    async fn a_follower_that_lags_reads_the_gap_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let audit = AuditLog::start(store.clone()).unwrap();
+        audit
+            .record(AuditEvent::new(EventKind::ServerStart, Outcome::Success))
+            .await;
+        audit.flush().await;
+        let mut follower = Follower::start(&audit, store.clone(), None, AuditQuery::default())
+            .await
+            .unwrap();
+        let mut dropping = Follower::start(&audit, store.clone(), None, AuditQuery::default())
+            .await
+            .unwrap()
+            .dropping_on_lag();
+        // More than the broadcast holds, recorded before anyone reads.
+        let total = 70_000;
+        for i in 0..total {
+            audit
+                .record(AuditEvent::new(EventKind::Deploy, Outcome::Success).detail("n", i))
+                .await;
+        }
+        audit.flush().await;
+        let mut previous = None;
+        for i in 0..total {
+            let event = follower.next().await.unwrap().unwrap();
+            assert_eq!(event.kind(), "deploy");
+            assert_eq!(event.to_json()["detail"]["n"], i, "event {i} out of place");
+            if let Some(previous) = previous {
+                assert!(event.id() > previous);
+            }
+            previous = Some(event.id());
+        }
+        // The dropping follower skipped what it missed, and says how much.
+        let first = dropping.next().await.unwrap().unwrap();
+        let skipped = dropping.take_dropped();
+        assert!(skipped > 0);
+        assert_eq!(first.to_json()["detail"]["n"], skipped);
+    }
+}

@@ -38,7 +38,7 @@ pub async fn run(command: AuditCommand, target: &Target, json: bool) -> Result<(
             }
             let encoded = encode(&query);
             let filter = StreamFilter::parse(&encoded, None).map_err(|problem| {
-                Failure::new(Code::Failure, problem.detail.clone()).with_json(problem.to_json())
+                Failure::new(Code::Refused, problem.detail.clone()).with_json(problem.to_json())
             })?;
             tail(filter, limit, follow, &target.client()?, json).await
         }
@@ -52,19 +52,17 @@ async fn tail(
     client: &ControlClient,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut last_id = None;
-    if limit > 0 || !follow {
-        let (rows, newest) = newest(client, &filter, limit.max(1)).await?;
-        let skip = rows.len().saturating_sub(limit as usize);
-        for row in &rows[skip..] {
-            print_event(row.id, &row.event, json);
-        }
-        last_id = Some(newest);
+    // Even with `--limit 0` the newest id is read: it is where following starts, so a
+    // reconnection before the first event still misses nothing.
+    let (rows, newest) = newest(client, &filter, limit.max(1)).await?;
+    let skip = rows.len().saturating_sub(limit as usize);
+    for row in &rows[skip..] {
+        print_event(row.id, &row.event, json);
     }
     if !follow {
         return Ok(());
     }
-    follow_stream(filter, last_id, client, json).await
+    follow_stream(filter, newest, client, json).await
 }
 
 /// The newest `limit` matching events, oldest first, and the id to follow from (the newest
@@ -105,16 +103,17 @@ async fn newest(
 /// Follows `/v1/audit/stream`, reopening it after the last event seen whenever it ends.
 async fn follow_stream(
     mut filter: StreamFilter,
-    mut last_id: Option<i64>,
+    after: i64,
     client: &ControlClient,
     json: bool,
 ) -> Result<(), Failure> {
-    filter.after_id = last_id;
+    filter.after_id = Some(after);
+    let mut last_id = after;
     let path = format!("/v1/audit/stream?{}", filter.to_query());
     let mut backoff = Duration::from_millis(250);
     loop {
-        let resume = last_id.map(|id| id.to_string());
-        match client.stream(&path, resume.as_deref()).await {
+        let resume = last_id.to_string();
+        match client.stream(&path, Some(&resume)).await {
             Ok(mut stream) => loop {
                 match tokio::time::timeout(SILENCE, stream.next()).await {
                     Ok(Ok(Some(event))) => {
@@ -125,7 +124,7 @@ async fn follow_stream(
                         let value = serde_json::from_str(&event.data)
                             .unwrap_or(serde_json::Value::String(event.data));
                         print_event(id, &value, json);
-                        last_id = Some(id);
+                        last_id = id;
                     }
                     Ok(Ok(None)) => break,
                     Ok(Err(error)) => {
