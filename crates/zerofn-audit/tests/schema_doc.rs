@@ -25,8 +25,21 @@ fn every_kind_has_a_section_in_the_schema_document() {
     let known: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
     assert_eq!(headings, known, "sections must follow EventKind::ALL");
     for field in [
-        "schema", "kind", "at_ms", "outcome", "reason", "invocation_id", "app", "function",
-        "version_id", "identity", "caller", "trace_id", "span_id", "parent_span_id", "detail",
+        "schema",
+        "kind",
+        "at_ms",
+        "outcome",
+        "reason",
+        "invocation_id",
+        "app",
+        "function",
+        "version_id",
+        "identity",
+        "caller",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "detail",
     ] {
         assert!(
             DOC.contains(&format!("| `{field}` |")),

@@ -70,7 +70,10 @@ async fn the_stream_replays_filters_and_resumes_without_gap_or_duplicate() {
         let json: serde_json::Value = serde_json::from_str(&event.data).unwrap();
         assert_eq!(json["app"], "alpha", "{json}");
         assert_eq!(json["kind"], event.event);
-        assert!(matches!(event.event.as_str(), "deploy" | "rollback.refused"));
+        assert!(matches!(
+            event.event.as_str(),
+            "deploy" | "rollback.refused"
+        ));
         seen.push(event.id.unwrap().parse::<i64>().unwrap());
     }
     // Live: what is committed while it is open.
@@ -94,7 +97,10 @@ async fn the_stream_replays_filters_and_resumes_without_gap_or_duplicate() {
     assert_eq!(seen, expected_ids(&server).await, "a gap or a duplicate");
 
     // Without `after_id` the stream starts with the next event.
-    let mut live = client.stream("/v1/audit/stream?app=beta", None).await.unwrap();
+    let mut live = client
+        .stream("/v1/audit/stream?app=beta", None)
+        .await
+        .unwrap();
     record(&server, EventKind::Deploy, Outcome::Success, "beta").await;
     let event = next(&mut live).await;
     let newest = server
@@ -138,7 +144,11 @@ async fn invalid_filters_are_refused_naming_the_parameter() {
     let result = client
         .stream("/v1/audit/stream", Some("-3; DROP TABLE audit_events"))
         .await;
-    let Err(ControlError::Refused { status: 400, problem }) = result else {
+    let Err(ControlError::Refused {
+        status: 400,
+        problem,
+    }) = result
+    else {
         panic!("a bad Last-Event-ID was accepted");
     };
     assert_eq!(problem["parameter"], "Last-Event-ID");
@@ -169,7 +179,10 @@ async fn the_number_of_streams_is_bounded() {
         panic!("stream {} was opened", streams + 1);
     };
     assert_eq!(status, 503);
-    assert_eq!(problem["type"], "urn:zerofn:problem:audit-streams-exhausted");
+    assert_eq!(
+        problem["type"],
+        "urn:zerofn:problem:audit-streams-exhausted"
+    );
     // A stream that ends gives its place back.
     open.pop();
     let platform = server.server().platform();
@@ -211,7 +224,10 @@ async fn metrics_are_served_at_the_prometheus_path_with_audit_event_counts() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
-    assert!(text.contains("# TYPE zerofn_audit_events counter"), "{text}");
+    assert!(
+        text.contains("# TYPE zerofn_audit_events counter"),
+        "{text}"
+    );
     let (_, same) = raw_get(&socket, "/v1/metrics").await;
     assert!(same.contains("zerofn_audit_events_total"), "{same}");
 }

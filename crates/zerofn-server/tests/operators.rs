@@ -873,8 +873,10 @@ async fn a_viewer_follows_the_audit_stream_until_the_session_ends() {
     assert_eq!(login["caller"], "operator:vera");
     let decisions = remote.server.events("authz.decision").await;
     assert!(
-        decisions.iter().any(|row| row.event["detail"]["action"] == "control.audit.read"
-            && row.outcome == "success"),
+        decisions
+            .iter()
+            .any(|row| row.event["detail"]["action"] == "control.audit.read"
+                && row.outcome == "success"),
         "{decisions:?}"
     );
     // Without a session the stream is not opened at all.

@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 use zerofn_audit::{AuditEvent, EventKind, Outcome, TraceContext};
 
 /// What the collector received: the path and the body of each request.
-async fn collector() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<(String, bytes::Bytes)>) {
+async fn collector() -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (sender, received) = mpsc::unbounded_channel();
@@ -120,9 +123,12 @@ async fn audit_events_are_exported_as_log_records_and_spans_with_their_trace_ids
                 "/v1/logs" => {
                     let request = ExportLogsServiceRequest::decode(body).unwrap();
                     for resource in request.resource_logs {
-                        service_names.extend(resource.resource.into_iter().flat_map(|r| {
-                            r.attributes.into_iter().map(|a| format!("{a:?}"))
-                        }));
+                        service_names.extend(
+                            resource
+                                .resource
+                                .into_iter()
+                                .flat_map(|r| r.attributes.into_iter().map(|a| format!("{a:?}"))),
+                        );
                         for scope in resource.scope_logs {
                             records.extend(scope.log_records);
                         }
@@ -144,7 +150,9 @@ async fn audit_events_are_exported_as_log_records_and_spans_with_their_trace_ids
     .expect("the collector did not receive the events");
 
     assert!(
-        service_names.iter().any(|a| a.contains("service.name") && a.contains("edge-1")),
+        service_names
+            .iter()
+            .any(|a| a.contains("service.name") && a.contains("edge-1")),
         "{service_names:?}"
     );
     // Every event is a log record; those of the request carry its trace and span ids.
@@ -173,9 +181,15 @@ async fn audit_events_are_exported_as_log_records_and_spans_with_their_trace_ids
         ("zerofn.reason", "timeout"),
         ("zerofn.app", "shop"),
         ("zerofn.function", "checkout"),
-        ("zerofn.identity", "spiffe://zerofn.local/app/shop/fn/checkout"),
+        (
+            "zerofn.identity",
+            "spiffe://zerofn.local/app/shop/fn/checkout",
+        ),
         ("zerofn.caller", "jwt:alice"),
-        ("zerofn.invocation_id", "0193f7d2-0000-7000-8000-000000000001"),
+        (
+            "zerofn.invocation_id",
+            "0193f7d2-0000-7000-8000-000000000001",
+        ),
     ] {
         assert!(attribute(end, key).contains(value), "{key}: {end:?}");
     }
@@ -238,7 +252,11 @@ async fn a_collector_that_is_down_costs_events_in_the_export_only() {
             .await;
     }
     platform.audit().flush().await;
-    assert_eq!(server.events("deploy").await.len(), 10, "the store keeps them");
+    assert_eq!(
+        server.events("deploy").await.len(),
+        10,
+        "the store keeps them"
+    );
     tokio::time::timeout(Duration::from_secs(60), async {
         while !platform
             .metrics()

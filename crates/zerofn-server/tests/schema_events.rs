@@ -45,7 +45,10 @@ async fn every_admission_and_signature_check_is_an_event() {
         .map(|r| r.as_str().unwrap())
         .collect();
     assert!(refused_by.contains(&"unsigned"), "{refused}");
-    assert!(refused_by.len() >= 2, "every refusing rule, once: {refused}");
+    assert!(
+        refused_by.len() >= 2,
+        "every refusing rule, once: {refused}"
+    );
     assert!(refused["detail"]["findings"]["error"].as_u64().unwrap() >= 2);
     let signatures = server.events("signature.verification").await;
     let unsigned = &signatures[0].event;
@@ -56,7 +59,12 @@ async fn every_admission_and_signature_check_is_an_event() {
     );
     assert_eq!(unsigned["function"], "hello");
     assert_eq!(unsigned["detail"]["check"], "deploy");
-    assert!(unsigned["detail"]["message"].as_str().unwrap().contains("zerofn sign"));
+    assert!(
+        unsigned["detail"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("zerofn sign")
+    );
 
     // Admitted, twice (two versions).
     server.deploy(MANIFEST, &[("hello", HELLO)]).await;
@@ -109,7 +117,12 @@ async fn every_admission_and_signature_check_is_an_event() {
         assert_eq!(found.len(), 1, "{check}: {signatures:?}");
         assert_eq!(found[0]["outcome"], "success");
         assert_eq!(found[0]["detail"]["key_id"], key_id);
-        assert!(found[0]["version_id"].as_str().unwrap().starts_with("sha256:"));
+        assert!(
+            found[0]["version_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
     }
 
     // A revoked key: the reload's check is denied with the rule, and the version suspended.
