@@ -34,8 +34,8 @@ pub const CONTROL_ACTIONS: [&str; 10] = [
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Reads state: apps, versions, metrics, JWKS, logs, API key records, the names and
-    /// versions of secrets (never their values); reads and verifies the audit stream
-    /// and its traces.
+    /// versions of secrets (never their values); reads, follows and verifies the audit
+    /// stream and its traces.
     Viewer,
     /// Reads, deploys, rolls back and invokes functions, and sends events to local queues.
     Deployer,

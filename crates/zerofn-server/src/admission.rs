@@ -60,6 +60,8 @@ impl Definitions for Offline {
 /// refused.
 pub struct Admission {
     pub findings: Vec<Finding>,
+    /// Each function's signature check, in manifest order (for its audit event).
+    pub signatures: Vec<crate::signatures::SignatureCheck>,
     pub(crate) admitted: Option<Admitted>,
 }
 
@@ -91,6 +93,7 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
         Err(diagnostics) => {
             return Admission {
                 findings: from_diagnostics(&diagnostics),
+                signatures: Vec::new(),
                 admitted: None,
             };
         }
@@ -120,6 +123,7 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
     findings.extend(input_schemas(&manifest, &bundle.files));
     let mut verified = BTreeMap::new();
     let mut digests = BTreeMap::new();
+    let mut signatures = Vec::new();
     for function in manifest.functions() {
         let refuse = |error: crate::DeployError| function_finding(&manifest, &function.name, error);
         let Some(bytes) = bundle.components.get(&function.name) else {
@@ -134,14 +138,19 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
             .attestations
             .iter()
             .find(|a| a.function == function.name);
-        match verify_function(
+        let result = verify_function(
             policies.trust,
             &manifest,
             function,
             &sha256,
             attestation,
             &bundle.files,
-        ) {
+        );
+        signatures.push(crate::signatures::SignatureCheck::of(
+            &function.name,
+            &result,
+        ));
+        match result {
             Ok(function_verified) => {
                 verified.insert(function.name.clone(), function_verified);
             }
@@ -177,7 +186,45 @@ pub fn admit(bundle: &DeployBundle, policies: &AdmissionPolicies<'_>) -> Admissi
         }),
         _ => None,
     };
-    Admission { findings, admitted }
+    Admission {
+        findings,
+        signatures,
+        admitted,
+    }
+}
+
+impl Admission {
+    /// The `admission.verdict` event: admitted or refused, the count of findings by level and
+    /// the rules that refused the bundle.
+    pub fn verdict_event(&self, app: &str, manifest_path: &str) -> zerofn_audit::AuditEvent {
+        use zerofn_audit::{AuditEvent, EventKind, Outcome};
+        let count = |level: Level| self.findings.iter().filter(|f| f.level == level).count();
+        let mut refused_by: Vec<&str> = self
+            .findings
+            .iter()
+            .filter(|f| f.is_error())
+            .map(|f| f.rule.as_str())
+            .collect();
+        refused_by.sort_unstable();
+        refused_by.dedup();
+        let (outcome, reason) = if self.is_admitted() {
+            (Outcome::Success, "admitted")
+        } else {
+            (Outcome::Denied, "refused")
+        };
+        AuditEvent::new(EventKind::AdmissionVerdict, outcome)
+            .reason(reason)
+            .app(app)
+            .detail("manifest", manifest_path)
+            .detail(
+                "findings",
+                serde_json::json!({
+                    "error": count(Level::Error),
+                    "warning": count(Level::Warning),
+                }),
+            )
+            .detail("refused_by", refused_by)
+    }
 }
 
 /// `grant-undefined`: every granted secret must exist for the app.

@@ -35,6 +35,18 @@ struct ConfigFile {
     kv: KvSection,
     #[serde(default)]
     queues: QueuesSection,
+    #[serde(default)]
+    telemetry: TelemetrySection,
+}
+
+/// `[telemetry]`: export of the audit stream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetrySection {
+    /// The OTLP/HTTP collector's base URL, `http://HOST:PORT`.
+    otlp_endpoint: Option<String>,
+    /// `service.name` of what is exported [default: `zerofn`].
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -349,6 +361,30 @@ impl ServerConfig {
                 )));
             }
         };
+        config.telemetry = match (file.telemetry.otlp_endpoint, file.telemetry.service_name) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "`telemetry.service_name` names what is exported to `telemetry.otlp_endpoint`; set the endpoint too, or remove it".into(),
+                ));
+            }
+            (Some(endpoint), service_name) => {
+                let service_name = service_name.unwrap_or_else(|| "zerofn".into());
+                if service_name.is_empty()
+                    || service_name.len() > 255
+                    || service_name.chars().any(char::is_control)
+                {
+                    return Err(invalid(
+                        "`telemetry.service_name` must be 1 to 255 printable characters".into(),
+                    ));
+                }
+                Some(crate::otlp::TelemetryConfig {
+                    otlp_endpoint: crate::otlp::TelemetryConfig::endpoint(&endpoint)
+                        .map_err(invalid)?,
+                    service_name,
+                })
+            }
+        };
         if let Some(ms) = file.server.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(ms);
         }
@@ -533,6 +569,37 @@ mod tests {
         ] {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn telemetry_is_exported_only_to_a_plain_http_endpoint_when_named() {
+        assert_eq!(load("").unwrap().telemetry, None);
+        let config = load("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n").unwrap();
+        let telemetry = config.telemetry.unwrap();
+        assert_eq!(telemetry.otlp_endpoint.as_str(), "http://127.0.0.1:4318/");
+        assert_eq!(telemetry.service_name, "zerofn");
+        for (text, expected) in [
+            (
+                "otlp_endpoint = \"https://collector:4318\"",
+                "only `http://`",
+            ),
+            ("otlp_endpoint = \"collector:4318\"", "only `http://`"),
+            (
+                "otlp_endpoint = \"http://user:pw@collector:4318\"",
+                "no credentials",
+            ),
+            (
+                "otlp_endpoint = \"http://collector:4318/?x=1\"",
+                "no credentials",
+            ),
+            ("service_name = \"edge\"", "set the endpoint too"),
+            ("otlp_endpiont = \"http://x\"", "otlp_endpiont"),
+        ] {
+            let error = load(&format!("[telemetry]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{text}: {error}");
         }
     }
 

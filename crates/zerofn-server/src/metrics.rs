@@ -48,6 +48,12 @@ struct FunctionRuleLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditEventLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     app: String,
     function: String,
@@ -62,6 +68,8 @@ pub struct Metrics {
     kv_operations: Family<KvOperationLabels, Counter>,
     kv_bytes_written: Family<FunctionLabels, Counter>,
     egress: EgressMetrics,
+    audit_events: Family<AuditEventLabels, Counter>,
+    otlp_events: Family<OutcomeLabels, Counter>,
 }
 
 /// Each function's egress: requests by outcome, refusals by rule, bytes each way. Cloning
@@ -181,8 +189,22 @@ impl Default for Metrics {
             "Value bytes functions wrote with set and set-many",
             kv_bytes_written.clone(),
         );
+        let audit_events = Family::<AuditEventLabels, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Audit events committed to the store, by kind and outcome (see docs/audit-events.md)",
+            audit_events.clone(),
+        );
+        let otlp_events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "otlp_events",
+            "Audit events sent to the OTLP collector as log records (exported), or not (dropped: the collector failed or the export fell behind; the store keeps them)",
+            otlp_events.clone(),
+        );
         Metrics {
             registry,
+            audit_events,
+            otlp_events,
             kv_operations,
             kv_bytes_written,
             deploys,
@@ -268,12 +290,77 @@ impl Metrics {
             .inc_by(bytes);
     }
 
+    /// Counts one committed audit event.
+    pub fn audit_event(&self, kind: &str, outcome: &str) {
+        self.audit_events
+            .get_or_create(&AuditEventLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts events the OTLP collector took.
+    pub fn otlp_exported(&self, count: u64) {
+        self.otlp_events
+            .get_or_create(&OutcomeLabels {
+                outcome: "exported".into(),
+            })
+            .inc_by(count);
+    }
+
+    /// Counts events not exported.
+    pub fn otlp_dropped(&self, count: u64) {
+        self.otlp_events
+            .get_or_create(&OutcomeLabels {
+                outcome: "dropped".into(),
+            })
+            .inc_by(count);
+    }
+
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// Counts every committed audit event (`zerofn_audit_events_total`) until `stopped`, from the
+/// committed stream: an event is counted once it is in the store, and a gap in the broadcast
+/// is read from the store, so the count is exact.
+pub(crate) async fn count_audit_events(
+    platform: std::sync::Arc<crate::Platform>,
+    after: Option<i64>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let follower = crate::committed::Follower::start(
+        platform.audit(),
+        platform.store().clone(),
+        after,
+        Default::default(),
+    )
+    .await;
+    let mut follower = match follower {
+        Ok(follower) => follower,
+        Err(error) => {
+            tracing::error!(%error, "audit events are not counted");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            next = follower.next() => match next {
+                Ok(Some(event)) => platform.metrics().audit_event(event.kind(), event.outcome()),
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "audit events are no longer counted");
+                    return;
+                }
+            },
+            _ = stopped.changed() => return,
+        }
     }
 }
 

@@ -111,6 +111,8 @@ pub struct Platform {
     route_changes: tokio::sync::watch::Sender<()>,
     /// Wakes the queue worker when an event is stored.
     queue_wake: tokio::sync::Notify,
+    /// The open live audit streams of the control plane (bounded, closed at shutdown).
+    audit_streams: crate::control::AuditStreams,
 }
 
 impl std::fmt::Debug for Platform {
@@ -210,6 +212,7 @@ impl Platform {
             kv_limits: policies.kv_limits,
             route_changes: tokio::sync::watch::channel(()).0,
             queue_wake: tokio::sync::Notify::new(),
+            audit_streams: crate::control::AuditStreams::default(),
         }))
     }
 
@@ -303,6 +306,11 @@ impl Platform {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// The control plane's open audit streams.
+    pub fn audit_streams(&self) -> &crate::control::AuditStreams {
+        &self.audit_streams
     }
 
     /// The trust policy in force (a snapshot).
@@ -403,7 +411,7 @@ impl Platform {
 
     async fn deploy_locked(&self, bundle: &DeployBundle) -> Result<DeployReport, DeployError> {
         // A manifest that does not parse is malformed input (422), not a policy decision.
-        zerofn_manifest::parse(Path::new(&bundle.manifest_path), &bundle.manifest)
+        let parsed = zerofn_manifest::parse(Path::new(&bundle.manifest_path), &bundle.manifest)
             .map_err(DeployError::Manifest)?;
         let trust = self.trust();
         let admission = crate::admission::admit(
@@ -416,6 +424,15 @@ impl Platform {
                 definitions: &self.store,
             },
         );
+        let app_name = parsed.app_name();
+        for check in &admission.signatures {
+            self.audit
+                .record(check.event(crate::signatures::Check::Deploy, app_name, None))
+                .await;
+        }
+        self.audit
+            .record(admission.verdict_event(app_name, &bundle.manifest_path))
+            .await;
         let Some(admitted) = admission.admitted else {
             return Err(DeployError::Refused(admission.findings));
         };
@@ -616,7 +633,9 @@ impl Platform {
             }
         };
         let record = self.store.version(app, &target)?;
-        let (active, warnings) = self.load_version(&record).await?;
+        let (active, warnings) = self
+            .load_version(&record, crate::signatures::Check::Rollback)
+            .await?;
         let record = self.store.activate(app, &target, "rollback")?;
         let report = report(
             &record,
@@ -639,6 +658,7 @@ impl Platform {
     async fn load_version(
         &self,
         record: &VersionRecord,
+        check: crate::signatures::Check,
     ) -> Result<(Arc<ActiveApp>, zerofn_manifest::Diagnostics), DeployError> {
         let path = format!("<stored {}@{}>/zerofn.toml", record.app, record.version_id);
         let manifest = zerofn_manifest::parse(Path::new(&path), &record.manifest)
@@ -700,14 +720,24 @@ impl Platform {
                 .attestations
                 .iter()
                 .find(|a| a.function == stored.function);
-            crate::signatures::verify_function(
+            let result = crate::signatures::verify_function(
                 &trust,
                 &manifest,
                 function,
                 digest,
                 attestation,
                 &files,
-            )?;
+            );
+            self.audit
+                .record(
+                    crate::signatures::SignatureCheck::of(&stored.function, &result).event(
+                        check,
+                        &record.app,
+                        Some(&record.version_id),
+                    ),
+                )
+                .await;
+            result?;
         }
 
         let app = self
@@ -748,7 +778,10 @@ impl Platform {
         let mut outcome = TrustReload::default();
         let apps: Vec<Arc<ActiveApp>> = self.routes().apps().cloned().collect();
         for app in apps {
-            let verdict = self.reverify(&app);
+            let (verdict, checks) = self.reverify(&app);
+            for event in checks {
+                self.audit.record(event).await;
+            }
             let changed = match (&verdict, &app.suspended) {
                 (Err(reason), None) => {
                     outcome.suspended.push((app.name.clone(), reason.clone()));
@@ -787,7 +820,14 @@ impl Platform {
     }
 
     /// Whether an active version's signatures still pass the trust policy in force.
-    fn reverify(&self, app: &ActiveApp) -> Result<(), String> {
+    /// Also returns the `signature.verification` events of the checks it made.
+    fn reverify(&self, app: &ActiveApp) -> (Result<(), String>, Vec<AuditEvent>) {
+        let mut checks = Vec::new();
+        let verdict = self.reverify_into(app, &mut checks);
+        (verdict, checks)
+    }
+
+    fn reverify_into(&self, app: &ActiveApp, checks: &mut Vec<AuditEvent>) -> Result<(), String> {
         let record = self
             .store
             .version(&app.name, &app.version_id)
@@ -811,15 +851,22 @@ impl Platform {
                 continue;
             };
             let attestation = attestations.iter().find(|a| a.function == stored.function);
-            crate::signatures::verify_function(
+            let result = crate::signatures::verify_function(
                 &trust,
                 &manifest,
                 function,
                 stored.digest.trim_start_matches("sha256:"),
                 attestation,
                 &files,
-            )
-            .map_err(|e| e.to_string())?;
+            );
+            checks.push(
+                crate::signatures::SignatureCheck::of(&stored.function, &result).event(
+                    crate::signatures::Check::TrustReload,
+                    &record.app,
+                    Some(&record.version_id),
+                ),
+            );
+            result.map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -834,7 +881,10 @@ impl Platform {
         };
         for summary in apps {
             let loaded = match self.store.version(&summary.app, &summary.active_version_id) {
-                Ok(record) => self.load_version(&record).await,
+                Ok(record) => {
+                    self.load_version(&record, crate::signatures::Check::Restore)
+                        .await
+                }
                 Err(error) => Err(error.into()),
             };
             match loaded {

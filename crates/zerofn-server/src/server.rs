@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub kv: crate::kv::KvLimits,
     /// How the local queue worker retries (`[queues]`).
     pub queues: crate::triggers::queue::QueueSettings,
+    /// Where audit events are exported over OTLP (`[telemetry]`); none unless configured.
+    pub telemetry: Option<crate::otlp::TelemetryConfig>,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -137,6 +139,7 @@ impl ServerConfig {
             master_key: None,
             kv: crate::kv::KvLimits::default(),
             queues: crate::triggers::queue::QueueSettings::default(),
+            telemetry: None,
         }
     }
 
@@ -238,6 +241,8 @@ pub enum ServerError {
         source_description: String,
         error: zerofn_vault::VaultError,
     },
+    #[error("cannot set up the OTLP export (`[telemetry]`): {0}")]
+    Telemetry(String),
     #[error("cannot finish the interrupted master-key rotation: {0}")]
     Rotation(#[from] crate::vault::RotationError),
 }
@@ -428,12 +433,35 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let remote_control_addr = remote_listener.as_ref().map(|(_, addr)| *addr);
 
+    // The exporter and the event counter follow the stream from here, so they see what
+    // restoring records.
+    let exporter = config
+        .telemetry
+        .as_ref()
+        .map(crate::otlp::Exporter::new)
+        .transpose()
+        .map_err(ServerError::Telemetry)?;
+    let (stop, stopped) = watch::channel(false);
+    let newest = newest_event(platform.store())?;
+    let mut followers = vec![tokio::spawn(crate::metrics::count_audit_events(
+        platform.clone(),
+        Some(newest),
+        stopped.clone(),
+    ))];
+    if let Some(exporter) = exporter {
+        followers.push(tokio::spawn(crate::otlp::run(
+            exporter,
+            platform.clone(),
+            Some(newest),
+            stopped.clone(),
+        )));
+    }
+
     let restore_failures = platform.restore().await;
     for (app, error) in &restore_failures {
         tracing::error!(app = %app, %error, "app not restored; it does not serve until redeployed");
     }
 
-    let (stop, stopped) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(crate::trigger::serve(
             http_listener,
@@ -465,6 +493,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             stopped.clone(),
         )),
     ];
+    tasks.extend(followers);
     if let (Some((listener, _)), Some(acceptor)) = (remote_listener, remote_tls) {
         tasks.push(tokio::spawn(control::serve_remote(
             listener,
@@ -537,6 +566,7 @@ impl RunningServer {
     /// stop, and commits and checkpoints the audit stream.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.platform.audit_streams().close();
         for task in self.tasks {
             let _ = task.await;
         }
@@ -547,6 +577,17 @@ impl RunningServer {
             .await;
         audit.checkpoint().await;
     }
+}
+
+/// The id of the newest audit event in the store (0 when there is none).
+fn newest_event(store: &Store) -> Result<i64, ServerError> {
+    Ok(store
+        .audit_events(&zerofn_store::AuditQuery {
+            limit: Some(1),
+            ..Default::default()
+        })?
+        .last()
+        .map_or(0, |row| row.id))
 }
 
 /// The lock file that makes a data directory one server's.

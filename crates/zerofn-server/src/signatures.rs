@@ -6,10 +6,71 @@
 
 use crate::DeployError;
 use crate::trust::TrustPolicy;
+use zerofn_audit::{AuditEvent, EventKind, Outcome};
 use zerofn_manifest::{AttachedFiles, Function, Manifest};
 use zerofn_provenance::{COMPONENT_SUFFIX, CONFIG_SUFFIX, SBOM_SUFFIX, SLSA_PROVENANCE_V1};
 use zerofn_signing::{Bundle, SigningError, Subject};
 use zerofn_store::Attestation;
+
+/// When a function's signature is checked; the `check` of its `signature.verification` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Deploy,
+    Restore,
+    Rollback,
+    TrustReload,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Restore => "restore",
+            Self::Rollback => "rollback",
+            Self::TrustReload => "trust-reload",
+        }
+    }
+}
+
+/// The result of one function's signature check, kept for its audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureCheck {
+    pub function: String,
+    /// The signer's key id, or the refusing rule and why.
+    pub result: Result<String, (String, String)>,
+}
+
+impl SignatureCheck {
+    pub(crate) fn of(function: &str, result: &Result<VerifiedFunction, DeployError>) -> Self {
+        Self {
+            function: function.to_string(),
+            result: match result {
+                Ok(verified) => Ok(verified.key_id.clone()),
+                Err(error) => Err((error.code().to_string(), error.to_string())),
+            },
+        }
+    }
+
+    /// The `signature.verification` event of this check.
+    pub fn event(&self, check: Check, app: &str, version_id: Option<&str>) -> AuditEvent {
+        let event = match &self.result {
+            Ok(key_id) => AuditEvent::new(EventKind::SignatureVerification, Outcome::Success)
+                .reason("verified")
+                .detail("key_id", key_id.clone()),
+            Err((rule, message)) => {
+                AuditEvent::new(EventKind::SignatureVerification, Outcome::Denied)
+                    .reason(rule.clone())
+                    .detail("message", message.clone())
+            }
+        }
+        .function(app, self.function.as_str())
+        .detail("check", check.as_str());
+        match version_id {
+            Some(version_id) => event.version(version_id),
+            None => event,
+        }
+    }
+}
 
 /// What a verified attestation proves about a function.
 #[derive(Debug, Clone)]

@@ -225,12 +225,12 @@ async fn assert_login_refused(
     };
     assert_eq!(status, 401);
     assert_eq!(problem["type"], "urn:zerofn:problem:login-refused");
-    let events = remote.server.events("authn.decision").await;
+    let events = remote.server.events("operator.login").await;
     let last = events.last().unwrap();
     assert_eq!(last.outcome, "denied");
     let event = &last.event;
     assert_eq!(event["reason"], reason, "{event}");
-    assert_eq!(event["detail"]["method"], "operator-login");
+    assert!(event["detail"]["peer"].as_str().is_some(), "{event}");
 }
 
 async fn deploy_request(remote: &Remote) -> zerofn_server::control::DeployRequest {
@@ -325,10 +325,22 @@ async fn a_deployer_logs_in_with_both_factors_and_deploys_and_rolls_back() {
             "{expected:?} not in {outcomes:?}"
         );
     }
-    let login = remote.server.events("authn.decision").await;
-    assert!(login.iter().any(|row| row.outcome == "success"
-        && row.event.to_string().contains("operator-login")
-        && row.event.to_string().contains("\"dana\"")));
+    let login = remote.server.events("operator.login").await;
+    assert!(
+        login.iter().any(|row| row.outcome == "success"
+            && row.event["reason"] == "authenticated"
+            && row.event["caller"] == "operator:dana"
+            && row.event["detail"]["role"] == "deployer"),
+        "{login:?}"
+    );
+    // Logins are no longer authentication decisions of their own kind.
+    let authn = remote.server.events("authn.decision").await;
+    assert!(
+        authn
+            .iter()
+            .all(|row| row.event["detail"]["method"] == "operator-session"),
+        "{authn:?}"
+    );
 }
 
 #[tokio::test]
@@ -840,4 +852,59 @@ async fn certificate_files_are_served_when_both_are_configured() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn a_viewer_follows_the_audit_stream_until_the_session_ends() {
+    let remote = start(Duration::from_secs(900)).await;
+    let viewer = remote.enroll("vera", "viewer", Algorithm::Ed25519).await;
+    let client = remote.login(&viewer, 0).await;
+    let mut stream = client
+        .stream("/v1/audit/stream?kind=operator.login&after_id=0", None)
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.event, "operator.login");
+    let login: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(login["caller"], "operator:vera");
+    let decisions = remote.server.events("authz.decision").await;
+    assert!(
+        decisions
+            .iter()
+            .any(|row| row.event["detail"]["action"] == "control.audit.read"
+                && row.outcome == "success"),
+        "{decisions:?}"
+    );
+    // Without a session the stream is not opened at all.
+    let anonymous = remote.client().stream("/v1/audit/stream", None).await;
+    assert!(
+        matches!(anonymous, Err(ControlError::Refused { status: 401, .. })),
+        "{anonymous:?}"
+    );
+    // A hostile filter is refused remotely as locally, naming the parameter.
+    let Err(ControlError::Refused { status, problem }) = client
+        .stream("/v1/audit/stream?kind=%3Cscript%3E", None)
+        .await
+    else {
+        panic!("a bad kind was accepted");
+    };
+    assert_eq!((status, problem["parameter"].as_str()), (400, Some("kind")));
+    // Logging out ends the open stream at its next keep-alive.
+    let _: serde_json::Value = client
+        .post("/v1/logout", &serde_json::json!({}))
+        .await
+        .unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("the stream outlived its session")
+            .unwrap();
+        if next.is_none() {
+            break;
+        }
+    }
 }

@@ -236,8 +236,8 @@ pub enum Command {
         /// response header, or `trace_id` in an audit event).
         trace_id: String,
     },
-    /// The audit stream: verify its hash chain and signed checkpoints; export the key that
-    /// signs them.
+    /// The audit stream: the newest events or live ones (`tail --follow`); verify its hash
+    /// chain and signed checkpoints; export the key that signs them.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Show what functions wrote to stdout and stderr.
@@ -270,6 +270,35 @@ pub enum AuditCommand {
     /// Print the public key audit checkpoints are signed with (SPKI PEM): keep it where this
     /// node cannot change it, and verify with `--key`.
     Key,
+    /// Print the newest audit events that match, one per line (`--json`: one JSON object per
+    /// line); with `--follow`, keep printing events as they are committed, reconnecting
+    /// where the stream left off.
+    Tail {
+        /// Keep printing new events (server-sent events from `/v1/audit/stream`).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events of this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only events of this function (with `--app`).
+        #[arg(long)]
+        function: Option<String>,
+        /// Only events of this kind (e.g. `invocation.end`); repeatable, or comma-separated.
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// Only events with this outcome: success, failure or denied.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only events of this W3C trace (32 hex digits).
+        #[arg(long, value_name = "TRACE_ID")]
+        trace: Option<String>,
+        /// Only events of this invocation.
+        #[arg(long, value_name = "ID")]
+        invocation: Option<String>,
+        /// How many of the newest matching events to print first (0: none, only new ones).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 /// How `zerofn admit` reports.

@@ -160,6 +160,77 @@ fn up_serves_and_the_cli_drives_the_running_server() {
     let versions: serde_json::Value = serde_json::from_slice(&versions.stdout).unwrap();
     assert_eq!(versions.as_array().unwrap().len(), 1);
 
+    // The audit stream: the newest events, filtered, as JSON lines; then live.
+    let tail = zerofn(
+        &data,
+        &[
+            "audit",
+            "tail",
+            "--kind",
+            "invocation.end",
+            "--app",
+            "hello",
+            "--json",
+        ],
+    );
+    assert!(tail.status.success(), "{tail:?}");
+    let ends: Vec<serde_json::Value> = String::from_utf8_lossy(&tail.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(ends.len(), 2, "the request and the invoke: {ends:?}");
+    assert!(
+        ends.iter()
+            .all(|e| e["kind"] == "invocation.end" && e["id"].is_i64())
+    );
+    let text = zerofn(&data, &["audit", "tail", "--kind", "deploy"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(" deploy success hello"), "{text}");
+    let typo = zerofn(&data, &["audit", "tail", "--kind", "invocation.ended"]);
+    assert_eq!(typo.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("`kind`"),
+        "{typo:?}"
+    );
+    let follower = Command::new(ZEROFN)
+        .args(["audit", "tail", "--follow", "--limit", "0", "--json"])
+        .args(["--kind", "invocation.end"])
+        .env("ZEROFN_DATA_DIR", &data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut follower = ServerProcess(follower);
+    let stdout = follower.0.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // The follower prints only what is committed after it started: keep requesting until
+    // one arrives (it may not have connected yet for the first).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        assert!(
+            Instant::now() < deadline,
+            "audit tail --follow printed nothing"
+        );
+        assert!(http_get(addr, "/hello").starts_with("HTTP/1.1 200"));
+        if let Ok(line) = received.recv_timeout(Duration::from_secs(2)) {
+            break line;
+        }
+    };
+    let event: serde_json::Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(event["kind"], "invocation.end");
+    assert!(
+        ends.iter().all(|e| e["id"] != event["id"]),
+        "an old event printed as new"
+    );
+    drop(follower);
+
     let status = terminate(&mut server);
     assert!(status.success(), "{status:?}");
     let after = zerofn(&data, &["apps"]);

@@ -163,6 +163,53 @@ impl ControlClient {
         path: &str,
         body: Bytes,
     ) -> Result<Bytes, ControlError> {
+        let response = self.send(method, path, body, &[]).await?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ControlError::Transport(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(refused(status, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// Opens a server-sent event stream (`GET /v1/audit/stream?...`); `last_event_id` resumes
+    /// after the last event a previous stream delivered.
+    pub async fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<super::sse::EventStream, ControlError> {
+        let mut headers = vec![("accept", "text/event-stream")];
+        if let Some(id) = last_event_id {
+            headers.push(("last-event-id", id));
+        }
+        let response = self
+            .send(http::Method::GET, path, Bytes::new(), &headers)
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = http_body_util::Limited::new(response.into_body(), 1 << 20)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(refused(status, &bytes));
+        }
+        Ok(super::sse::EventStream::new(response.into_body()))
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ControlError> {
         let transport = |e: hyper::Error| ControlError::Transport(e.to_string());
         let mut sender = match &self.transport {
             Transport::Unix(socket) => {
@@ -207,28 +254,25 @@ impl ControlClient {
             .uri(path)
             .header(http::header::HOST, "zerofn")
             .header(http::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(session) = &self.session {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {session}"));
         }
         let request = request
             .body(Full::new(body))
             .map_err(|e| ControlError::Transport(e.to_string()))?;
-        let response = sender.send_request(request).await.map_err(transport)?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(transport)?
-            .to_bytes();
-        if !status.is_success() {
-            let problem = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| serde_json::json!({"detail": String::from_utf8_lossy(&bytes)}));
-            return Err(ControlError::Refused {
-                status: status.as_u16(),
-                problem,
-            });
-        }
-        Ok(bytes)
+        sender.send_request(request).await.map_err(transport)
+    }
+}
+
+/// The server's refusal, from its problem-details body.
+fn refused(status: http::StatusCode, bytes: &[u8]) -> ControlError {
+    let problem = serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::json!({"detail": String::from_utf8_lossy(bytes)}));
+    ControlError::Refused {
+        status: status.as_u16(),
+        problem,
     }
 }

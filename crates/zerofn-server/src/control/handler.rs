@@ -2,6 +2,7 @@
 //! problem-details body.
 
 use super::api::{AppListing, DeployRequest, InvokeRequest, InvokeResponse, RollbackRequest};
+use super::body::ControlBody;
 use crate::platform::{DeployBundle, Platform};
 use crate::problem::Problem;
 use base64::Engine as _;
@@ -15,7 +16,7 @@ use std::convert::Infallible;
 use zerofn_audit::{AuditEvent, EventKind, Outcome};
 use zerofn_store::{AuditQuery, LogQuery};
 
-pub(super) type Response = hyper::Response<Full<Bytes>>;
+pub(super) type Response = hyper::Response<ControlBody>;
 
 /// The largest control request (a deploy bundle with its components, base64-encoded).
 const MAX_CONTROL_BODY: usize = 256 << 20;
@@ -28,6 +29,14 @@ pub(crate) async fn handle(
     let method_changes_state = method != Method::GET && method != Method::HEAD;
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
+    let last_event_id = request
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.as_bytes().to_vec());
+    let session = request
+        .extensions()
+        .get::<super::audit_stream::SessionCheck>()
+        .cloned();
     let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
         .collect()
         .await
@@ -74,7 +83,8 @@ pub(crate) async fn handle(
                 format!("{error}; the previous policy stays in force"),
             )),
         },
-        (Method::GET, ["v1", "metrics"]) => Ok(metrics(platform)),
+        // `/metrics` is where Prometheus scrapers look by default.
+        (Method::GET, ["v1", "metrics"] | ["metrics"]) => Ok(metrics(platform)),
         (Method::GET, ["v1", "jwks"]) => json(&platform.issuer().jwks()),
         (Method::GET, ["v1", "ca", "bundle"]) => json(&super::api::CaBundle {
             trust_domain: platform.ca().trust_domain().to_string(),
@@ -150,6 +160,12 @@ pub(crate) async fn handle(
         (Method::GET, ["v1", "traces", trace_id]) => trace(platform, trace_id).await,
         (Method::GET, ["v1", "audit", "verify"]) => audit_verify(platform, &query).await,
         (Method::GET, ["v1", "audit", "key"]) => audit_key(platform),
+        (Method::GET, ["v1", "audit", "stream"]) => {
+            match super::audit_stream::StreamFilter::parse(&query, last_event_id.as_deref()) {
+                Ok(filter) => super::audit_stream::open(platform, filter, session).await,
+                Err(problem) => Err(problem),
+            }
+        }
         _ => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-control-endpoint",
@@ -629,9 +645,10 @@ fn bad_request(detail: String) -> Problem {
     )
 }
 
-/// `GET /v1/metrics`: the OpenMetrics text exposition.
+/// `GET /v1/metrics` and `GET /metrics`: the OpenMetrics text exposition.
 fn metrics(platform: &Platform) -> Response {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(platform.metrics().encode())));
+    let mut response =
+        hyper::Response::new(ControlBody::from(Bytes::from(platform.metrics().encode())));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(
@@ -652,7 +669,7 @@ fn internal(detail: String) -> Problem {
 
 pub(super) fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
     let body = serde_json::to_vec(value).map_err(|e| internal(e.to_string()))?;
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    let mut response = hyper::Response::new(ControlBody::from(Bytes::from(body)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -662,8 +679,16 @@ pub(super) fn json<T: Serialize>(value: &T) -> Result<Response, Problem> {
 
 pub(super) fn problem(problem: Problem) -> Response {
     let status = problem.status;
-    let mut response = hyper::Response::new(Full::new(Bytes::from(problem.to_json().to_string())));
+    let retry_after = problem.retry_after_secs;
+    let mut response = hyper::Response::new(ControlBody::from(Bytes::from(
+        problem.to_json().to_string(),
+    )));
     *response.status_mut() = status;
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/problem+json"),

@@ -5,9 +5,12 @@
 //! decision per request.
 
 mod api;
+pub mod audit_stream;
+mod body;
 mod client;
 mod handler;
 mod remote;
+pub mod sse;
 mod tls;
 
 pub use api::{
@@ -17,6 +20,8 @@ pub use api::{
     LoginRequest, QueueListing, RollbackRequest, SecretNameRequest, SecretValueRequest,
     SecretsQuery, SendEventRequest,
 };
+pub use audit_stream::{AuditStreams, StreamFilter};
+pub use body::ControlBody;
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;
 pub(crate) use remote::serve as serve_remote;

@@ -38,6 +38,7 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "apps"])
         | (&Method::GET, ["v1", "apps", _, "versions"])
         | (&Method::GET, ["v1", "metrics"])
+        | (&Method::GET, ["metrics"])
         | (&Method::GET, ["v1", "jwks"])
         | (&Method::GET, ["v1", "logs"])
         | (&Method::GET, ["v1", "api-keys"])
@@ -45,7 +46,7 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "apps", _, "queues", _])
         | (&Method::GET, ["v1", "ca", "bundle"]) => "control.read",
         (&Method::GET, ["v1", "audit"])
-        | (&Method::GET, ["v1", "audit", "verify" | "key"])
+        | (&Method::GET, ["v1", "audit", "verify" | "key" | "stream"])
         | (&Method::GET, ["v1", "traces", _]) => "control.audit.read",
         (&Method::POST, ["v1", "ca", "issue"]) => "control.ca.issue",
         (&Method::POST, ["v1", "deploy"]) => "control.deploy",
@@ -209,7 +210,7 @@ async fn login(
         }
     };
     let mut event = AuditEvent::new(
-        EventKind::AuthnDecision,
+        EventKind::OperatorLogin,
         if result.is_ok() {
             Outcome::Success
         } else {
@@ -220,9 +221,13 @@ async fn login(
         Ok(_) => "authenticated",
         Err(reason) => *reason,
     })
-    .detail("method", "operator-login")
-    .detail("operator", operator)
+    .detail("operator", operator.clone())
     .detail("peer", peer.to_string());
+    // Only a well-formed operator name is the caller: the login request is the caller's own
+    // words, and the field must not carry arbitrary text into the stream's indexes.
+    if let Some(name) = operator.filter(|name| zerofn_manifest::is_dns_label(name)) {
+        event = event.caller(format!("operator:{name}"));
+    }
     if let Ok((session, _)) = &result {
         event = event
             .detail("role", session.role.clone())
@@ -394,6 +399,22 @@ async fn authorized(
             .with("policies", decision.policies),
         ));
     }
+    // A live stream outlives the request that opened it: it re-checks the session as it
+    // goes, so it ends when the session does.
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let mut request = request;
+    let checker = platform.clone();
+    request
+        .extensions_mut()
+        .insert(super::audit_stream::SessionCheck(Arc::new(move || {
+            checker
+                .operators()
+                .authenticate(authorization.as_deref())
+                .is_ok()
+        })));
     handler::handle(platform, request).await
 }
 

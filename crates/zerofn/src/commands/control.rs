@@ -378,7 +378,7 @@ fn encode_query(query: &LogQuery) -> String {
     pairs.join("&")
 }
 
-fn percent_encode(value: &str) -> String {
+pub(super) fn percent_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -417,7 +417,7 @@ pub async fn trust_reload(target: &Target, json: bool) -> Result<(), Failure> {
 
 /// A guest-written line made safe for a terminal: control characters (escape sequences that
 /// could rewrite the screen or the title) are shown escaped.
-fn printable(line: &str) -> String {
+pub(super) fn printable(line: &str) -> String {
     line.chars()
         .map(|c| {
             if c.is_control() && c != '\t' {
