@@ -14,6 +14,7 @@
 mod api_keys;
 mod audit;
 mod error;
+mod incidents;
 mod kv;
 mod operators;
 mod queue;
@@ -25,6 +26,7 @@ mod versions;
 pub use api_keys::ApiKeyRecord;
 pub use audit::{AuditQuery, AuditRow, LogQuery, LogRow, NewAuditRow};
 pub use error::StoreError;
+pub use incidents::{IncidentAction, IncidentQuery, IncidentRecord, QuarantineRecord};
 pub use kv::{KvQuota, KvStoreError, kv_context};
 pub use operators::{OperatorRecord, SessionRecord};
 pub use queue::QueueMessage;
