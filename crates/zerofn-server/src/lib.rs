@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod alert;
 pub mod authn;
 pub mod calls;
 pub mod certificates;
@@ -21,10 +22,14 @@ mod error;
 pub mod input;
 pub mod kv;
 pub mod metrics;
+mod monitor;
 pub mod operators;
 mod platform;
 pub mod problem;
+mod quarantine;
 pub mod rate_limit;
+pub mod report;
+pub mod response;
 mod routes;
 pub mod secrets;
 mod server;

@@ -110,6 +110,12 @@ pub struct Platform {
     route_changes: tokio::sync::watch::Sender<()>,
     /// Wakes the queue worker when an event is stored.
     queue_wake: tokio::sync::Notify,
+    /// Functions that may not serve until released (see [`crate::quarantine`]).
+    quarantines: crate::quarantine::Quarantines,
+    /// The invocations running now, with the handles that stop them.
+    in_flight: Arc<crate::quarantine::InFlight>,
+    /// What the response loop does per severity (`[response]`).
+    response: crate::response::ResponsePolicy,
 }
 
 impl std::fmt::Debug for Platform {
@@ -166,6 +172,8 @@ pub struct PlatformPolicies {
     pub egress: crate::egress::Egress,
     /// The operator's key-value limits.
     pub kv_limits: crate::kv::KvLimits,
+    /// What the response loop does per severity.
+    pub response: crate::response::ResponsePolicy,
 }
 
 impl Platform {
@@ -209,7 +217,40 @@ impl Platform {
             kv_limits: policies.kv_limits,
             route_changes: tokio::sync::watch::channel(()).0,
             queue_wake: tokio::sync::Notify::new(),
+            quarantines: crate::quarantine::Quarantines::default(),
+            in_flight: Arc::default(),
+            response: policies.response,
         }))
+    }
+
+    /// The functions in quarantine.
+    pub(crate) fn quarantines(&self) -> &crate::quarantine::Quarantines {
+        &self.quarantines
+    }
+
+    /// Every function in quarantine, by app and function.
+    pub fn quarantined(&self) -> Vec<zerofn_store::QuarantineRecord> {
+        self.quarantines.all()
+    }
+
+    /// The invocations running now.
+    pub(crate) fn in_flight(&self) -> &crate::quarantine::InFlight {
+        &self.in_flight
+    }
+
+    /// What the response loop does per severity.
+    pub fn response_policy(&self) -> &crate::response::ResponsePolicy {
+        &self.response
+    }
+
+    /// This platform as an `Arc`, for tasks that outlive a call (`None` while it shuts down).
+    pub(crate) fn me(&self) -> Option<Arc<Platform>> {
+        self.me.upgrade()
+    }
+
+    /// The SPIFFE trust domain of the functions' identities.
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
     }
 
     /// The master keys (see [`crate::vault`]), shared by everything sealed at rest.
@@ -576,18 +617,39 @@ impl Platform {
 
     /// Makes an earlier version active again: `to`, or the one active before the current one.
     pub async fn rollback(&self, app: &str, to: Option<&str>) -> Result<DeployReport, DeployError> {
+        self.rollback_for(app, to, None).await
+    }
+
+    /// The response loop's rollback of `app` to its previous version for `incident`: its
+    /// events carry the incident and the monitor as caller.
+    pub(crate) async fn rollback_for_incident(
+        &self,
+        app: &str,
+        incident: &str,
+    ) -> Result<DeployReport, DeployError> {
+        self.rollback_for(app, None, Some(incident)).await
+    }
+
+    async fn rollback_for(
+        &self,
+        app: &str,
+        to: Option<&str>,
+        incident: Option<&str>,
+    ) -> Result<DeployReport, DeployError> {
         let _change = self.changes.lock().await;
-        let result = self.rollback_locked(app, to).await;
+        let result = self.rollback_locked(app, to, incident).await;
         if let Err(error) = &result {
-            self.audit
-                .record(
-                    AuditEvent::new(EventKind::RollbackRefused, Outcome::Denied)
-                        .reason(error.code())
-                        .app(app)
-                        .detail("to", to.map(str::to_string))
-                        .detail("refusal", error.to_json()),
-                )
-                .await;
+            let mut event = AuditEvent::new(EventKind::RollbackRefused, Outcome::Denied)
+                .reason(error.code())
+                .app(app)
+                .detail("to", to.map(str::to_string))
+                .detail("refusal", error.to_json());
+            if let Some(incident) = incident {
+                event = event
+                    .caller(crate::response::MONITOR_CALLER)
+                    .detail("incident", incident.to_string());
+            }
+            self.audit.record(event).await;
         }
         result
     }
@@ -596,6 +658,7 @@ impl Platform {
         &self,
         app: &str,
         to: Option<&str>,
+        incident: Option<&str>,
     ) -> Result<DeployReport, DeployError> {
         let target = match to {
             Some(version_id) => version_id.to_string(),
@@ -622,13 +685,15 @@ impl Platform {
             &crate::admission::from_diagnostics(&warnings),
         );
         self.install(active);
-        self.audit
-            .record(
-                AuditEvent::new(EventKind::Rollback, Outcome::Success)
-                    .app(app)
-                    .version(target),
-            )
-            .await;
+        let mut event = AuditEvent::new(EventKind::Rollback, Outcome::Success)
+            .app(app)
+            .version(target);
+        if let Some(incident) = incident {
+            event = event
+                .caller(crate::response::MONITOR_CALLER)
+                .detail("incident", incident.to_string());
+        }
+        self.audit.record(event).await;
         Ok(report)
     }
 
@@ -887,6 +952,23 @@ impl Platform {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<zerofn_runtime::BodyError>,
     {
+        // Registered as running before the quarantine check (see `crate::quarantine`), so a
+        // quarantine set meanwhile either refuses it here or stops it.
+        let running = crate::quarantine::Running {
+            version_id: function.version_id.clone(),
+            stop: zerofn_runtime::StopSignal::new(),
+            secrets_revoked: Arc::default(),
+        };
+        let registration = self.in_flight.register(
+            &function.app,
+            &function.name,
+            &Arc::from(invocation_id.as_str()),
+            running.clone(),
+        );
+        if let Some(quarantine) = self.quarantines.get(&function.app, &function.name) {
+            let problem = crate::quarantine::refusal(&quarantine);
+            return self.refuse(problem, &invocation_id, Some(function)).await;
+        }
         let lease = match self.acquire(function) {
             Ok(lease) => lease,
             Err(problem) => return self.refuse(problem, &invocation_id, Some(function)).await,
@@ -963,12 +1045,13 @@ impl Platform {
             limits,
             output_budget: function.output_budget.clone(),
             // The token is revoked when the lease goes, that is when the sandbox is gone.
-            lease: Some(Box::new((lease, token_lease))),
+            lease: Some(Box::new((lease, token_lease, registration))),
             config: Some(Arc::new(crate::secrets::InvocationSecrets {
                 platform: self.me.clone(),
                 function: function.clone(),
                 invocation_id: invocation_id.as_str().into(),
                 chain: chain.clone(),
+                revoked: running.secrets_revoked.clone(),
             })),
             keyvalue: Some(Arc::new(crate::kv::InvocationKeyValue {
                 platform: self.me.clone(),
@@ -986,6 +1069,7 @@ impl Platform {
                 deadline: std::time::Instant::now() + limits.timeout,
                 egress_in_flight: Arc::new(Semaphore::new(crate::egress::MAX_IN_FLIGHT)),
             })),
+            stop: Some(running.stop),
         };
         match self
             .runtime
@@ -999,6 +1083,13 @@ impl Platform {
                         .insert(crate::problem::INVOCATION_ID_HEADER, id);
                 }
                 response
+            }
+            Err(failure) if failure.kind == FailureKind::Stopped => {
+                match self.quarantines.get(&function.app, &function.name) {
+                    Some(quarantine) => crate::quarantine::refusal(&quarantine),
+                    None => failure_problem(failure.kind),
+                }
+                .into_response(&invocation_id)
             }
             Err(failure) => failure_problem(failure.kind).into_response(&invocation_id),
         }
@@ -1508,6 +1599,7 @@ impl Platform {
         invocation_id: &str,
         function: Option<&ActiveFunction>,
     ) -> hyper::Response<ResponseBody> {
+        self.metrics.request_refused(&problem.code);
         let mut event = AuditEvent::new(EventKind::RequestRefused, Outcome::Denied)
             .reason(problem.code.clone())
             .invocation(invocation_id)
@@ -1599,6 +1691,12 @@ fn failure_problem(kind: FailureKind) -> Problem {
             "No sandbox could be created for this request; retry shortly.".into(),
         )
         .retry_after(RETRY_AFTER_SECS),
+        FailureKind::Stopped => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "invocation-stopped",
+            "Invocation stopped",
+            "The platform stopped this invocation in response to an incident; see `zerofn incidents list`.".into(),
+        ),
         _ => Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "function-failed",

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub kv: crate::kv::KvLimits,
     /// How the local queue worker retries (`[queues]`).
     pub queues: crate::triggers::queue::QueueSettings,
+    /// What the response loop does per severity of a detection (`[response]`).
+    pub response: crate::response::ResponsePolicy,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -137,6 +139,7 @@ impl ServerConfig {
             master_key: None,
             kv: crate::kv::KvLimits::default(),
             queues: crate::triggers::queue::QueueSettings::default(),
+            response: crate::response::ResponsePolicy::default(),
         }
     }
 
@@ -364,6 +367,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             vault: Arc::new(vault),
             egress: egress(&config)?,
             kv_limits: config.kv,
+            response: config.response.clone(),
         },
     )?;
     if let Some(rotation) = finished_rotation {
@@ -417,13 +421,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let remote_control_addr = remote_listener.as_ref().map(|(_, addr)| *addr);
 
+    // Quarantines are in force before the first request is served, restart or not.
+    platform.load_quarantines()?;
     let restore_failures = platform.restore().await;
     for (app, error) in &restore_failures {
         tracing::error!(app = %app, %error, "app not restored; it does not serve until redeployed");
     }
 
     let (stop, stopped) = watch::channel(false);
+    // Subscribed before anything is served, so that no event of this run escapes it.
+    let monitor = crate::monitor::Monitor::start(platform.clone());
     let mut tasks = vec![
+        tokio::spawn(monitor.run(stopped.clone())),
         tokio::spawn(crate::trigger::serve(
             http_listener,
             platform.clone(),

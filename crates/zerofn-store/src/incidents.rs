@@ -117,10 +117,8 @@ impl Store {
                  AND (?3 IS NULL OR function = ?3)
              ORDER BY opened_ms DESC, id DESC LIMIT {limit}"
         ))?;
-        let rows = statement.query_map(
-            params![query.status, query.app, query.function],
-            row_to_raw,
-        )?;
+        let rows =
+            statement.query_map(params![query.status, query.app, query.function], row_to_raw)?;
         rows.map(|row| row.map_err(StoreError::from).and_then(RawIncident::decode))
             .collect()
     }
@@ -135,24 +133,24 @@ impl Store {
     }
 
     /// Appends `action` to incident `id`; when it is `in_force` and none was before, its time
-    /// becomes the incident's `responded_ms`. One transaction, so concurrent actions of one
-    /// incident cannot lose each other.
+    /// becomes the incident's `responded_ms` (and this returns true). One transaction, so
+    /// concurrent actions of one incident cannot lose each other.
     pub fn record_incident_action(
         &self,
         id: &str,
         action: &IncidentAction,
         in_force: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut connection = self.connection();
         let transaction = connection.transaction()?;
-        let actions: Option<String> = transaction
+        let current: Option<(String, Option<i64>)> = transaction
             .query_row(
-                "SELECT actions FROM incidents WHERE id = ?1",
+                "SELECT actions, responded_ms FROM incidents WHERE id = ?1",
                 params![id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        let Some(actions) = actions else {
+        let Some((actions, responded_ms)) = current else {
             return Err(StoreError::UnknownIncident(id.to_string()));
         };
         let mut actions: Vec<IncidentAction> =
@@ -160,14 +158,14 @@ impl Store {
         actions.push(action.clone());
         let actions =
             serde_json::to_string(&actions).map_err(|e| StoreError::Malformed(e.to_string()))?;
+        let first = in_force && responded_ms.is_none();
         transaction.execute(
-            "UPDATE incidents SET actions = ?2,
-                 responded_ms = CASE WHEN ?3 AND responded_ms IS NULL THEN ?4 ELSE responded_ms END
+            "UPDATE incidents SET actions = ?2, responded_ms = COALESCE(responded_ms, ?3)
              WHERE id = ?1",
-            params![id, actions, in_force, action.at_ms],
+            params![id, actions, first.then_some(action.at_ms)],
         )?;
         transaction.commit()?;
-        Ok(())
+        Ok(first)
     }
 
     /// Resolves open incident `id` as `resolution` (`true-positive` or `false-positive`), in
@@ -216,7 +214,11 @@ impl Store {
     }
 
     /// Takes `function` of `app` out of quarantine; the quarantine it was in, if any.
-    pub fn release(&self, app: &str, function: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+    pub fn release(
+        &self,
+        app: &str,
+        function: &str,
+    ) -> Result<Option<QuarantineRecord>, StoreError> {
         Ok(self
             .connection()
             .query_row(
@@ -343,15 +345,22 @@ mod tests {
             at_ms,
             detail: String::new(),
         };
-        store
-            .record_incident_action("inc-1", &action("alert", "failure", 115), false)
-            .unwrap();
-        store
-            .record_incident_action("inc-1", &action("quarantine", "success", 120), true)
-            .unwrap();
-        store
-            .record_incident_action("inc-1", &action("revoke-leases", "success", 130), true)
-            .unwrap();
+        assert!(
+            !store
+                .record_incident_action("inc-1", &action("alert", "failure", 115), false)
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_incident_action("inc-1", &action("quarantine", "success", 120), true)
+                .unwrap(),
+            "the first action in force"
+        );
+        assert!(
+            !store
+                .record_incident_action("inc-1", &action("revoke-leases", "success", 130), true)
+                .unwrap()
+        );
         let stored = store.incident("inc-1").unwrap().unwrap();
         assert_eq!(stored.evidence, vec![3, 7]);
         assert_eq!(stored.actions.len(), 3);

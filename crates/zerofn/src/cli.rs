@@ -243,6 +243,66 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Incidents the detectors opened: list (the default), show, resolve.
+    Incidents {
+        #[command(subcommand)]
+        command: Option<IncidentsCommand>,
+        #[command(flatten)]
+        filter: IncidentFilter,
+    },
+    /// Release a quarantined function (`APP/FUNCTION`, or `APP FUNCTION`): it serves again.
+    Release {
+        /// `APP/FUNCTION`, or the app when the function follows.
+        target: String,
+        function: Option<String>,
+    },
+    /// The monitoring loop's figures: time to detect and to respond (mean, p99), the
+    /// false-positive rate, incidents by detector and severity, rejected deployments and
+    /// refusals by rule.
+    Report,
+}
+
+/// Which incidents `zerofn incidents [list]` shows.
+#[derive(Debug, Clone, Args)]
+pub struct IncidentFilter {
+    /// Only open or only resolved incidents.
+    #[arg(long, value_parser = ["open", "resolved"])]
+    pub status: Option<String>,
+    /// Only this app's.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only this function's (with `--app`).
+    #[arg(long, requires = "app")]
+    pub function: Option<String>,
+}
+
+/// `zerofn incidents ...`
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        #[command(flatten)]
+        filter: IncidentFilter,
+    },
+    /// One incident with its actions and its evidence events in full.
+    Show { id: String },
+    /// Resolve an open incident as a true or a false positive (final).
+    Resolve {
+        id: String,
+        /// The detection was right.
+        #[arg(
+            long,
+            conflicts_with = "false_positive",
+            required_unless_present = "false_positive"
+        )]
+        true_positive: bool,
+        /// The detection was wrong.
+        #[arg(long)]
+        false_positive: bool,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// How `zerofn admit` reports.

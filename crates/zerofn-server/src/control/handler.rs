@@ -27,6 +27,10 @@ pub(crate) async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
+    let by = request
+        .extensions()
+        .get::<super::RemoteOperator>()
+        .map_or_else(|| "local".to_string(), |o| format!("operator:{}", o.0));
     let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
         .collect()
         .await
@@ -146,6 +150,12 @@ pub(crate) async fn handle(
             .and_then(|rotation| json(&rotation)),
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
+        (method, segments @ ["v1", "incidents" | "quarantines" | "report", ..]) => {
+            match super::incidents::handle(platform, &method, segments, &query, &body, &by).await {
+                Some(result) => result,
+                None => Err(unknown_endpoint(&path)),
+            }
+        }
         _ => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-control-endpoint",
@@ -500,7 +510,7 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed JSON body: {e}")))
 }
 
-fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem> {
+pub(super) fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem> {
     let pairs: serde_json::Map<String, serde_json::Value> =
         url::form_urlencoded::parse(query.as_bytes())
             .map(|(k, v)| {
@@ -513,6 +523,15 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem
             .collect();
     serde_json::from_value(serde_json::Value::Object(pairs))
         .map_err(|e| bad_request(format!("malformed query: {e}")))
+}
+
+fn unknown_endpoint(path: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown-control-endpoint",
+        "Unknown control endpoint",
+        format!("{path} is not part of the control API (see docs/cli.md)."),
+    )
 }
 
 fn bad_request(detail: String) -> Problem {

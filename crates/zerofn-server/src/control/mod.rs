@@ -7,20 +7,27 @@
 mod api;
 mod client;
 mod handler;
+mod incidents;
 mod remote;
 mod tls;
 
 pub use api::{
     ApiKeyQuery, AppListing, CaBundle, CreateApiKeyRequest, CreatedApiKey, DeployRequest,
-    EnrollOperatorRequest, InvokeRequest, InvokeResponse, IssueCertificateRequest,
-    IssuedClientCertificate, LoginChallenge, LoginChallengeRequest, LoginRequest, QueueListing,
-    RollbackRequest, SecretNameRequest, SecretValueRequest, SecretsQuery, SendEventRequest,
+    EnrollOperatorRequest, IncidentDetail, IncidentsQuery, InvokeRequest, InvokeResponse,
+    IssueCertificateRequest, IssuedClientCertificate, LoginChallenge, LoginChallengeRequest,
+    LoginRequest, QueueListing, ReleaseRequest, ResolveIncidentRequest, RollbackRequest,
+    SecretNameRequest, SecretValueRequest, SecretsQuery, SendEventRequest,
 };
 pub use client::{ControlClient, ControlError};
 pub use remote::control_action;
 pub(crate) use remote::serve as serve_remote;
 pub use tls::{CertificateSource, TlsError, client_config};
 pub(crate) use tls::{load_certificate, server_config};
+
+/// The remote operator a control request comes from (set by the remote listener once the
+/// session and the Cedar decision passed); absent on the local socket.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteOperator(pub(crate) String);
 
 use crate::platform::Platform;
 use hyper::server::conn::http1;

@@ -357,7 +357,7 @@ fn encode_query(query: &LogQuery) -> String {
     pairs.join("&")
 }
 
-fn percent_encode(value: &str) -> String {
+pub(super) fn percent_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -3,6 +3,7 @@
 mod build;
 mod ca;
 mod control;
+mod incidents;
 mod init;
 mod operator;
 mod policy;
@@ -133,6 +134,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             };
             control::logs(query, follow, &target()?, json).await
         }
+        Command::Incidents { command, filter } => {
+            incidents::run(command, filter, &target()?, json).await
+        }
+        Command::Release {
+            target: name,
+            function,
+        } => incidents::release(&name, function.as_deref(), &target()?, json).await,
+        Command::Report => incidents::report(&target()?, json).await,
     }
 }
 
