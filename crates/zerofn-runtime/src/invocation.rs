@@ -124,7 +124,8 @@ impl Runtime {
             }
             Some(signal) => {
                 // Woken at every tick instead of only at the deadline, so that a guest that
-                // computes without a host call still notices the stop within one tick.
+                // computes without a host call still notices the stop within one tick; it also
+                // yields there, so that it never holds an executor thread for longer.
                 let signal = signal.clone();
                 let mut ticks_left = self.deadline_ticks(limits);
                 store.set_epoch_deadline(1);
@@ -133,7 +134,7 @@ impl Runtime {
                     if ticks_left == 0 || signal.is_stopped() {
                         Ok(wasmtime::UpdateDeadline::Interrupt)
                     } else {
-                        Ok(wasmtime::UpdateDeadline::Continue(1))
+                        Ok(wasmtime::UpdateDeadline::Yield(1))
                     }
                 });
             }

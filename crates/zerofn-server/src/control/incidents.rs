@@ -25,10 +25,14 @@ pub(super) async fn handle(
         }
         (&Method::GET, ["v1", "quarantines"]) => json(&platform.quarantined()),
         (&Method::POST, ["v1", "quarantines", "release"]) => release(platform, body, by).await,
-        (&Method::GET, ["v1", "report"]) => platform
-            .loop_report()
-            .map_err(|e| Problem::from(crate::response::IncidentError::from(e)))
-            .and_then(|report| json(&report)),
+        (&Method::GET, ["v1", "report"]) => {
+            // Refusals recorded just before are counted.
+            platform.audit().flush().await;
+            platform
+                .loop_report()
+                .map_err(|e| Problem::from(crate::response::IncidentError::from(e)))
+                .and_then(|report| json(&report))
+        }
         _ => return None,
     })
 }
