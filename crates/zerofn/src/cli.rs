@@ -503,3 +503,66 @@ pub enum CaCommand {
         ttl: humantime::Duration,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn incidents_list_by_default_and_resolve_takes_one_verdict() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["zerofn"], args].concat());
+        let Command::Incidents { command, filter } =
+            parse(&["incidents", "--status", "open"]).unwrap().command
+        else {
+            panic!("not incidents");
+        };
+        assert!(command.is_none());
+        assert_eq!(filter.status.as_deref(), Some("open"));
+        assert!(parse(&["incidents", "--status", "closed"]).is_err());
+        assert!(
+            parse(&["incidents", "list", "--function", "f"]).is_err(),
+            "needs --app"
+        );
+        assert!(
+            parse(&["incidents", "resolve", "inc-1"]).is_err(),
+            "a verdict is required"
+        );
+        assert!(
+            parse(&[
+                "incidents",
+                "resolve",
+                "inc-1",
+                "--true-positive",
+                "--false-positive"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "incidents",
+                "resolve",
+                "inc-1",
+                "--false-positive",
+                "--note",
+                "n"
+            ])
+            .is_ok()
+        );
+        let Command::Release { target, function } =
+            parse(&["release", "shop", "checkout"]).unwrap().command
+        else {
+            panic!("not release");
+        };
+        assert_eq!(
+            (target.as_str(), function.as_deref()),
+            ("shop", Some("checkout"))
+        );
+        assert!(parse(&["report", "--json"]).is_ok());
+    }
+}
