@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub const CONTROL_SCHEMA: &str = include_str!("control.cedarschema");
 
 /// Every control action, in the order the docs list them.
-pub const CONTROL_ACTIONS: [&str; 10] = [
+pub const CONTROL_ACTIONS: [&str; 13] = [
     "control.read",
     "control.audit.read",
     "control.deploy",
@@ -25,6 +25,9 @@ pub const CONTROL_ACTIONS: [&str; 10] = [
     "control.ca.issue",
     "control.secrets.manage",
     "control.queue.send",
+    "control.incidents.read",
+    "control.incidents.manage",
+    "control.release",
 ];
 
 /// An operator's role. Least privilege: each role has only the actions its job needs, and the
@@ -35,14 +38,14 @@ pub const CONTROL_ACTIONS: [&str; 10] = [
 pub enum Role {
     /// Reads state: apps, versions, metrics, JWKS, logs, API key records, the names and
     /// versions of secrets (never their values); reads, follows and verifies the audit
-    /// stream and its traces.
+    /// stream and its traces; reads incidents, quarantines and the monitoring loop's report.
     Viewer,
     /// Reads, deploys, rolls back and invokes functions, and sends events to local queues.
     Deployer,
     /// Reads, reloads the trust policy, creates or revokes API keys, issues client
     /// certificates from the built-in CA, sets, rotates and deletes secrets (and rotates the
-    /// master key), and sends events to local queues (to replay or test what a consumer
-    /// refuses).
+    /// master key), sends events to local queues (to replay or test what a consumer
+    /// refuses), resolves incidents and releases quarantined functions.
     SecurityAdmin,
 }
 
@@ -60,10 +63,15 @@ impl Role {
     /// The control actions the role's built-in policy permits.
     pub fn actions(self) -> &'static [&'static str] {
         match self {
-            Role::Viewer => &["control.read", "control.audit.read"],
+            Role::Viewer => &[
+                "control.read",
+                "control.audit.read",
+                "control.incidents.read",
+            ],
             Role::Deployer => &[
                 "control.read",
                 "control.audit.read",
+                "control.incidents.read",
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
@@ -77,6 +85,9 @@ impl Role {
                 "control.ca.issue",
                 "control.secrets.manage",
                 "control.queue.send",
+                "control.incidents.read",
+                "control.incidents.manage",
+                "control.release",
             ],
         }
     }

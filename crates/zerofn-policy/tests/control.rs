@@ -25,12 +25,20 @@ fn ask(pdp: &ControlPdp, operator: &str, role: Role, action: &str) -> zerofn_pol
 fn each_role_is_allowed_exactly_its_actions() {
     let pdp = ControlPdp::build(&Guardrails::none()).unwrap();
     let expected = [
-        (Role::Viewer, vec!["control.read", "control.audit.read"]),
+        (
+            Role::Viewer,
+            vec![
+                "control.read",
+                "control.audit.read",
+                "control.incidents.read",
+            ],
+        ),
         (
             Role::Deployer,
             vec![
                 "control.read",
                 "control.audit.read",
+                "control.incidents.read",
                 "control.deploy",
                 "control.rollback",
                 "control.invoke",
@@ -47,6 +55,9 @@ fn each_role_is_allowed_exactly_its_actions() {
                 "control.ca.issue",
                 "control.secrets.manage",
                 "control.queue.send",
+                "control.incidents.read",
+                "control.incidents.manage",
+                "control.release",
             ],
         ),
     ];

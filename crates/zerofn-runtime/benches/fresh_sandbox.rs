@@ -88,6 +88,7 @@ async fn run() {
                 outbound: None,
                 config: None,
                 keyvalue: None,
+                stop: None,
             };
             let request = hyper::Request::get("http://localhost/hello")
                 .body(Empty::<Bytes>::new())

@@ -35,6 +35,8 @@ pub enum FailureKind {
     GuestError,
     /// No sandbox could be created (the instance pool is exhausted or instantiation failed).
     Instantiation,
+    /// The platform stopped it before its deadline (its function was quarantined).
+    Stopped,
 }
 
 impl FailureKind {
@@ -48,6 +50,7 @@ impl FailureKind {
             Self::NoResponse => "no-response",
             Self::GuestError => "guest-error",
             Self::Instantiation => "instantiation-failed",
+            Self::Stopped => "stopped",
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Invocation {
     pub config: Option<Arc<dyn crate::ConfigSource>>,
     /// Opens the buckets the invocation may use (`wasi:keyvalue`); without it none opens.
     pub keyvalue: Option<Arc<dyn crate::KeyValue>>,
+    /// Raised by the platform to stop the invocation before its deadline (a quarantine): it
+    /// then fails with [`FailureKind::Stopped`].
+    pub stop: Option<crate::StopSignal>,
 }
 
 impl std::fmt::Debug for Invocation {
@@ -105,8 +108,29 @@ impl Runtime {
             ),
         );
         store.limiter(|sandbox| &mut sandbox.limiter);
-        store.set_epoch_deadline(self.deadline_ticks(limits));
-        store.epoch_deadline_trap();
+        let stop = invocation.stop;
+        match &stop {
+            None => {
+                store.set_epoch_deadline(self.deadline_ticks(limits));
+                store.epoch_deadline_trap();
+            }
+            Some(signal) => {
+                // Woken at every tick instead of only at the deadline, so that a guest that
+                // computes without a host call still notices the stop within one tick; it also
+                // yields there, so that it never holds an executor thread for longer.
+                let signal = signal.clone();
+                let mut ticks_left = self.deadline_ticks(limits);
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(move |_| {
+                    ticks_left = ticks_left.saturating_sub(1);
+                    if ticks_left == 0 || signal.is_stopped() {
+                        Ok(wasmtime::UpdateDeadline::Interrupt)
+                    } else {
+                        Ok(wasmtime::UpdateDeadline::Yield(1))
+                    }
+                });
+            }
+        }
 
         let on_exceeded = LimitReport {
             audit: self.inner.audit.clone(),
@@ -156,6 +180,7 @@ impl Runtime {
         let budget = invocation.output_budget;
         let lease = invocation.lease;
         let task_revealed = revealed.clone();
+        let task_stop = stop.clone();
         let task = tokio::spawn(async move {
             let revealed = task_revealed;
             let run = async {
@@ -169,10 +194,28 @@ impl Runtime {
                     .await
                     .map_err(|e| (classify(&e), format!("{e:?}")))
             };
-            let mut result: HandleResult = match tokio::time::timeout_at(deadline, run).await {
-                Ok(result) => result,
-                Err(_) => Err((FailureKind::Timeout, "deadline passed".into())),
+            let stopped = async {
+                match &task_stop {
+                    Some(signal) => signal.stopped().await,
+                    None => std::future::pending().await,
+                }
             };
+            // A guest blocked in a host call is dropped here when told to stop; one that
+            // computes traps at the next tick (the epoch callback above).
+            let mut result: HandleResult = tokio::select! {
+                timed = tokio::time::timeout_at(deadline, run) => match timed {
+                    Ok(result) => result,
+                    Err(_) => Err((FailureKind::Timeout, "deadline passed".into())),
+                },
+                () = stopped => Err((FailureKind::Stopped, "stopped by the platform".into())),
+            };
+            if let Err((kind, _)) = &mut result
+                && task_stop
+                    .as_ref()
+                    .is_some_and(crate::StopSignal::is_stopped)
+            {
+                *kind = FailureKind::Stopped;
+            }
             if store.data().limiter.hit
                 && let Err((kind, _)) = &mut result
             {

@@ -30,6 +30,7 @@ mod keyvalue;
 mod limits;
 mod outbound;
 mod sandbox;
+mod stop;
 
 pub use compile_cache::{CompileCache, load_or_create_key};
 pub use component::{ComponentOrigin, LoadedComponent};
@@ -41,6 +42,7 @@ pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use keyvalue::{KeyPage, KeyValue, KvBucket, KvError, MAX_OPEN_BUCKETS, shown};
 pub use limits::InvocationLimits;
 pub use outbound::{Outbound, OutboundBody, OutboundFuture, RequestOptions, Routed};
+pub use stop::StopSignal;
 
 /// The error type of request and response body streams.
 pub use wasmtime_wasi_http::Error as BodyError;

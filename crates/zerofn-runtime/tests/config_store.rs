@@ -57,6 +57,7 @@ async fn invoke(
         outbound: None,
         config,
         keyvalue: None,
+        stop: None,
     };
     let request = hyper::Request::get(format!("http://localhost{path}"))
         .body(Empty::<Bytes>::new())

@@ -37,6 +37,8 @@ struct ConfigFile {
     queues: QueuesSection,
     #[serde(default)]
     telemetry: TelemetrySection,
+    #[serde(default)]
+    response: ResponseSection,
 }
 
 /// `[telemetry]`: export of the audit stream.
@@ -47,6 +49,97 @@ struct TelemetrySection {
     otlp_endpoint: Option<String>,
     /// `service.name` of what is exported [default: `zerofn`].
     service_name: Option<String>,
+}
+
+/// `[response]`: the actions taken automatically per severity of a detection, and where
+/// alerts go. A severity left out keeps its default; an empty list takes no action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseSection {
+    low: Option<Vec<String>>,
+    medium: Option<Vec<String>>,
+    high: Option<Vec<String>>,
+    critical: Option<Vec<String>>,
+    /// An absolute `http://` or `https://` URL the `alert` action posts incidents to.
+    webhook: Option<String>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_attempts: Option<u32>,
+}
+
+impl ResponseSection {
+    fn resolve(&self) -> Result<crate::response::ResponsePolicy, String> {
+        use crate::response::{Action, ResponsePolicy};
+        let webhook = match &self.webhook {
+            None => {
+                if self.webhook_timeout_ms.is_some() || self.webhook_attempts.is_some() {
+                    return Err(
+                        "`response.webhook_timeout_ms` and `response.webhook_attempts` need `response.webhook`".into(),
+                    );
+                }
+                None
+            }
+            Some(url) => {
+                let timeout = match self.webhook_timeout_ms {
+                    None => crate::alert::DEFAULT_TIMEOUT,
+                    Some(ms)
+                        if ms > 0 && Duration::from_millis(ms) <= crate::alert::MAX_TIMEOUT =>
+                    {
+                        Duration::from_millis(ms)
+                    }
+                    Some(_) => {
+                        return Err(format!(
+                            "`response.webhook_timeout_ms` must be between 1 and {}",
+                            crate::alert::MAX_TIMEOUT.as_millis()
+                        ));
+                    }
+                };
+                let attempts = match self.webhook_attempts {
+                    None => crate::alert::DEFAULT_ATTEMPTS,
+                    Some(n) if (1..=crate::alert::MAX_ATTEMPTS).contains(&n) => n,
+                    Some(_) => {
+                        return Err(format!(
+                            "`response.webhook_attempts` must be between 1 and {}",
+                            crate::alert::MAX_ATTEMPTS
+                        ));
+                    }
+                };
+                Some(crate::alert::Webhook {
+                    url: crate::alert::Webhook::parse_url(url)?,
+                    timeout,
+                    attempts,
+                })
+            }
+        };
+        let mut policy = ResponsePolicy::defaults(webhook.is_some());
+        for (name, written, slot) in [
+            ("low", &self.low, &mut policy.low),
+            ("medium", &self.medium, &mut policy.medium),
+            ("high", &self.high, &mut policy.high),
+            ("critical", &self.critical, &mut policy.critical),
+        ] {
+            let Some(written) = written else { continue };
+            let mut actions = Vec::new();
+            for action in written {
+                let action =
+                    Action::parse(action).map_err(|e| format!("`response.{name}`: {e}"))?;
+                if actions.contains(&action) {
+                    return Err(format!(
+                        "`response.{name}` names `{}` twice",
+                        action.as_str()
+                    ));
+                }
+                if action == Action::Alert && webhook.is_none() {
+                    return Err(format!(
+                        "`response.{name}` names \"alert\" but no `response.webhook` is set: give the URL alerts are posted to, or remove \"alert\""
+                    ));
+                }
+                actions.push(action);
+            }
+            *slot = actions;
+        }
+        policy.webhook = webhook;
+        Ok(policy)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -241,6 +334,7 @@ impl ServerConfig {
         let mut config = Self::new(data_dir);
         config.limits = file.limits.resolve().map_err(|e| invalid(e.to_string()))?;
         config.kv = file.kv.resolve().map_err(invalid)?;
+        config.response = file.response.resolve().map_err(invalid)?;
         if let Some(listen) = file.server.listen {
             config.listen = listen;
         }
@@ -597,6 +691,59 @@ mod tests {
             ("otlp_endpiont = \"http://x\"", "otlp_endpiont"),
         ] {
             let error = load(&format!("[telemetry]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn response_actions_are_configured_per_severity_and_fail_closed() {
+        use crate::response::Action;
+        let defaults = load("").unwrap().response;
+        assert_eq!(
+            defaults.high,
+            [Action::Quarantine, Action::RevokeLeases],
+            "no webhook, no alert"
+        );
+        assert!(defaults.webhook.is_none());
+        let config = load(
+            "[response]\nmedium = [\"alert\"]\nhigh = [\"revoke-leases\"]\nlow = []\nwebhook = \"http://127.0.0.1:9000/hook\"\nwebhook_attempts = 2\n",
+        )
+        .unwrap()
+        .response;
+        assert_eq!(config.medium, [Action::Alert]);
+        assert_eq!(config.high, [Action::RevokeLeases]);
+        assert_eq!(
+            config.critical,
+            [
+                Action::Quarantine,
+                Action::RevokeLeases,
+                Action::Rollback,
+                Action::Alert
+            ],
+            "an unnamed severity keeps its default"
+        );
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.attempts, 2);
+        assert_eq!(webhook.url.port_u16(), Some(9000));
+        for (text, expected) in [
+            ("high = [\"nuke\"]", "`nuke` is not a response action"),
+            ("high = [\"alert\"]", "no `response.webhook` is set"),
+            (
+                "high = [\"quarantine\", \"quarantine\"]",
+                "names `quarantine` twice",
+            ),
+            ("webhook = \"ftp://x/y\"", "http:// or https://"),
+            ("webhook = \"/hook\"", "http:// or https://"),
+            ("webhook_attempts = 2", "need `response.webhook`"),
+            (
+                "webhook = \"http://127.0.0.1/\"\nwebhook_attempts = 0",
+                "webhook_attempts",
+            ),
+            ("severe = []", "severe"),
+        ] {
+            let error = load(&format!("[response]\n{text}\n"))
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{text}: {error}");

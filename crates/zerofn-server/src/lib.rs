@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod alert;
 pub mod authn;
 pub mod calls;
 pub mod certificates;
@@ -23,11 +24,15 @@ mod error;
 pub mod input;
 pub mod kv;
 pub mod metrics;
+mod monitor;
 pub mod operators;
 pub mod otlp;
 mod platform;
 pub mod problem;
+mod quarantine;
 pub mod rate_limit;
+pub mod report;
+pub mod response;
 mod routes;
 pub mod secrets;
 mod server;

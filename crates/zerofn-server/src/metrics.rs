@@ -5,6 +5,8 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +56,23 @@ struct AuditEventLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DetectionLabels {
+    detector: String,
+    severity: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResolutionLabels {
+    resolution: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     app: String,
     function: String,
@@ -70,6 +89,13 @@ pub struct Metrics {
     egress: EgressMetrics,
     audit_events: Family<AuditEventLabels, Counter>,
     otlp_events: Family<OutcomeLabels, Counter>,
+    request_refusals: Family<RuleLabels, Counter>,
+    incidents: Family<DetectionLabels, Counter>,
+    resolutions: Family<ResolutionLabels, Counter>,
+    response_actions: Family<ActionLabels, Counter>,
+    time_to_detect: Histogram,
+    time_to_respond: Histogram,
+    quarantined: Gauge,
 }
 
 /// Each function's egress: requests by outcome, refusals by rule, bytes each way. Cloning
@@ -201,10 +227,60 @@ impl Default for Metrics {
             "Audit events sent to the OTLP collector as log records (exported), or not (dropped: the collector failed or the export fell behind; the store keeps them)",
             otlp_events.clone(),
         );
+        let request_refusals = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "request_refusals",
+            "Requests and calls refused before or instead of a sandbox, by rule (e.g. function-quarantined, request-body-too-large)",
+            request_refusals.clone(),
+        );
+        let incidents = Family::<DetectionLabels, Counter>::default();
+        registry.register(
+            "incidents",
+            "Incidents opened, by detector and severity",
+            incidents.clone(),
+        );
+        let resolutions = Family::<ResolutionLabels, Counter>::default();
+        registry.register(
+            "incident_resolutions",
+            "Incidents resolved by an operator, by resolution (true-positive, false-positive); the false-positive rate is false / (true + false)",
+            resolutions.clone(),
+        );
+        let response_actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "response_actions",
+            "Automatic response actions, by action and outcome (success, failure, skipped)",
+            response_actions.clone(),
+        );
+        // 1 ms to about 33 s.
+        let time_to_detect = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "incident_time_to_detect_seconds",
+            "From the offending event to its incident being opened",
+            time_to_detect.clone(),
+        );
+        let time_to_respond = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "incident_time_to_respond_seconds",
+            "From an incident being opened to its first action in force",
+            time_to_respond.clone(),
+        );
+        let quarantined = Gauge::default();
+        registry.register(
+            "functions_quarantined",
+            "Functions in quarantine now",
+            quarantined.clone(),
+        );
         Metrics {
             registry,
             audit_events,
             otlp_events,
+            request_refusals,
+            incidents,
+            resolutions,
+            response_actions,
+            time_to_detect,
+            time_to_respond,
+            quarantined,
             kv_operations,
             kv_bytes_written,
             deploys,
@@ -300,6 +376,39 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a request or call refused under `rule`.
+    pub fn request_refused(&self, rule: &str) {
+        self.request_refusals
+            .get_or_create(&RuleLabels { rule: rule.into() })
+            .inc();
+    }
+
+    /// Counts an incident opened `detect_ms` after its offending event.
+    pub fn incident_opened(&self, detector: &str, severity: &str, detect_ms: i64) {
+        self.incidents
+            .get_or_create(&DetectionLabels {
+                detector: detector.into(),
+                severity: severity.into(),
+            })
+            .inc();
+        self.time_to_detect.observe(seconds(detect_ms));
+    }
+
+    /// Records that an incident's first action was in force `respond_ms` after it opened.
+    pub fn incident_responded(&self, respond_ms: i64) {
+        self.time_to_respond.observe(seconds(respond_ms));
+    }
+
+    /// Counts a response action by outcome.
+    pub fn response_action(&self, action: &str, outcome: &str) {
+        self.response_actions
+            .get_or_create(&ActionLabels {
+                action: action.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
     /// Counts events the OTLP collector took.
     pub fn otlp_exported(&self, count: u64) {
         self.otlp_events
@@ -316,6 +425,21 @@ impl Metrics {
                 outcome: "dropped".into(),
             })
             .inc_by(count);
+    }
+
+    /// Counts an operator's resolution.
+    pub fn incident_resolved(&self, resolution: &str) {
+        self.resolutions
+            .get_or_create(&ResolutionLabels {
+                resolution: resolution.into(),
+            })
+            .inc();
+    }
+
+    /// How many functions are in quarantine now.
+    pub fn set_quarantined(&self, count: usize) {
+        self.quarantined
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The metrics in the OpenMetrics text format.
@@ -362,6 +486,9 @@ pub(crate) async fn count_audit_events(
             _ = stopped.changed() => return,
         }
     }
+/// Milliseconds as seconds; a clock that went backwards counts as zero.
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
 }
 
 #[cfg(test)]
@@ -392,6 +519,29 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn the_loop_is_measured() {
+        let metrics = Metrics::default();
+        metrics.incident_opened("new-egress-destination", "high", 12);
+        metrics.incident_responded(3);
+        metrics.response_action("quarantine", "success");
+        metrics.incident_resolved("false-positive");
+        metrics.request_refused("function-quarantined");
+        metrics.set_quarantined(1);
+        let text = metrics.encode();
+        for line in [
+            "zerofn_incidents_total{detector=\"new-egress-destination\",severity=\"high\"} 1",
+            "zerofn_incident_time_to_detect_seconds_count 1",
+            "zerofn_incident_time_to_respond_seconds_sum 0.003",
+            "zerofn_response_actions_total{action=\"quarantine\",outcome=\"success\"} 1",
+            "zerofn_incident_resolutions_total{resolution=\"false-positive\"} 1",
+            "zerofn_request_refusals_total{rule=\"function-quarantined\"} 1",
+            "zerofn_functions_quarantined 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]

@@ -436,9 +436,31 @@ pub(crate) struct InvocationSecrets {
     pub(crate) scope: Arc<zerofn_audit::InvocationScope>,
     /// SPIFFE IDs of the functions that called this invocation, outermost first.
     pub(crate) chain: Arc<[String]>,
+    /// Set by the response loop (`revoke-leases`, quarantine): every later read is refused.
+    pub(crate) revoked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl InvocationSecrets {
+    /// A read after the response loop revoked the invocation's leases: refused and recorded
+    /// (`secret.read`, reason `lease-revoked`).
+    fn refuse_revoked(&self, name: String) -> ConfigFuture<Option<ConfigValue>> {
+        let platform = self.platform.upgrade();
+        let event = AuditEvent::new(EventKind::SecretRead, Outcome::Denied)
+            .reason("lease-revoked")
+            .invocation(self.invocation_id.clone())
+            .function(self.function.app.clone(), self.function.name.clone())
+            .version(self.function.version_id.clone())
+            .detail("name", name.chars().take(128).collect::<String>());
+        Box::pin(async move {
+            if let Some(platform) = platform {
+                platform.audit().record(event).await;
+            }
+            Err(ConfigRefusal(
+                "this invocation's leases were revoked in response to an incident".into(),
+            ))
+        })
+    }
+
     fn refused<T: Send + 'static>(message: &str) -> ConfigFuture<T> {
         let refusal = ConfigRefusal(message.to_string());
         Box::pin(async move { Err(refusal) })
@@ -447,6 +469,9 @@ impl InvocationSecrets {
 
 impl ConfigSource for InvocationSecrets {
     fn get(&self, name: String) -> ConfigFuture<Option<ConfigValue>> {
+        if self.revoked.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.refuse_revoked(name);
+        }
         // A plain config value is part of the signed manifest, not a secret: no decision or
         // read event (validation keeps its names apart from granted secrets).
         if let Some(value) = self.function.config.get(&name) {
@@ -461,6 +486,7 @@ impl ConfigSource for InvocationSecrets {
             function: self.function.clone(),
             scope: self.scope.clone(),
             chain: self.chain.clone(),
+            revoked: self.revoked.clone(),
         };
         Box::pin(async move { platform.read_secret(&reader, name).await })
     }

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub queues: crate::triggers::queue::QueueSettings,
     /// Where audit events are exported over OTLP (`[telemetry]`); none unless configured.
     pub telemetry: Option<crate::otlp::TelemetryConfig>,
+    /// What the response loop does per severity of a detection (`[response]`).
+    pub response: crate::response::ResponsePolicy,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -140,6 +142,7 @@ impl ServerConfig {
             kv: crate::kv::KvLimits::default(),
             queues: crate::triggers::queue::QueueSettings::default(),
             telemetry: None,
+            response: crate::response::ResponsePolicy::default(),
         }
     }
 
@@ -380,6 +383,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             vault: Arc::new(vault),
             egress: egress(&config)?,
             kv_limits: config.kv,
+            response: config.response.clone(),
         },
     )?;
     if let Some(rotation) = finished_rotation {
@@ -457,12 +461,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         )));
     }
 
+    // Quarantines are in force before the first request is served, restart or not.
+    platform.load_quarantines()?;
     let restore_failures = platform.restore().await;
     for (app, error) in &restore_failures {
         tracing::error!(app = %app, %error, "app not restored; it does not serve until redeployed");
     }
 
+    // Subscribed before anything is served, so that no event of this run escapes it.
+    let monitor = crate::monitor::Monitor::start(platform.clone());
     let mut tasks = vec![
+        tokio::spawn(monitor.run(stopped.clone())),
         tokio::spawn(crate::trigger::serve(
             http_listener,
             platform.clone(),

@@ -43,6 +43,16 @@ pub enum StoreError {
     /// The app has no secret of that name.
     #[error("app `{app}` has no secret `{name}` (see `zerofn secrets list {app}`)")]
     UnknownSecret { app: String, name: String },
+    /// No incident has that id.
+    #[error("there is no incident `{0}` (see `zerofn incidents list`)")]
+    UnknownIncident(String),
+    /// The incident was resolved already; a resolution is final.
+    #[error("incident `{id}` is already resolved as {resolution} by {by}; a resolution is final")]
+    IncidentAlreadyResolved {
+        id: String,
+        resolution: String,
+        by: String,
+    },
     /// A record could not be encoded or decoded.
     #[error("malformed record in the store: {0}")]
     Malformed(String),

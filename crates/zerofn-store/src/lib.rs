@@ -14,6 +14,7 @@
 mod api_keys;
 mod audit;
 mod error;
+mod incidents;
 mod kv;
 mod operators;
 mod queue;
@@ -28,6 +29,7 @@ pub use audit::{
     StoredAuditRow,
 };
 pub use error::StoreError;
+pub use incidents::{IncidentAction, IncidentQuery, IncidentRecord, QuarantineRecord};
 pub use kv::{KvQuota, KvStoreError, kv_context};
 pub use operators::{OperatorRecord, SessionRecord};
 pub use queue::QueueMessage;

@@ -254,6 +254,66 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Incidents the detectors opened: list (the default), show, resolve.
+    Incidents {
+        #[command(subcommand)]
+        command: Option<IncidentsCommand>,
+        #[command(flatten)]
+        filter: IncidentFilter,
+    },
+    /// Release a quarantined function (`APP/FUNCTION`, or `APP FUNCTION`): it serves again.
+    Release {
+        /// `APP/FUNCTION`, or the app when the function follows.
+        target: String,
+        function: Option<String>,
+    },
+    /// The monitoring loop's figures: time to detect and to respond (mean, p99), the
+    /// false-positive rate, incidents by detector and severity, rejected deployments and
+    /// refusals by rule.
+    Report,
+}
+
+/// Which incidents `zerofn incidents [list]` shows.
+#[derive(Debug, Clone, Args)]
+pub struct IncidentFilter {
+    /// Only open or only resolved incidents.
+    #[arg(long, value_parser = ["open", "resolved"])]
+    pub status: Option<String>,
+    /// Only this app's.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only this function's (with `--app`).
+    #[arg(long, requires = "app")]
+    pub function: Option<String>,
+}
+
+/// `zerofn incidents ...`
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        #[command(flatten)]
+        filter: IncidentFilter,
+    },
+    /// One incident with its actions and its evidence events in full.
+    Show { id: String },
+    /// Resolve an open incident as a true or a false positive (final).
+    Resolve {
+        id: String,
+        /// The detection was right.
+        #[arg(
+            long,
+            conflicts_with = "false_positive",
+            required_unless_present = "false_positive"
+        )]
+        true_positive: bool,
+        /// The detection was wrong.
+        #[arg(long)]
+        false_positive: bool,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 /// `zerofn audit ...`
@@ -498,4 +558,67 @@ pub enum CaCommand {
         #[arg(long, value_name = "DURATION", default_value = "1h")]
         ttl: humantime::Duration,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn incidents_list_by_default_and_resolve_takes_one_verdict() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["zerofn"], args].concat());
+        let Command::Incidents { command, filter } =
+            parse(&["incidents", "--status", "open"]).unwrap().command
+        else {
+            panic!("not incidents");
+        };
+        assert!(command.is_none());
+        assert_eq!(filter.status.as_deref(), Some("open"));
+        assert!(parse(&["incidents", "--status", "closed"]).is_err());
+        assert!(
+            parse(&["incidents", "list", "--function", "f"]).is_err(),
+            "needs --app"
+        );
+        assert!(
+            parse(&["incidents", "resolve", "inc-1"]).is_err(),
+            "a verdict is required"
+        );
+        assert!(
+            parse(&[
+                "incidents",
+                "resolve",
+                "inc-1",
+                "--true-positive",
+                "--false-positive"
+            ])
+            .is_err()
+        );
+        assert!(
+            parse(&[
+                "incidents",
+                "resolve",
+                "inc-1",
+                "--false-positive",
+                "--note",
+                "n"
+            ])
+            .is_ok()
+        );
+        let Command::Release { target, function } =
+            parse(&["release", "shop", "checkout"]).unwrap().command
+        else {
+            panic!("not release");
+        };
+        assert_eq!(
+            (target.as_str(), function.as_deref()),
+            ("shop", Some("checkout"))
+        );
+        assert!(parse(&["report", "--json"]).is_ok());
+    }
 }

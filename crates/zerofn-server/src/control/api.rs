@@ -226,3 +226,38 @@ pub struct AuditKey {
     pub algorithm: String,
     pub public_key_pem: String,
 }
+
+/// `GET /v1/incidents`: which incidents to list (all when empty).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsQuery {
+    /// `open` or `resolved`.
+    pub status: Option<String>,
+    pub app: Option<String>,
+    pub function: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}`: the incident and its evidence events in full.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncidentDetail {
+    pub incident: zerofn_store::IncidentRecord,
+    /// The evidence events, oldest first (an id the store no longer has is left out).
+    pub evidence: Vec<zerofn_store::AuditRow>,
+}
+
+/// `POST /v1/incidents/{id}/resolve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveIncidentRequest {
+    pub resolution: crate::response::Resolution,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /v1/quarantines/release`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub app: String,
+    pub function: String,
+}

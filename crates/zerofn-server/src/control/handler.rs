@@ -37,6 +37,10 @@ pub(crate) async fn handle(
         .extensions()
         .get::<super::audit_stream::SessionCheck>()
         .cloned();
+    let by = request
+        .extensions()
+        .get::<super::RemoteOperator>()
+        .map_or_else(|| "local".to_string(), |o| format!("operator:{}", o.0));
     let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
         .collect()
         .await
@@ -164,6 +168,12 @@ pub(crate) async fn handle(
             match super::audit_stream::StreamFilter::parse(&query, last_event_id.as_deref()) {
                 Ok(filter) => super::audit_stream::open(platform, filter, session).await,
                 Err(problem) => Err(problem),
+            }
+        }
+        (method, segments @ ["v1", "incidents" | "quarantines" | "report", ..]) => {
+            match super::incidents::handle(platform, &method, segments, &query, &body, &by).await {
+                Some(result) => result,
+                None => Err(unknown_endpoint(&path)),
             }
         }
         _ => Err(Problem::new(
@@ -621,7 +631,7 @@ pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
     serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed JSON body: {e}")))
 }
 
-fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem> {
+pub(super) fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem> {
     let pairs: serde_json::Map<String, serde_json::Value> =
         url::form_urlencoded::parse(query.as_bytes())
             .map(|(k, v)| {
@@ -634,6 +644,15 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, Problem
             .collect();
     serde_json::from_value(serde_json::Value::Object(pairs))
         .map_err(|e| bad_request(format!("malformed query: {e}")))
+}
+
+fn unknown_endpoint(path: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown-control-endpoint",
+        "Unknown control endpoint",
+        format!("{path} is not part of the control API (see docs/cli.md)."),
+    )
 }
 
 fn bad_request(detail: String) -> Problem {

@@ -9,16 +9,17 @@ pub mod audit_stream;
 mod body;
 mod client;
 mod handler;
+mod incidents;
 mod remote;
 pub mod sse;
 mod tls;
 
 pub use api::{
     ApiKeyQuery, AppListing, AuditKey, AuditVerifyQuery, CaBundle, CreateApiKeyRequest,
-    CreatedApiKey, DeployRequest, EnrollOperatorRequest, InvokeRequest, InvokeResponse,
+    CreatedApiKey, DeployRequest, EnrollOperatorRequest, IncidentDetail, IncidentsQuery, InvokeRequest, InvokeResponse,
     IssueCertificateRequest, IssuedClientCertificate, LoginChallenge, LoginChallengeRequest,
-    LoginRequest, QueueListing, RollbackRequest, SecretNameRequest, SecretValueRequest,
-    SecretsQuery, SendEventRequest,
+    LoginRequest, QueueListing, ReleaseRequest, ResolveIncidentRequest, RollbackRequest,
+    SecretNameRequest, SecretValueRequest, SecretsQuery, SendEventRequest,
 };
 pub use audit_stream::{AuditStreams, StreamFilter};
 pub use body::ControlBody;
@@ -27,6 +28,11 @@ pub use remote::control_action;
 pub(crate) use remote::serve as serve_remote;
 pub use tls::{CertificateSource, TlsError, client_config};
 pub(crate) use tls::{load_certificate, server_config};
+
+/// The remote operator a control request comes from (set by the remote listener once the
+/// session and the Cedar decision passed); absent on the local socket.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteOperator(pub(crate) String);
 
 use crate::platform::Platform;
 use hyper::server::conn::http1;

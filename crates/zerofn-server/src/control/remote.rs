@@ -65,6 +65,12 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
                 "set" | "rotate" | "delete" | "rotate-master",
             ],
         ) => "control.secrets.manage",
+        (&Method::GET, ["v1", "incidents"])
+        | (&Method::GET, ["v1", "incidents", _])
+        | (&Method::GET, ["v1", "quarantines"])
+        | (&Method::GET, ["v1", "report"]) => "control.incidents.read",
+        (&Method::POST, ["v1", "incidents", _, "resolve"]) => "control.incidents.manage",
+        (&Method::POST, ["v1", "quarantines", "release"]) => "control.release",
         _ => return None,
     })
 }
@@ -415,6 +421,9 @@ async fn authorized(
                 .authenticate(authorization.as_deref())
                 .is_ok()
         })));
+    request
+        .extensions_mut()
+        .insert(super::RemoteOperator(session.operator.clone()));
     handler::handle(platform, request).await
 }
 

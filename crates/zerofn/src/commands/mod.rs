@@ -4,6 +4,7 @@ mod audit;
 mod build;
 mod ca;
 mod control;
+mod incidents;
 mod init;
 mod operator;
 mod policy;
@@ -136,6 +137,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             };
             control::logs(query, follow, &target()?, json).await
         }
+        Command::Incidents { command, filter } => {
+            incidents::run(command, filter, &target()?, json).await
+        }
+        Command::Release {
+            target: name,
+            function,
+        } => incidents::release(&name, function.as_deref(), &target()?, json).await,
+        Command::Report => incidents::report(&target()?, json).await,
     }
 }
 
