@@ -39,6 +39,9 @@ struct ConfigFile {
     telemetry: TelemetrySection,
     #[serde(default)]
     response: ResponseSection,
+    /// `[detection]`: the detectors' thresholds, windows and caps (`docs/detection.md`).
+    #[serde(default)]
+    detection: zerofn_detect::DetectorConfig,
 }
 
 /// `[telemetry]`: export of the audit stream.
@@ -335,6 +338,10 @@ impl ServerConfig {
         config.limits = file.limits.resolve().map_err(|e| invalid(e.to_string()))?;
         config.kv = file.kv.resolve().map_err(invalid)?;
         config.response = file.response.resolve().map_err(invalid)?;
+        file.detection
+            .validate()
+            .map_err(|e| invalid(e.to_string()))?;
+        config.detection = file.detection;
         if let Some(listen) = file.server.listen {
             config.listen = listen;
         }
@@ -748,6 +755,23 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn detection_thresholds_are_read_and_checked() {
+        let config = load("[detection]\nwarmup_events = 5\nwindow_ms = 1000\n").unwrap();
+        assert_eq!(config.detection.warmup_events, 5);
+        assert_eq!(config.detection.window_ms, 1000);
+        assert_eq!(
+            load("").unwrap().detection,
+            zerofn_detect::DetectorConfig::default()
+        );
+        let typo = load("[detection]\nwarmup = 5\n").unwrap_err().to_string();
+        assert!(typo.contains("warmup"), "{typo}");
+        let bad = load("[detection]\newma_alpha = 0.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("ewma_alpha"), "{bad}");
     }
 
     #[test]

@@ -486,6 +486,8 @@ pub(crate) async fn count_audit_events(
             _ = stopped.changed() => return,
         }
     }
+}
+
 /// Milliseconds as seconds; a clock that went backwards counts as zero.
 fn seconds(ms: i64) -> f64 {
     ms.max(0) as f64 / 1000.0

@@ -32,7 +32,12 @@ pub(crate) struct Monitor {
 impl Monitor {
     /// Remembers where the stored history ends, then subscribes to the committed stream; what
     /// is committed between the two is read from the store when [`Monitor::run`] starts.
-    pub(crate) fn start(platform: Arc<Platform>) -> Self {
+    ///
+    /// Fails only on thresholds `[detection]` should have refused already.
+    pub(crate) fn start(
+        platform: Arc<Platform>,
+        detection: zerofn_detect::DetectorConfig,
+    ) -> Result<Self, zerofn_detect::ConfigError> {
         let last_id = platform
             .store()
             .audit_events(&AuditQuery {
@@ -43,12 +48,12 @@ impl Monitor {
             .and_then(|rows| rows.last().map(|row| row.id))
             .unwrap_or(0);
         let events = platform.audit().subscribe();
-        Self {
+        Ok(Self {
             platform,
             events,
-            detectors: Detectors::new(),
+            detectors: Detectors::with_config(detection)?,
             last_id,
-        }
+        })
     }
 
     /// Runs until the server stops.
@@ -90,7 +95,7 @@ impl Monitor {
             if let Some(event) = committed(row)
                 && !caused_by_response(&event.event)
             {
-                learn(&mut self.detectors, &event);
+                self.detectors.learn(&event);
             }
         }
     }
@@ -147,13 +152,6 @@ impl Monitor {
             }
         });
     }
-}
-
-/// Teaches the detectors one historical event without asking for detections.
-fn learn(detectors: &mut Detectors, event: &CommittedEvent) {
-    // TODO(issue 6, part D): `detectors.learn(event)` once `zerofn-detect` offers it; until
-    // then baselines start empty at every start (warm-up applies again).
-    let _ = (detectors, event);
 }
 
 /// Whether the response loop caused `event` (directly, or as the immediate consequence of a

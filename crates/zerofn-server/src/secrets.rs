@@ -445,11 +445,10 @@ impl InvocationSecrets {
     /// (`secret.read`, reason `lease-revoked`).
     fn refuse_revoked(&self, name: String) -> ConfigFuture<Option<ConfigValue>> {
         let platform = self.platform.upgrade();
-        let event = AuditEvent::new(EventKind::SecretRead, Outcome::Denied)
+        let event = self
+            .scope
+            .event_in(&self.scope.span(), EventKind::SecretRead, Outcome::Denied)
             .reason("lease-revoked")
-            .invocation(self.invocation_id.clone())
-            .function(self.function.app.clone(), self.function.name.clone())
-            .version(self.function.version_id.clone())
             .detail("name", name.chars().take(128).collect::<String>());
         Box::pin(async move {
             if let Some(platform) = platform {

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub telemetry: Option<crate::otlp::TelemetryConfig>,
     /// What the response loop does per severity of a detection (`[response]`).
     pub response: crate::response::ResponsePolicy,
+    /// The detectors' thresholds, windows and caps (`[detection]`).
+    pub detection: zerofn_detect::DetectorConfig,
 }
 
 /// The remote control listener's settings (`[control]` in the config file).
@@ -143,6 +145,7 @@ impl ServerConfig {
             queues: crate::triggers::queue::QueueSettings::default(),
             telemetry: None,
             response: crate::response::ResponsePolicy::default(),
+            detection: zerofn_detect::DetectorConfig::default(),
         }
     }
 
@@ -246,6 +249,8 @@ pub enum ServerError {
     },
     #[error("cannot set up the OTLP export (`[telemetry]`): {0}")]
     Telemetry(String),
+    #[error("invalid detector thresholds: {0}")]
+    Detection(String),
     #[error("cannot finish the interrupted master-key rotation: {0}")]
     Rotation(#[from] crate::vault::RotationError),
 }
@@ -469,7 +474,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
 
     // Subscribed before anything is served, so that no event of this run escapes it.
-    let monitor = crate::monitor::Monitor::start(platform.clone());
+    let monitor = crate::monitor::Monitor::start(platform.clone(), config.detection.clone())
+        .map_err(|e| ServerError::Detection(e.to_string()))?;
     let mut tasks = vec![
         tokio::spawn(monitor.run(stopped.clone())),
         tokio::spawn(crate::trigger::serve(

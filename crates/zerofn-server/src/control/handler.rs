@@ -569,6 +569,8 @@ async fn trace(platform: &Platform, trace_id: &str) -> Result<Response, Problem>
             ),
         )),
     }
+}
+
 /// `GET /v1/audit/verify`: walks the stored chain (off the async workers: it reads every
 /// event) and reports every break. A broken chain is an answer, not a refusal; it is also
 /// recorded, so that the finding itself is in the stream.

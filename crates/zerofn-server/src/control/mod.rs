@@ -16,10 +16,11 @@ mod tls;
 
 pub use api::{
     ApiKeyQuery, AppListing, AuditKey, AuditVerifyQuery, CaBundle, CreateApiKeyRequest,
-    CreatedApiKey, DeployRequest, EnrollOperatorRequest, IncidentDetail, IncidentsQuery, InvokeRequest, InvokeResponse,
-    IssueCertificateRequest, IssuedClientCertificate, LoginChallenge, LoginChallengeRequest,
-    LoginRequest, QueueListing, ReleaseRequest, ResolveIncidentRequest, RollbackRequest,
-    SecretNameRequest, SecretValueRequest, SecretsQuery, SendEventRequest,
+    CreatedApiKey, DeployRequest, EnrollOperatorRequest, IncidentDetail, IncidentsQuery,
+    InvokeRequest, InvokeResponse, IssueCertificateRequest, IssuedClientCertificate,
+    LoginChallenge, LoginChallengeRequest, LoginRequest, QueueListing, ReleaseRequest,
+    ResolveIncidentRequest, RollbackRequest, SecretNameRequest, SecretValueRequest, SecretsQuery,
+    SendEventRequest,
 };
 pub use audit_stream::{AuditStreams, StreamFilter};
 pub use body::ControlBody;
