@@ -218,11 +218,19 @@ fn audit_verify_passes_on_a_live_server_and_locates_tampering_in_the_stopped_sto
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["id"].as_i64().unwrap()))
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["id"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         findings,
-        [("column-mismatch".to_string(), 3), ("edited".to_string(), 3)],
+        [
+            ("column-mismatch".to_string(), 3),
+            ("edited".to_string(), 3)
+        ],
         "{report}"
     );
 
