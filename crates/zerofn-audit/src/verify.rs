@@ -246,6 +246,9 @@ enum Segment {
     },
 }
 
+/// A run of moved rows: the first and last id, and a few (id now, id chained at) examples.
+type MovedRun = (i64, i64, Vec<(i64, i64)>);
+
 struct Walk<'a> {
     store: &'a Store,
     trusted: &'a [PublicKey],
@@ -539,7 +542,7 @@ impl Walk<'_> {
     fn flush_pending(&mut self) {
         let segments = std::mem::take(&mut self.pending);
         let mut segments = segments.into_iter().peekable();
-        let mut reordered: Vec<(i64, i64, Vec<(i64, i64)>)> = Vec::new();
+        let mut reordered: Vec<MovedRun> = Vec::new();
         let mut first_segment = true;
         while let Some(segment) = segments.next() {
             let leading = std::mem::replace(&mut first_segment, false);
@@ -625,7 +628,7 @@ impl Walk<'_> {
         self.flush_reordered(&mut reordered);
     }
 
-    fn flush_reordered(&mut self, runs: &mut Vec<(i64, i64, Vec<(i64, i64)>)>) {
+    fn flush_reordered(&mut self, runs: &mut Vec<MovedRun>) {
         let (Some(first), Some(last)) = (runs.first().map(|r| r.0), runs.last().map(|r| r.1))
         else {
             return;
