@@ -587,9 +587,10 @@ async fn upstream() -> u16 {
     port
 }
 
-/// How many calls to the usual destination make the function's baseline (more than any
-/// warm-up the detectors document).
+/// How many calls to the usual destination make the function's baseline: more than the
+/// warm-up the test configures (`WARMUP_EVENTS` events, each call producing several).
 const BASELINE_CALLS: usize = 60;
+const WARMUP_EVENTS: u64 = 50;
 
 /// End to end, with the real detectors (needs `new-egress-destination` from zerofn-detect):
 /// a function that starts calling a destination its baseline never saw is quarantined
@@ -598,7 +599,13 @@ const BASELINE_CALLS: usize = 60;
 async fn a_function_that_starts_calling_a_new_domain_is_quarantined_automatically() {
     let usual = upstream().await;
     let new = upstream().await;
-    let server = TestServer::start().await;
+    // The default warm-up is minutes of traffic; a short one keeps the test quick, and the
+    // detector is the same.
+    let server = TestServer::start_with(|config| {
+        config.detection.warmup_events = WARMUP_EVENTS;
+        config.detection.warmup_windows = 0;
+    })
+    .await;
     let manifest = format!(
         r#"[app]
 name = "net"
@@ -654,7 +661,13 @@ auth = {{ public = true }}
         "the usual destination opens no incident"
     );
     let offending = fetch(format!("http://localhost:{new}/exfiltrate")).await;
-    assert_eq!(offending.status, 200, "{}", offending.text());
+    // The response can be quick enough to stop the offending invocation itself.
+    assert!(
+        offending.status == 200
+            || (offending.status == 503 && offending.json()["incident"].is_string()),
+        "{}",
+        offending.text()
+    );
 
     let mut quarantined = Vec::new();
     for _ in 0..1000 {
