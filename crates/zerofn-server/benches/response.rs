@@ -30,11 +30,13 @@ version = "1.0.0"
 component = "hostile.wasm"
 trigger = { http = { route = "/count", methods = ["GET"] } }
 auth = { public = true }
+limits = { requests_per_second = 10000, burst = 20000, caller_requests_per_second = 10000, caller_burst = 20000 }
 
 [functions.bystander]
 component = "hostile.wasm"
 trigger = { http = { route = "/echo", methods = ["GET"] } }
 auth = { public = true }
+limits = { requests_per_second = 10000, burst = 20000, caller_requests_per_second = 10000, caller_burst = 20000 }
 "#;
 
 fn main() {

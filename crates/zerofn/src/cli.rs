@@ -572,7 +572,7 @@ mod tests {
 
     #[test]
     fn incidents_list_by_default_and_resolve_takes_one_verdict() {
-        let parse = |args: &[&str]| Cli::try_parse_from([&["zerofn"], args].concat());
+        let parse = |args: &[&str]| Cli::try_parse_from([&["zerofn"][..], args].concat());
         let Command::Incidents { command, filter } =
             parse(&["incidents", "--status", "open"]).unwrap().command
         else {
