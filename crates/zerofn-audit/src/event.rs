@@ -271,7 +271,7 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<Arc<str>>,
     /// Who asked: `jwt:<sub>`, `mtls:<SPIFFE ID>`, `api-key:<id>`, the calling function's
-    /// SPIFFE ID, `operator:<name>`, `schedule`, `queue:<name>` or `anonymous`.
+    /// SPIFFE ID, `operator:<name>`, `schedule`, `queue:<name>`, `monitor` or `anonymous`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<Arc<str>>,
     /// W3C trace id (32 lowercase hex digits) shared by every event of one request.
