@@ -9,10 +9,10 @@
 //! loses nothing and never slows the writer.
 
 use serde_json::Value;
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast::{self, error::RecvError};
-use zerofn_audit::{AuditLog, CommittedEvent};
+use zerofn_audit::{AuditEvent, AuditLog, CommittedEvent, Detail, EventKind, Outcome};
 use zerofn_store::{AuditQuery, AuditRow, Store};
 
 /// How many stored events are read at once while catching up.
@@ -81,6 +81,14 @@ impl Followed {
                 }
             }
             Self::Stored(row) => row.event.get(name).and_then(Value::as_str),
+        }
+    }
+
+    /// The event as the detectors read it; `None` for a stored row this version cannot read.
+    pub(crate) fn into_committed(self) -> Option<Arc<CommittedEvent>> {
+        match self {
+            Self::Live(event) => Some(event),
+            Self::Stored(row) => stored_event(&row).map(Arc::new),
         }
     }
 
@@ -217,10 +225,66 @@ impl Follower {
     }
 }
 
+/// A stored row as the committed event it was; `None` for a row this version cannot read.
+pub(crate) fn stored_event(row: &AuditRow) -> Option<CommittedEvent> {
+    let kind = EventKind::parse(&row.kind)?;
+    let outcome = match row.outcome.as_str() {
+        "success" => Outcome::Success,
+        "failure" => Outcome::Failure,
+        "denied" => Outcome::Denied,
+        _ => return None,
+    };
+    let json = &row.event;
+    let text = |key: &str| -> Option<Arc<str>> { json.get(key)?.as_str().map(Arc::from) };
+    let mut event = AuditEvent::new(kind, outcome);
+    event.at_ms = row.at_ms;
+    event.reason = json
+        .get("reason")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    event.invocation_id = text("invocation_id");
+    event.app = text("app");
+    event.function = text("function");
+    event.version_id = text("version_id");
+    event.identity = text("identity");
+    event.caller = text("caller");
+    event.trace_id = text("trace_id");
+    event.span_id = text("span_id");
+    event.parent_span_id = text("parent_span_id");
+    if let Some(detail) = json.get("detail").and_then(|d| d.as_object()) {
+        event.detail = Detail(
+            detail
+                .iter()
+                .filter_map(|(key, value)| Some((intern(key)?, value.clone())))
+                .collect(),
+        );
+    }
+    Some(CommittedEvent { id: row.id, event })
+}
+
+/// Detail keys as the `&'static str`s events carry. The platform writes a fixed vocabulary, so
+/// the set stays small; a store edited to hold endless new keys is capped, not obeyed.
+fn intern(key: &str) -> Option<&'static str> {
+    const MAX_KEYS: usize = 4096;
+    static KEYS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut keys = KEYS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = keys.get(key) {
+        return Some(known);
+    }
+    if keys.len() >= MAX_KEYS {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(key.to_string().into_boxed_str());
+    keys.insert(leaked);
+    Some(leaked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zerofn_audit::{AuditEvent, EventKind, Outcome};
 
     /// A follower that falls more than the broadcast's capacity behind reads the gap from the
     /// store: every event once, in order.
@@ -263,5 +327,38 @@ mod tests {
         let skipped = dropping.take_dropped();
         assert!(skipped > 0);
         assert_eq!(first.to_json()["detail"]["n"], skipped);
+    }
+
+    #[test]
+    fn a_stored_row_reads_back_as_the_event_it_was() {
+        let event = AuditEvent::new(EventKind::Egress, Outcome::Success)
+            .reason("allowed")
+            .invocation("i-1")
+            .function("shop", "checkout")
+            .version("v1")
+            .caller("anonymous")
+            .detail("destination", "https://api.example.com")
+            .detail("status", 200);
+        let row = AuditRow {
+            id: 42,
+            at_ms: event.at_ms,
+            kind: "egress".into(),
+            invocation_id: Some("i-1".into()),
+            app: Some("shop".into()),
+            function: Some("checkout".into()),
+            outcome: "success".into(),
+            event: serde_json::to_value(&event).unwrap(),
+        };
+        let read = stored_event(&row).unwrap();
+        assert_eq!(read.id, 42);
+        assert_eq!(
+            serde_json::to_value(&read.event).unwrap(),
+            serde_json::to_value(&event).unwrap()
+        );
+        let unknown = AuditRow {
+            kind: "no.such.kind".into(),
+            ..row
+        };
+        assert!(stored_event(&unknown).is_none());
     }
 }

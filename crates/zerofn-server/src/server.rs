@@ -475,6 +475,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     // Subscribed before anything is served, so that no event of this run escapes it.
     let monitor = crate::monitor::Monitor::start(platform.clone(), config.detection.clone())
+        .await
         .map_err(|e| ServerError::Detection(e.to_string()))?;
     let mut tasks = vec![
         tokio::spawn(monitor.run(stopped.clone())),
