@@ -17,7 +17,7 @@ mod rego;
 mod report;
 mod rules;
 
-pub use finding::{Finding, Level};
+pub use finding::{Finding, Level, Severity};
 pub use rego::{OperatorPolicy, PolicyError};
-pub use report::{render_findings, render_text, sarif};
+pub use report::{render_findings, render_text, sarif, sarif_with_rules};
 pub use rules::{RULES, Rule, rule};

@@ -1,6 +1,6 @@
 //! Findings for people (text) and for code-scanning dashboards (SARIF 2.1.0).
 
-use crate::{Finding, rule};
+use crate::{Finding, RULES, Rule};
 use serde_json::{Value, json};
 
 /// The findings as text, one block per finding, then the verdict:
@@ -26,8 +26,9 @@ pub fn render_text(findings: &[Finding]) -> String {
 pub fn render_findings(findings: &[Finding]) -> String {
     let mut text = String::new();
     for f in findings {
+        let severity = f.severity.map(|s| format!(" ({s})")).unwrap_or_default();
         text.push_str(&format!(
-            "{}[{}]: {}\n  --> {}\n",
+            "{}[{}]{severity}: {}\n  --> {}\n",
             f.level.as_str(),
             f.rule,
             f.message,
@@ -49,6 +50,13 @@ pub fn render_findings(findings: &[Finding]) -> String {
 /// The findings as a SARIF 2.1.0 log. Each result carries the physical location (file, line,
 /// column) and, as a logical location, the manifest field path.
 pub fn sarif(findings: &[Finding]) -> Value {
+    sarif_with_rules(findings, RULES)
+}
+
+/// [`sarif`] for findings of another rule catalogue (`zerofn lint`'s): rule descriptors come
+/// from `catalogue`, and a finding's severity becomes the `security-severity` dashboards rank by.
+pub fn sarif_with_rules(findings: &[Finding], catalogue: &[Rule]) -> Value {
+    let rule = |id: &str| catalogue.iter().find(|r| r.id == id);
     let mut ids: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -65,6 +73,19 @@ pub fn sarif(findings: &[Finding]) -> Value {
                 map.insert(
                     "defaultConfiguration".into(),
                     json!({"level": rule.level.as_str()}),
+                );
+            }
+            // GitHub ranks a rule's results by the rule's `security-severity`; the highest
+            // severity any of its findings has is the honest one.
+            let severity = findings
+                .iter()
+                .filter(|f| f.rule == *id)
+                .filter_map(|f| f.severity)
+                .max();
+            if let (Some(severity), Value::Object(map)) = (severity, &mut descriptor) {
+                map.insert(
+                    "properties".into(),
+                    json!({"security-severity": severity.score(), "tags": ["security"]}),
                 );
             }
             descriptor
@@ -109,13 +130,17 @@ pub fn sarif(findings: &[Finding]) -> Value {
                 Some(help) => format!("{} (help: {help})", f.message),
                 None => f.message.clone(),
             };
-            json!({
+            let mut result = json!({
                 "ruleId": f.rule,
                 "ruleIndex": ids.iter().position(|id| *id == f.rule),
                 "level": f.level.as_str(),
                 "message": {"text": text},
                 "locations": locations,
-            })
+            });
+            if let (Some(severity), Value::Object(map)) = (f.severity, &mut result) {
+                map.insert("properties".into(), json!({"severity": severity.as_str()}));
+            }
+            result
         })
         .collect();
     json!({

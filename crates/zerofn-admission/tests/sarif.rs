@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use zerofn_admission::{Finding, Level, render_text, sarif};
+use zerofn_admission::{Finding, Level, Rule, Severity, render_text, sarif, sarif_with_rules};
 
 const SCHEMA: &str = include_str!("schemas/sarif-schema-2.1.0.json");
 
@@ -26,7 +26,55 @@ fn findings() -> Vec<Finding> {
             .in_file("shop/zerofn.toml")
             .at(5, 1),
         Finding::new("policy-error", Level::Error, "an operator policy failed").in_file(""),
+        Finding::new("unused-grant", Level::Warning, "kv grant never usable")
+            .in_file("shop/zerofn.toml")
+            .at(9, 1)
+            .severity(Severity::Medium),
+        Finding::new("unused-grant", Level::Warning, "egress grant never usable")
+            .in_file("shop/zerofn.toml")
+            .at(10, 1)
+            .severity(Severity::High),
     ]
+}
+
+const REVIEW_RULES: &[Rule] = &[Rule {
+    id: "unused-grant",
+    level: Level::Warning,
+    rationale: "A grant the code cannot use is attack surface for the next version.",
+    fix: "Remove the grant.",
+}];
+
+#[test]
+fn findings_with_severities_rank_their_rule_and_stay_valid_sarif() {
+    let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let log = sarif_with_rules(&findings(), REVIEW_RULES);
+    assert!(validator.is_valid(&log), "{log:#}");
+    let rules = log["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    let unused = rules.iter().find(|r| r["id"] == "unused-grant").unwrap();
+    // The rule ranks as its worst finding; its descriptor comes from the catalogue given.
+    assert_eq!(unused["properties"]["security-severity"], "7.5");
+    assert_eq!(unused["help"]["text"], "Remove the grant.");
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results[4]["properties"]["severity"], "medium");
+    assert!(results[0].get("properties").is_none());
+    assert!(render_text(&findings()).contains("warning[unused-grant] (high): egress grant"));
+}
+
+#[test]
+fn severities_parse_in_order_and_refuse_unknown_names() {
+    let parsed: Vec<Severity> = ["info", "LOW", "medium", "High", "critical"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(parsed.windows(2).all(|w| w[0] < w[1]));
+    let error = "severe".parse::<Severity>().unwrap_err();
+    assert!(
+        error.contains("info, low, medium, high or critical"),
+        "{error}"
+    );
 }
 
 #[test]

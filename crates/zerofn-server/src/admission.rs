@@ -403,6 +403,7 @@ pub fn from_diagnostics(diagnostics: &zerofn_manifest::Diagnostics) -> Vec<Findi
             } else {
                 Level::Warning
             },
+            severity: None,
             message: d.message.clone(),
             file: d.file.display().to_string(),
             line: d.location.as_ref().map(|l| l.line),

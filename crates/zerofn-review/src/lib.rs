@@ -1,0 +1,11 @@
+//! Least-privilege review, the design stage of Zero Trust: are a function's grants the smallest
+//! that let it work?
+//!
+//! - statically (`zerofn lint`): each function's grants against the imports of its component;
+//! - from use (`zerofn policy suggest`): each function's grants against what the audit stream
+//!   says it did, as a manifest diff with the evidence for each grant.
+//!
+//! Findings are [`zerofn_admission::Finding`]s with a severity, so they print as text, JSON and
+//! SARIF exactly like admission's.
+
+#![forbid(unsafe_code)]
