@@ -376,6 +376,10 @@ fn is_broad(rule: &EgressRule) -> bool {
     rule.any_subdomain || (rule.path_prefix == "/" && rule.methods.is_empty())
 }
 
+fn verb(count: usize, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
+}
+
 fn list(items: &[String]) -> String {
     items
         .iter()
@@ -895,18 +899,19 @@ fn capability(out: &mut Threats<'_>, model: &ThreatModel, flow_id: &str, guardra
     let Some(flow) = model.flow(flow_id) else {
         return;
     };
-    let what = match flow.kind {
-        FlowKind::Invoke => "calls",
-        FlowKind::KvRead => "reads",
-        FlowKind::KvWrite => "writes",
-        FlowKind::SecretRead => "secret reads",
-        _ => "requests",
+    let name = |id: &str| {
+        model
+            .element(id)
+            .map_or_else(|| id.to_string(), |e| e.name.clone())
     };
-    let (holder, target) = match flow.kind {
-        FlowKind::KvRead | FlowKind::SecretRead => (&flow.to, &flow.from),
-        _ => (&flow.from, &flow.to),
+    let (holder, what) = match flow.kind {
+        FlowKind::Invoke => (name(&flow.from), format!("calls `{}`", name(&flow.to))),
+        FlowKind::KvRead => (name(&flow.to), format!("reads {}", name(&flow.from))),
+        FlowKind::KvWrite => (name(&flow.from), format!("writes {}", name(&flow.to))),
+        FlowKind::SecretRead => (name(&flow.to), format!("reads {}", name(&flow.from))),
+        _ => (name(&flow.from), format!("sends requests to `{}`", name(&flow.to))),
     };
-    let threat = format!("`{holder}` {what} `{target}` beyond its grant");
+    let threat = format!("`{holder}` {what} beyond its grant");
     let entry = if flow.forbidden_by.is_empty() {
         control(
             Severity::Info,
@@ -1083,7 +1088,7 @@ fn kv_store(out: &mut Threats<'_>, manifest: &Manifest, element: &str, bucket: &
         gap(
             Severity::Medium,
             format!("bucket `{bucket}` holds content crafted by anyone"),
-            format!("{} write it and take public bodies with no `input.schema`: unchecked outside input can end up stored, and read back by {}", names(&unchecked), names(&readers)),
+            format!("{} {} it and take public bodies with no `input.schema`: unchecked outside input can end up stored, and read back by {}", names(&unchecked), verb(unchecked.len(), "writes", "write"), if readers.is_empty() { "no function".to_string() } else { names(&readers) }),
             format!("give {} an `input.schema`, or authenticate its callers", names(&unchecked)),
         )
         .at(format!("functions.{}.grants.kv.{bucket}", first.name))
@@ -1109,7 +1114,7 @@ fn kv_store(out: &mut Threats<'_>, manifest: &Manifest, element: &str, bucket: &
         gap(
             Severity::Medium,
             format!("anyone reads bucket `{bucket}`"),
-            format!("{} read it and serve public routes: whatever they return from it, they return to anyone", names(&public)),
+            format!("{} {} it and {} public routes: whatever is returned from it is returned to anyone", names(&public), verb(public.len(), "reads", "read"), verb(public.len(), "serves", "serve")),
             format!("authenticate the callers of {} (`auth`), or have it return only what every caller may see", names(&public)),
         )
         .at(format!("functions.{}.auth", first.name))
