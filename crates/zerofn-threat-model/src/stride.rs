@@ -909,7 +909,10 @@ fn capability(out: &mut Threats<'_>, model: &ThreatModel, flow_id: &str, guardra
         FlowKind::KvRead => (name(&flow.to), format!("reads {}", name(&flow.from))),
         FlowKind::KvWrite => (name(&flow.from), format!("writes {}", name(&flow.to))),
         FlowKind::SecretRead => (name(&flow.to), format!("reads {}", name(&flow.from))),
-        _ => (name(&flow.from), format!("sends requests to `{}`", name(&flow.to))),
+        _ => (
+            name(&flow.from),
+            format!("sends requests to `{}`", name(&flow.to)),
+        ),
     };
     let threat = format!("`{holder}` {what} beyond its grant");
     let entry = if flow.forbidden_by.is_empty() {
@@ -1127,7 +1130,7 @@ fn kv_store(out: &mut Threats<'_>, manifest: &Manifest, element: &str, bucket: &
         control(
             Severity::Info,
             format!("bucket `{bucket}` fills up"),
-            "the operator's `[kv]` limits cap key and value sizes and each bucket's size and key count; a write past them is refused and audited".into(),
+            "the operator's `[kv]` limits cap key and value sizes, batches, the keys per bucket and the bytes per app; a write past them is refused (`kv-bucket-full`, ...) and audited".into(),
         ),
     );
 }

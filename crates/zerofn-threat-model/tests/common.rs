@@ -6,7 +6,8 @@ use std::path::Path;
 /// Compares `actual` with the file at `expected`, or rewrites it when blessing.
 pub fn snapshot(expected: &Path, actual: &str) -> Result<(), String> {
     if std::env::var_os("ZEROFN_BLESS").is_some_and(|v| v == "1") {
-        return std::fs::write(expected, actual).map_err(|e| format!("{}: {e}", expected.display()));
+        return std::fs::write(expected, actual)
+            .map_err(|e| format!("{}: {e}", expected.display()));
     }
     match std::fs::read_to_string(expected) {
         Ok(text) if text == actual => Ok(()),

@@ -62,7 +62,14 @@ fn shop_lists_its_entry_points_boundaries_and_flows() {
     let entries: Vec<(String, String, &str, Option<String>)> = model
         .entry_points
         .iter()
-        .map(|e| (e.function.clone(), e.describe.clone(), e.auth, e.input_schema.clone()))
+        .map(|e| {
+            (
+                e.function.clone(),
+                e.describe.clone(),
+                e.auth,
+                e.input_schema.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         entries,
@@ -104,13 +111,22 @@ fn shop_lists_its_entry_points_boundaries_and_flows() {
             .clone()
             .map(|(a, b)| format!("{a} -> {b}"))
     };
-    assert_eq!(crossing("request.checkout").unwrap(), "internet -> sandbox.checkout");
+    assert_eq!(
+        crossing("request.checkout").unwrap(),
+        "internet -> sandbox.checkout"
+    );
     assert_eq!(
         crossing("invoke.checkout.inventory").unwrap(),
         "sandbox.checkout -> sandbox.inventory"
     );
-    assert_eq!(crossing("kv-write.checkout.orders").unwrap(), "sandbox.checkout -> node");
-    assert_eq!(crossing("kv-read.orders.orders").unwrap(), "node -> sandbox.orders");
+    assert_eq!(
+        crossing("kv-write.checkout.orders").unwrap(),
+        "sandbox.checkout -> node"
+    );
+    assert_eq!(
+        crossing("kv-read.orders.orders").unwrap(),
+        "node -> sandbox.orders"
+    );
     assert_eq!(
         crossing("secret-read.payments.payments_key").unwrap(),
         "node -> sandbox.payments"
@@ -182,7 +198,12 @@ fn shop_has_the_expected_stride_threats() {
             "{} names no element or flow",
             threat.id
         );
-        assert_eq!(threat.status == Status::Gap, threat.fix.is_some(), "{}", threat.id);
+        assert_eq!(
+            threat.status == Status::Gap,
+            threat.fix.is_some(),
+            "{}",
+            threat.id
+        );
     }
     // Findings about manifest fields carry the line the field is written on.
     let spoofing = model.threat("caller-spoofing@request.checkout").unwrap();
@@ -211,7 +232,11 @@ fn the_deployment_context_changes_the_answers() {
         &model,
         &[
             ("signer-spoofing@deploy", Status::Control, Severity::Info),
-            ("listener-eavesdropping@request.orders", Status::Control, Severity::Info),
+            (
+                "listener-eavesdropping@request.orders",
+                Status::Control,
+                Severity::Info,
+            ),
         ],
     );
     let both = Deployment {
@@ -291,7 +316,14 @@ fn a_purpose_built_app_shows_each_control_and_gap() {
     let entries: Vec<(&str, &str, &str, bool)> = model
         .entry_points
         .iter()
-        .map(|e| (e.function.as_str(), e.trigger, e.auth, e.input_schema.is_some()))
+        .map(|e| {
+            (
+                e.function.as_str(),
+                e.trigger,
+                e.auth,
+                e.input_schema.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         entries,
@@ -320,11 +352,25 @@ fn a_guardrail_that_forbids_a_declared_flow_is_named() {
         ["no-partner-egress"]
     );
     // Only the flow it matches.
-    assert!(model.flow("egress.mailer.1").unwrap().forbidden_by.is_empty());
+    assert!(
+        model
+            .flow("egress.mailer.1")
+            .unwrap()
+            .forbidden_by
+            .is_empty()
+    );
     let misuse = model.threat("capability-misuse@egress.partner.0").unwrap();
-    assert!(misuse.control.contains("`no-partner-egress`"), "{}", misuse.control);
+    assert!(
+        misuse.control.contains("`no-partner-egress`"),
+        "{}",
+        misuse.control
+    );
     let allowed = model.threat("capability-misuse@egress.mailer.1").unwrap();
-    assert!(allowed.control.contains("guardrails (`no-partner-egress`)"), "{}", allowed.control);
+    assert!(
+        allowed.control.contains("guardrails (`no-partner-egress`)"),
+        "{}",
+        allowed.control
+    );
 }
 
 #[test]
@@ -377,5 +423,8 @@ fn every_rule_is_documented() {
         .map(|r| r.id)
         .filter(|id| !doc.contains(&format!("| `{id}` |")))
         .collect();
-    assert!(missing.is_empty(), "not in docs/threat-model.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/threat-model.md: {missing:?}"
+    );
 }

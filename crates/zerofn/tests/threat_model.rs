@@ -35,7 +35,11 @@ fn data_dir_with_dev_key() -> tempfile::TempDir {
             prefix.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("dev-signing.pub").exists());
     dir
 }
@@ -50,12 +54,20 @@ fn the_shops_model_in_docs_is_current() {
     let shop = root().join("examples/shop");
     let bless = std::env::var_os("ZEROFN_BLESS").is_some_and(|v| v == "1");
     let mut stale = Vec::new();
-    for (format, file) in [("markdown", "shop.md"), ("json", "shop.json"), ("dot", "shop.dot")] {
+    for (format, file) in [
+        ("markdown", "shop.md"),
+        ("json", "shop.json"),
+        ("dot", "shop.dot"),
+    ] {
         let out = zerofn(
             data.path(),
             &["threat-model", shop.to_str().unwrap(), "--format", format],
         );
-        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = root().join("docs/threat-models").join(file);
         let actual = stdout(&out);
         if bless {
@@ -111,7 +123,11 @@ fn the_config_brings_tls_and_guardrails() {
             "json",
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let model: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(model["listener_tls"], true);
     assert_eq!(model["guardrails"], serde_json::json!(["no-plain-http"]));
@@ -133,7 +149,10 @@ fn the_config_brings_tls_and_guardrails() {
             .cloned()
             .unwrap_or_else(|| panic!("no threat {id}"))
     };
-    assert_eq!(threat("listener-eavesdropping@request.checkout")["status"], "control");
+    assert_eq!(
+        threat("listener-eavesdropping@request.checkout")["status"],
+        "control"
+    );
     assert_eq!(threat("signer-spoofing@deploy")["status"], "control");
 }
 
@@ -144,7 +163,14 @@ fn fail_on_exits_3_at_or_above_the_severity() {
     let shop = shop.to_str().unwrap();
     let high = zerofn(
         data.path(),
-        &["threat-model", shop, "--format", "json", "--fail-on", "high"],
+        &[
+            "threat-model",
+            shop,
+            "--format",
+            "json",
+            "--fail-on",
+            "high",
+        ],
     );
     assert_eq!(high.status.code(), Some(3));
     // The model is still written, in the format asked for.
@@ -154,7 +180,14 @@ fn fail_on_exits_3_at_or_above_the_severity() {
 
     let critical = zerofn(
         data.path(),
-        &["threat-model", shop, "--format", "json", "--fail-on", "critical"],
+        &[
+            "threat-model",
+            shop,
+            "--format",
+            "json",
+            "--fail-on",
+            "critical",
+        ],
     );
     assert_eq!(critical.status.code(), Some(0));
 
@@ -181,7 +214,10 @@ fn a_malformed_or_missing_manifest_is_a_clear_error() {
     assert!(out.stdout.is_empty());
 
     let empty = tempfile::tempdir().unwrap();
-    let out = zerofn(data.path(), &["threat-model", empty.path().to_str().unwrap()]);
+    let out = zerofn(
+        data.path(),
+        &["threat-model", empty.path().to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("manifest-not-found"), "{stderr}");
@@ -209,9 +245,8 @@ fn svg_without_graphviz_names_graphviz() {
 /// also checks that the DOT is valid Graphviz input.
 #[test]
 fn svg_with_graphviz_is_rendered() {
-    let has_dot = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("dot").is_file())
-    });
+    let has_dot = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("dot").is_file()));
     if !has_dot {
         eprintln!("Graphviz is not installed: svg_with_graphviz_is_rendered checks nothing here");
         return;
@@ -231,7 +266,11 @@ fn svg_with_graphviz_is_rendered() {
             file.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let svg = std::fs::read_to_string(&file).unwrap();
     assert!(svg.contains("<svg"), "{svg}");
     assert!(svg.contains("checkout"), "{svg}");

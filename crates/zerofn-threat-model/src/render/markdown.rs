@@ -197,7 +197,7 @@ pub fn markdown(model: &ThreatModel) -> String {
         .filter(|t| t.status == Status::Gap)
         .collect();
     // Stable: equal severities keep the model's order.
-    gaps.sort_by(|a, b| b.severity.cmp(&a.severity));
+    gaps.sort_by_key(|t| std::cmp::Reverse(t.severity));
     if gaps.is_empty() {
         line(&mut out, "None: a control applies to every threat.");
     } else {

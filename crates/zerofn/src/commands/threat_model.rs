@@ -44,9 +44,8 @@ pub fn threat_model(
         ThreatModelFormat::Json => render::json(&model),
         ThreatModelFormat::Mermaid => render::mermaid(&model),
         ThreatModelFormat::Dot => render::dot(&model),
-        ThreatModelFormat::Svg => {
-            render::svg(&render::dot(&model)).map_err(|e| Failure::new(Code::Failure, e.to_string()))?
-        }
+        ThreatModelFormat::Svg => render::svg(&render::dot(&model))
+            .map_err(|e| Failure::new(Code::Failure, e.to_string()))?,
     };
     match output {
         Some(path) => std::fs::write(path, &text).map_err(|e| {
