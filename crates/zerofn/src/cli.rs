@@ -189,9 +189,9 @@ pub enum Command {
         /// A `.cedar` guardrail file or directory, in addition to the config's; repeatable.
         #[arg(long, value_name = "PATH")]
         guardrails: Vec<PathBuf>,
-        /// What to write.
-        #[arg(long, value_enum, default_value_t = ThreatModelFormat::Markdown)]
-        format: ThreatModelFormat,
+        /// What to write [default: markdown, or json with --json].
+        #[arg(long, value_enum)]
+        format: Option<ThreatModelFormat>,
         /// Write to this file instead of stdout.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,

@@ -178,18 +178,14 @@ fn fail_on_exits_3_at_or_above_the_severity() {
     assert_eq!(model["app"], "shop");
     assert!(String::from_utf8_lossy(&high.stderr).contains("gap(s) of severity high or more"));
 
+    // The global `--json` picks the JSON format.
     let critical = zerofn(
         data.path(),
-        &[
-            "threat-model",
-            shop,
-            "--format",
-            "json",
-            "--fail-on",
-            "critical",
-        ],
+        &["--json", "threat-model", shop, "--fail-on", "critical"],
     );
     assert_eq!(critical.status.code(), Some(0));
+    let model: serde_json::Value = serde_json::from_str(&stdout(&critical)).unwrap();
+    assert_eq!(model["schema"], "zerofn.threat-model/v1");
 
     let unknown = zerofn(data.path(), &["threat-model", shop, "--fail-on", "severe"]);
     assert_eq!(unknown.status.code(), Some(3));

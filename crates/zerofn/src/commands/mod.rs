@@ -105,7 +105,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             &app_dir,
             config.as_deref(),
             &guardrails,
-            format,
+            format.unwrap_or(if json {
+                crate::cli::ThreatModelFormat::Json
+            } else {
+                crate::cli::ThreatModelFormat::Markdown
+            }),
             output.as_deref(),
             fail_on.as_deref(),
             data_dir()?,
