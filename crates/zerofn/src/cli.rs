@@ -176,6 +176,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
     },
+    /// The app's threat model, from its manifest, the trust policy and the guardrails: the
+    /// data-flow model (entry points, functions, stores, destinations, trust boundaries) and
+    /// its STRIDE threats, each with the control zerofn applies or the gap.
+    #[command(name = "threat-model")]
+    ThreatModel {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// Platform config file (trust policy, guardrails, function listener TLS).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A `.cedar` guardrail file or directory, in addition to the config's; repeatable.
+        #[arg(long, value_name = "PATH")]
+        guardrails: Vec<PathBuf>,
+        /// What to write [default: markdown, or json with --json].
+        #[arg(long, value_enum)]
+        format: Option<ThreatModelFormat>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Exit with code 3 when a gap has this severity or more (`info`, `low`, `medium`,
+        /// `high`, `critical`) [default: never].
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<String>,
+    },
     /// API keys for functions with `auth.api-key`: create (shown once), list, revoke.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
@@ -370,6 +394,21 @@ pub enum ReportFormat {
     Json,
     /// SARIF 2.1.0, for code-scanning dashboards.
     Sarif,
+}
+
+/// `zerofn threat-model --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ThreatModelFormat {
+    /// A report for people (with the Mermaid diagram).
+    Markdown,
+    /// The whole model for tools (`zerofn.threat-model/v1`).
+    Json,
+    /// The data-flow diagram as a Mermaid flowchart.
+    Mermaid,
+    /// The data-flow diagram in Graphviz DOT.
+    Dot,
+    /// The data-flow diagram rendered by Graphviz (`dot -Tsvg`; needs Graphviz installed).
+    Svg,
 }
 
 /// `zerofn policy ...`

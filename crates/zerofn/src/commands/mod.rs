@@ -12,6 +12,7 @@ mod queue;
 mod secrets;
 mod serve;
 mod signing;
+mod threat_model;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{Code, Failure};
@@ -93,6 +94,26 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Secrets(command) => secrets::run(command, &target()?, json).await,
         Command::Ca(command) => ca::run(command, &target()?, json).await,
+        Command::ThreatModel {
+            app_dir,
+            config,
+            guardrails,
+            format,
+            output,
+            fail_on,
+        } => threat_model::threat_model(
+            &app_dir,
+            config.as_deref(),
+            &guardrails,
+            format.unwrap_or(if json {
+                crate::cli::ThreatModelFormat::Json
+            } else {
+                crate::cli::ThreatModelFormat::Markdown
+            }),
+            output.as_deref(),
+            fail_on.as_deref(),
+            data_dir()?,
+        ),
         Command::ApiKey(command) => control::api_key(command, &target()?, json).await,
         Command::Queue(command) => queue::run(command, &target()?, json).await,
         Command::Deps {
