@@ -9,3 +9,5 @@
 //! SARIF exactly like admission's.
 
 #![forbid(unsafe_code)]
+
+pub mod usage;
