@@ -10,4 +10,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod diff;
+pub mod suggest;
 pub mod usage;
