@@ -108,6 +108,14 @@ pub(crate) fn apply(
                 .get_mut("kv")
                 .and_then(Item::as_table_like_mut)
                 .ok_or_else(|| DiffError::Missing(format!("{path}.kv")))?;
+            // In `{ a = "read", b = "write" }` the space before `}` is the last value's: keep it
+            // at the end when the last entry goes.
+            let last_suffix = kv
+                .iter()
+                .last()
+                .and_then(|(_, item)| item.as_value())
+                .and_then(|value| value.decor().suffix())
+                .cloned();
             for (bucket, access) in &edit.kv {
                 match access {
                     None => {
@@ -123,6 +131,11 @@ pub(crate) fn apply(
                         *item.decor_mut() = decor;
                     }
                 }
+            }
+            if let (Some(suffix), Some((_, last))) = (last_suffix, kv.iter_mut().last())
+                && let Some(value) = last.as_value_mut()
+            {
+                value.decor_mut().set_suffix(suffix);
             }
             if kv.is_empty() {
                 grants.remove("kv");
@@ -256,7 +269,7 @@ mod tests {
         let out = apply(source, &edits("f", edit)).unwrap();
         assert_eq!(
             out,
-            "# the app\n[app]\nname = \"a\" # inline\n\n[functions.f.grants]\n# why\nsecrets = [\"b\"]\nkv = { x = \"write\" }\ninvoke = [\n  \"h\", # first\n]\n"
+            "# the app\n[app]\nname = \"a\" # inline\n\n[functions.f.grants]\n# why\nsecrets = [\"b\"]\nkv = { x = \"write\" }\ninvoke = [\n  \"h\",\n]\n"
         );
     }
 
