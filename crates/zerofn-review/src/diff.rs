@@ -108,19 +108,9 @@ pub(crate) fn apply(
                 .get_mut("kv")
                 .and_then(Item::as_table_like_mut)
                 .ok_or_else(|| DiffError::Missing(format!("{path}.kv")))?;
-            // In `{ a = "read", b = "write" }` the space before `}` is the last value's: keep it
-            // at the end when the last entry goes.
-            let last_suffix = kv
-                .iter()
-                .last()
-                .and_then(|(_, item)| item.as_value())
-                .and_then(|value| value.decor().suffix())
-                .cloned();
             for (bucket, access) in &edit.kv {
                 match access {
-                    None => {
-                        kv.remove(bucket);
-                    }
+                    None => remove_key(kv, bucket),
                     Some(access) => {
                         let item = kv
                             .get_mut(bucket)
@@ -132,17 +122,29 @@ pub(crate) fn apply(
                     }
                 }
             }
-            if let (Some(suffix), Some((_, last))) = (last_suffix, kv.iter_mut().last())
-                && let Some(value) = last.as_value_mut()
-            {
-                value.decor_mut().set_suffix(suffix);
-            }
             if kv.is_empty() {
-                grants.remove("kv");
+                remove_key(grants, "kv");
             }
         }
     }
     Ok(document.to_string())
+}
+
+/// Removes `key` from `table`. In an inline table `{ a = 1, b = 2 }` the space before `}` is
+/// the last value's: the new last value takes it, so that the table still reads `{ a = 1 }`.
+fn remove_key(table: &mut dyn TableLike, key: &str) {
+    let last_suffix = table
+        .iter()
+        .last()
+        .and_then(|(_, item)| item.as_value())
+        .and_then(|value| value.decor().suffix())
+        .cloned();
+    table.remove(key);
+    if let (Some(suffix), Some((_, last))) = (last_suffix, table.iter_mut().last())
+        && let Some(value) = last.as_value_mut()
+    {
+        value.decor_mut().set_suffix(suffix);
+    }
 }
 
 /// Keeps the elements of the array `grants.<key>` at `kept`, removing the key when none is.
@@ -153,7 +155,7 @@ fn keep_indices(
     path: &str,
 ) -> Result<(), DiffError> {
     if kept.is_empty() {
-        grants.remove(key);
+        remove_key(grants, key);
         return Ok(());
     }
     let array = grants
@@ -180,7 +182,7 @@ fn rewrite_egress(
     path: &str,
 ) -> Result<(), DiffError> {
     if slots.is_empty() {
-        grants.remove("egress");
+        remove_key(grants, "egress");
         return Ok(());
     }
     let missing = || DiffError::Missing(format!("{path}.egress"));
