@@ -92,6 +92,10 @@ pub enum EventKind {
     /// carries the operation and the bucket, never the key's value.
     #[serde(rename = "kv.write")]
     KvWrite,
+    /// A guest read a key-value bucket: the first read that succeeded through a bucket its
+    /// invocation opened; carries the operation and the bucket, never a key or a value.
+    #[serde(rename = "kv.read")]
+    KvRead,
     /// Admission decided a bundle: admitted or refused, with the count of findings by level
     /// and the rules that refused it.
     #[serde(rename = "admission.verdict")]
@@ -163,6 +167,7 @@ impl EventKind {
         Self::QueueDelivery,
         Self::QueueDeadLetter,
         Self::KvWrite,
+        Self::KvRead,
         Self::AdmissionVerdict,
         Self::SignatureVerification,
         Self::OperatorLogin,
@@ -210,6 +215,7 @@ impl EventKind {
             Self::QueueDelivery => "queue.delivery",
             Self::QueueDeadLetter => "queue.dead_letter",
             Self::KvWrite => "kv.write",
+            Self::KvRead => "kv.read",
             Self::AdmissionVerdict => "admission.verdict",
             Self::SignatureVerification => "signature.verification",
             Self::OperatorLogin => "operator.login",

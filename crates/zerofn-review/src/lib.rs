@@ -9,3 +9,7 @@
 //! SARIF exactly like admission's.
 
 #![forbid(unsafe_code)]
+
+pub mod diff;
+pub mod suggest;
+pub mod usage;

@@ -9,11 +9,14 @@
 //! is an `authz.decision` event; every write that succeeds (set, delete, increment, set-many,
 //! delete-many) is a `kv.write` event with the operation, the bucket and the number of keys
 //! (never a key or a value). Each is in its own span under the invocation's. Reads that succeed
-//! are counted per function in the metrics, not recorded one by one.
+//! are counted per function in the metrics; the first through each opened bucket is also a
+//! `kv.read` event, so that the audit stream shows which buckets a function really reads
+//! (`zerofn policy suggest` narrows `read-write` from it) without one event per read.
 
 use crate::platform::Platform;
 use crate::routes::ActiveFunction;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use zerofn_audit::{AuditEvent, EventKind, InvocationScope, Outcome, TraceContext};
 use zerofn_runtime::{KeyPage, KeyValue, KvBucket, KvError, shown};
@@ -162,6 +165,7 @@ impl KeyValue for InvocationKeyValue {
             bucket: bucket.to_string(),
             read: read.allowed,
             write: write.allowed,
+            read_recorded: AtomicBool::new(false),
         }))
     }
 }
@@ -221,6 +225,8 @@ struct PlatformBucket {
     bucket: String,
     read: bool,
     write: bool,
+    /// Whether this handle's first successful read was recorded (`kv.read`).
+    read_recorded: AtomicBool,
 }
 
 /// What an operation needs.
@@ -255,7 +261,7 @@ impl Refused {
 impl PlatformBucket {
     /// Runs one operation on `keys` keys: access check, then `run` (which checks sizes and
     /// calls the store); a refusal is recorded and counted, a success counted and, for a
-    /// write, recorded as `kv.write`.
+    /// write, recorded as `kv.write` (for the handle's first read, `kv.read`).
     async fn operation<T>(
         &self,
         operation: &'static str,
@@ -286,6 +292,26 @@ impl PlatformBucket {
                     operation,
                     "ok",
                 );
+                let first_read =
+                    need == Need::Read && !self.read_recorded.swap(true, Ordering::Relaxed);
+                if first_read {
+                    // Evidence that the function reads this bucket, once per handle: a
+                    // read-heavy function does not multiply the stream.
+                    platform
+                        .audit()
+                        .record(
+                            event(
+                                &self.scope,
+                                &span,
+                                EventKind::KvRead,
+                                Outcome::Success,
+                                "read".into(),
+                            )
+                            .detail("operation", operation)
+                            .detail("bucket", shown(&self.bucket)),
+                        )
+                        .await;
+                }
                 if need == Need::Write {
                     // Which keys is the guest's data; how many is the record.
                     platform

@@ -242,7 +242,10 @@ impl Batch {
         let span_kind = match kind {
             EventKind::InvocationEnd => SpanKind::Server,
             EventKind::Egress | EventKind::EgressDenied => SpanKind::Client,
-            EventKind::SecretRead | EventKind::KvWrite | EventKind::KvDenied => SpanKind::Internal,
+            EventKind::SecretRead
+            | EventKind::KvRead
+            | EventKind::KvWrite
+            | EventKind::KvDenied => SpanKind::Internal,
             _ => return,
         };
         let Some((trace_id, span_id, parent)) = context else {

@@ -312,6 +312,35 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` events of `app` of the given `kinds`, created at or after `since_ms`, with
+    /// an id after `after_id`, oldest first, as `(id, event JSON)`: a window of the stream read
+    /// in pages (`zerofn policy suggest`).
+    pub fn audit_app_window(
+        &self,
+        app: &str,
+        kinds: &[&str],
+        since_ms: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; kinds.len()].join(", ");
+        let sql = format!(
+            "SELECT id, event FROM audit_events WHERE id > ? AND app = ? AND at_ms >= ? AND kind IN ({placeholders}) ORDER BY id LIMIT {}",
+            limit.clamp(1, MAX_LIMIT)
+        );
+        let mut values: Vec<&dyn ToSql> = vec![&after_id, &app, &since_ms];
+        for kind in kinds {
+            values.push(kind);
+        }
+        let connection = self.connection();
+        let mut statement = connection.prepare(&sql)?;
+        let rows = statement.query_map(values.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Reads guest log lines matching `query`, oldest first.
     pub fn logs(&self, query: &LogQuery) -> Result<Vec<LogRow>, StoreError> {
         let mut filter = Filter::default();

@@ -446,6 +446,37 @@ pub enum PolicyCommand {
         #[command(flatten)]
         policies: PolicySources,
     },
+    /// Propose the smallest grants covering what each function of APP did, from the audit
+    /// stream: each grant kept, narrowed or dropped with its evidence (counts, last use), as a
+    /// manifest diff. Grants never used in the window are flagged. Never adds a grant.
+    Suggest {
+        /// The app.
+        app: String,
+        /// The window: events this recent (`7d`, `36h`, `30m`) [default: 7d from the server;
+        /// the whole file with --events].
+        #[arg(long)]
+        since: Option<String>,
+        /// Judge this manifest (a working copy) instead of the deployed one.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Read the events from this file (JSON lines, as `zerofn audit tail --json` prints
+        /// them) instead of the running server. Needs --manifest.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        /// `text` (the review, findings and diff), `diff` (the unified diff alone, for `git
+        /// apply`), `json` or `sarif`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: SuggestFormat,
+    },
+}
+
+/// How `zerofn policy suggest` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuggestFormat {
+    Text,
+    Diff,
+    Json,
+    Sarif,
 }
 
 /// Where guardrails come from.

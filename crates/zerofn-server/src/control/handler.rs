@@ -161,6 +161,9 @@ pub(crate) async fn handle(
             .and_then(|rotation| json(&rotation)),
         (Method::GET, ["v1", "logs"]) => logs(platform, &query).await,
         (Method::GET, ["v1", "audit"]) => audit(platform, &query).await,
+        (Method::GET, ["v1", "apps", app, "usage"]) => {
+            super::usage::usage(platform, app, &query).await
+        }
         (Method::GET, ["v1", "traces", trace_id]) => trace(platform, trace_id).await,
         (Method::GET, ["v1", "audit", "verify"]) => audit_verify(platform, &query).await,
         (Method::GET, ["v1", "audit", "key"]) => audit_key(platform),
@@ -679,7 +682,7 @@ fn metrics(platform: &Platform) -> Response {
     response
 }
 
-fn internal(detail: String) -> Problem {
+pub(super) fn internal(detail: String) -> Problem {
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal-error",

@@ -46,6 +46,7 @@ pub fn control_action(method: &Method, path: &str) -> Option<&'static str> {
         | (&Method::GET, ["v1", "apps", _, "queues", _])
         | (&Method::GET, ["v1", "ca", "bundle"]) => "control.read",
         (&Method::GET, ["v1", "audit"])
+        | (&Method::GET, ["v1", "apps", _, "usage"])
         | (&Method::GET, ["v1", "audit", "verify" | "key" | "stream"])
         | (&Method::GET, ["v1", "traces", _]) => "control.audit.read",
         (&Method::POST, ["v1", "ca", "issue"]) => "control.ca.issue",

@@ -84,6 +84,7 @@ impl Recorder {
             .detail("destination", target.origin())
             .detail("method", method.to_string())
             .detail("address", address.map(|a| a.ip().to_string()))
+            .detail("range", address.map(|a| classify(a.ip()).range()))
             .detail("error", error)
             .detail("duration_ms", elapsed_ms(started));
         self.audit.record(event).await;
@@ -134,6 +135,8 @@ impl Recorder {
             };
             let mut event = event
                 .detail("address", ended.address.ip().to_string())
+                // Whether the grant's `allow_private` was needed (`zerofn policy suggest`).
+                .detail("range", classify(ended.address.ip()).range())
                 .detail("status", ended.status)
                 .detail("bytes_sent", ended.sent)
                 .detail("bytes_received", ended.received)

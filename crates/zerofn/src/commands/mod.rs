@@ -88,6 +88,22 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             policy,
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
+        Command::Policy(crate::cli::PolicyCommand::Suggest {
+            app,
+            since,
+            manifest,
+            events,
+            format,
+        }) => {
+            let request = policy::SuggestArgs {
+                app,
+                since,
+                manifest,
+                events,
+                format,
+            };
+            policy::suggest(request, target(), json).await
+        }
         Command::Policy(command) => policy::run(command, data_dir()?, json),
         Command::Secrets(crate::cli::SecretsCommand::GenerateMasterKey) => {
             secrets::generate_master_key(json)

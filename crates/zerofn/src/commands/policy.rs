@@ -1,5 +1,6 @@
 //! `zerofn policy explain` and `zerofn policy test`: the PDP, offline, over an app's grants and
-//! the operator's guardrails, exactly as the server builds it.
+//! the operator's guardrails, exactly as the server builds it. `zerofn policy suggest`: the
+//! smallest grants from the audit stream (`zerofn_review::suggest`).
 
 use crate::cli::{PolicyCommand, PolicySources};
 use crate::exit::{Code, Failure};
@@ -60,6 +61,11 @@ pub fn run(command: PolicyCommand, data_dir: PathBuf, json: bool) -> Result<(), 
             Ok(())
         }
         PolicyCommand::Test { cases, policies } => test(&cases, &policies, data_dir, json),
+        // Dispatched to [`suggest`], which talks to the server.
+        PolicyCommand::Suggest { .. } => Err(Failure::new(
+            Code::Failure,
+            "policy suggest is not an offline command",
+        )),
     }
 }
 
@@ -227,4 +233,138 @@ fn decision_point(
     )
     .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
     Ok((pdp, app))
+}
+
+/// `zerofn policy suggest`'s arguments.
+pub struct SuggestArgs {
+    pub app: String,
+    pub since: Option<String>,
+    pub manifest: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+    pub format: crate::cli::SuggestFormat,
+}
+
+/// The window when none is given and the events come from the server.
+const DEFAULT_WINDOW: &str = "7d";
+
+pub async fn suggest(
+    args: SuggestArgs,
+    target: Result<super::operator::Target, Failure>,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::cli::SuggestFormat;
+    use zerofn_review::usage::Usage;
+    let since = match (&args.since, &args.events) {
+        (Some(since), _) => Some(since.as_str()),
+        (None, None) => Some(DEFAULT_WINDOW),
+        (None, Some(_)) => None,
+    };
+    let since_ms = since.map(window_start).transpose()?;
+    if args.events.is_some() && args.manifest.is_none() {
+        return Err(Failure::new(
+            Code::Refused,
+            "--events needs --manifest: with a recorded stream, name the manifest to judge (e.g. --manifest zerofn.toml)",
+        ));
+    }
+    // The usage (and the deployed manifest) from the server, unless both come from files.
+    let served = match &args.events {
+        Some(_) => None,
+        None => {
+            let path = match since_ms {
+                Some(since) => format!(
+                    "/v1/apps/{}/usage?since_ms={since}",
+                    super::control::percent_encode(&args.app)
+                ),
+                None => format!(
+                    "/v1/apps/{}/usage",
+                    super::control::percent_encode(&args.app)
+                ),
+            };
+            let answer: zerofn_server::control::AppUsage = target?.client()?.get(&path).await?;
+            Some(answer)
+        }
+    };
+    let usage = match (&args.events, &served) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::new(
+                    Code::Failure,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            Usage::from_json_lines(&args.app, since_ms, &text).map_err(|e| {
+                Failure::new(
+                    Code::Refused,
+                    format!("{}: {e} (expected one audit event per line, as `zerofn audit tail --json` prints them)", file.display()),
+                )
+            })?
+        }
+        (None, Some(served)) => served.usage.clone(),
+        (None, None) => Usage::new(&args.app, since_ms),
+    };
+    let (manifest, name) = match (&args.manifest, &served) {
+        (Some(path), _) => {
+            let manifest = zerofn_manifest::load(path)
+                .map_err(|diagnostics| Failure::new(Code::Refused, diagnostics.to_string()))?;
+            (manifest, path.display().to_string())
+        }
+        (None, Some(served)) => {
+            let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), &served.manifest)
+                .map_err(|diagnostics| {
+                    Failure::new(
+                        Code::Failure,
+                        format!(
+                            "the deployed manifest of `{}` no longer parses: {diagnostics}",
+                            args.app
+                        ),
+                    )
+                })?;
+            (manifest, "zerofn.toml".to_string())
+        }
+        (None, None) => {
+            return Err(Failure::new(
+                Code::Refused,
+                "name the manifest with --manifest",
+            ));
+        }
+    };
+    let suggestion = zerofn_review::suggest::suggest(&manifest, &name, &usage)
+        .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+    let format = if json {
+        SuggestFormat::Json
+    } else {
+        args.format
+    };
+    match format {
+        SuggestFormat::Text => print!("{}", suggestion.render_text()),
+        SuggestFormat::Diff => print!("{}", suggestion.diff),
+        SuggestFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&suggestion).unwrap_or_default()
+        ),
+        SuggestFormat::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&zerofn_admission::sarif_with_rules(
+                &suggestion.findings,
+                zerofn_review::suggest::RULES
+            ))
+            .unwrap_or_default()
+        ),
+    }
+    Ok(())
+}
+
+/// The start of the window `since` (`7d`, `36h`) before now, in milliseconds since the epoch.
+fn window_start(since: &str) -> Result<i64, Failure> {
+    let duration = humantime::parse_duration(since).map_err(|e| {
+        Failure::new(
+            Code::Refused,
+            format!("--since `{since}` is not a duration ({e}): write it as 7d, 36h or 30m"),
+        )
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let start = now.saturating_sub(duration);
+    Ok(i64::try_from(start.as_millis()).unwrap_or(i64::MAX))
 }
