@@ -9,3 +9,11 @@
 //! SARIF exactly like admission's.
 
 #![forbid(unsafe_code)]
+
+pub mod imports;
+pub mod lint;
+pub mod rules;
+
+pub use imports::{Capabilities, Import, ImportError, read_imports};
+pub use lint::{at_or_above, lint, lint_function};
+pub use rules::{LINT_RULES, LintRule};
