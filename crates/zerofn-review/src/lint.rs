@@ -17,7 +17,11 @@ pub fn lint(manifest: &Manifest) -> Vec<Finding> {
     let mut findings = Vec::new();
     for function in manifest.functions() {
         let bytes = read_component(&function.component_path);
-        findings.extend(lint_function(manifest, function, bytes.as_deref().map_err(String::as_str)));
+        findings.extend(lint_function(
+            manifest,
+            function,
+            bytes.as_deref().map_err(String::as_str),
+        ));
     }
     findings
 }
@@ -57,9 +61,10 @@ pub fn lint_function(
         findings: Vec::new(),
     };
     let component_field = review.field("component");
-    let imports = match component.map_err(str::to_string).and_then(|bytes| {
-        read_imports(bytes).map_err(|e| e.to_string())
-    }) {
+    let imports = match component
+        .map_err(str::to_string)
+        .and_then(|bytes| read_imports(bytes).map_err(|e| e.to_string()))
+    {
         Ok(imports) => imports,
         Err(why) => {
             review.push(
@@ -89,6 +94,53 @@ pub fn at_or_above(findings: &[Finding], threshold: Severity) -> usize {
         .iter()
         .filter(|f| f.severity.is_some_and(|s| s >= threshold))
         .count()
+}
+
+/// The findings for people, as `zerofn admit` prints its own, then the counts by severity and
+/// the verdict against `fail_on`.
+pub fn render_text(findings: &[Finding], fail_on: Severity) -> String {
+    let mut text = zerofn_admission::render_findings(findings);
+    if findings.is_empty() {
+        text.push_str("no findings");
+    } else {
+        let counts: Vec<String> = Severity::ALL
+            .iter()
+            .rev()
+            .filter_map(|severity| {
+                let n = findings
+                    .iter()
+                    .filter(|f| f.severity == Some(*severity))
+                    .count();
+                (n > 0).then(|| format!("{n} {severity}"))
+            })
+            .collect();
+        text.push_str(&format!(
+            "{} finding(s): {}",
+            findings.len(),
+            counts.join(", ")
+        ));
+    }
+    let failing = at_or_above(findings, fail_on);
+    if failing > 0 {
+        text.push_str(&format!("\nfailed: {failing} at or above `{fail_on}`"));
+    } else {
+        text.push_str(&format!("\npassed: none at or above `{fail_on}`"));
+    }
+    text
+}
+
+/// The findings as one JSON document: `{"findings": [...], "fail_on": "high", "failing": n}`.
+pub fn json(findings: &[Finding], fail_on: Severity) -> serde_json::Value {
+    serde_json::json!({
+        "findings": findings,
+        "fail_on": fail_on,
+        "failing": at_or_above(findings, fail_on),
+    })
+}
+
+/// The findings as SARIF 2.1.0, with the lint rules as the rule catalogue.
+pub fn sarif(findings: &[Finding]) -> serde_json::Value {
+    zerofn_admission::sarif_with_rules(findings, &crate::rules::rules())
 }
 
 struct Review<'a> {
@@ -201,7 +253,10 @@ impl Review<'_> {
             if rule.any_subdomain {
                 self.push(
                     "egress-wildcard-host",
-                    format!("function `{name}` may reach any subdomain of `{}` through `{url}`", rule.host),
+                    format!(
+                        "function `{name}` may reach any subdomain of `{}` through `{url}`",
+                        rule.host
+                    ),
                     &field,
                     None,
                 );
@@ -263,7 +318,9 @@ impl Review<'_> {
                 };
                 self.push(
                     "unused-kv-grant",
-                    format!("function `{name}` is granted `{granted}` on bucket `{bucket}`, but {why}"),
+                    format!(
+                        "function `{name}` is granted `{granted}` on bucket `{bucket}`, but {why}"
+                    ),
                     &field,
                     None,
                 );
@@ -281,9 +338,21 @@ impl Review<'_> {
             }
         }
         let grants = &self.function.grants.kv;
-        for (possible, needed, what, verb) in [
-            (reads, grants.values().any(|a| a.can_read()), "read", "reads from"),
-            (writes, grants.values().any(|a| a.can_write()), "write", "writes to"),
+        for (possible, needed, what, verb, verbs) in [
+            (
+                reads,
+                grants.values().any(|a| a.can_read()),
+                "read",
+                "read from",
+                "reads from",
+            ),
+            (
+                writes,
+                grants.values().any(|a| a.can_write()),
+                "write",
+                "write to",
+                "writes to",
+            ),
         ] {
             if possible && !needed {
                 self.push(
@@ -293,7 +362,7 @@ impl Review<'_> {
                     ),
                     component_field,
                     Some(format!(
-                        "grant the bucket it uses under [functions.{name}.grants] (`kv = {{ <bucket> = \"{what}\" }}`), or remove the code that {verb} it"
+                        "grant the bucket it uses under [functions.{name}.grants] (`kv = {{ <bucket> = \"{what}\" }}`), or remove the code that {verbs} it"
                     )),
                 );
             }

@@ -6,6 +6,7 @@ mod ca;
 mod control;
 mod incidents;
 mod init;
+mod lint;
 mod operator;
 mod policy;
 mod queue;
@@ -87,6 +88,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             policy,
             format,
         } => control::admit(&app_dir, config.as_deref(), &policy, format, data_dir()?),
+        Command::Lint {
+            app_dir,
+            format,
+            fail_on,
+        } => lint::lint(&app_dir, format, fail_on),
         Command::Policy(command) => policy::run(command, data_dir()?, json),
         Command::Secrets(crate::cli::SecretsCommand::GenerateMasterKey) => {
             secrets::generate_master_key(json)
