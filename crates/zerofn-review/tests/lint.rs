@@ -1,6 +1,8 @@
 //! `zerofn lint` on real components (the shop's and the hostile guest, built by
 //! zerofn-test-artifacts) and on purpose-built ones whose imports are exactly what a case needs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use wasm_encoder::{ComponentBuilder, ComponentTypeRef, ComponentValType, InstanceType};
 use zerofn_admission::{Finding, Severity};

@@ -1,5 +1,7 @@
 //! `zerofn lint` as CI runs it: the binary on an app directory, its outputs and exit codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
