@@ -428,8 +428,9 @@ grants = {{ secrets = ["token"] }}
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
     let mut failures = Vec::new();
     let text = render_text(&findings, Severity::High) + "\n";
-    let json = serde_json::to_string_pretty(&json(&findings, Severity::High)).unwrap() + "\n";
-    let sarif = serde_json::to_string_pretty(&sarif(&findings)).unwrap() + "\n";
+    let json =
+        serde_json::to_string_pretty(&sorted(json(&findings, Severity::High))).unwrap() + "\n";
+    let sarif = serde_json::to_string_pretty(&sorted(sarif(&findings))).unwrap() + "\n";
     for (file, actual) in [
         ("lint.txt", text),
         ("lint.json", json),
@@ -440,6 +441,20 @@ grants = {{ secrets = ["token"] }}
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `value` with every object's keys in order, whether or not another crate of the build turns
+/// on serde_json's `preserve_order`.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let entries: std::collections::BTreeMap<String, serde_json::Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(entries.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => items.into_iter().map(sorted).collect(),
+        other => other,
+    }
 }
 
 /// Compares `actual` with the file at `expected`, or rewrites it when `ZEROFN_BLESS=1`.
