@@ -13,3 +13,10 @@
 pub mod diff;
 pub mod suggest;
 pub mod usage;
+pub mod imports;
+pub mod lint;
+pub mod rules;
+
+pub use imports::{Capabilities, Import, ImportError, read_imports};
+pub use lint::{at_or_above, lint, lint_function};
+pub use rules::{LINT_RULES, LintRule};

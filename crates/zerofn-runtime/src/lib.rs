@@ -28,6 +28,7 @@ mod guest_output;
 mod invocation;
 mod keyvalue;
 mod limits;
+mod linked;
 mod outbound;
 mod sandbox;
 mod stop;
@@ -41,6 +42,7 @@ pub use guest_output::{OutputBudget, OutputLimits, PLATFORM_STREAM};
 pub use invocation::{Invocation, RequestBody, ResponseBody};
 pub use keyvalue::{KeyPage, KeyValue, KvBucket, KvError, MAX_OPEN_BUCKETS, shown};
 pub use limits::InvocationLimits;
+pub use linked::{LINKED_INTERFACES, linked_as, links};
 pub use outbound::{Outbound, OutboundBody, OutboundFuture, RequestOptions, Routed};
 pub use stop::StopSignal;
 

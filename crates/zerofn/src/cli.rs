@@ -199,6 +199,17 @@ pub enum Command {
         /// `high`, `critical`) [default: never].
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<String>,
+    /// Least-privilege review: each function's grants against what its component imports
+    /// (unused, over-broad and missing grants; imports the platform refuses or cannot link).
+    Lint {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Exit 3 when a finding is at least this severe (info, low, medium, high, critical).
+        #[arg(long, default_value = "high", value_name = "SEVERITY")]
+        fail_on: zerofn_admission::Severity,
     },
     /// API keys for functions with `auth.api-key`: create (shown once), list, revoke.
     #[command(subcommand, name = "api-key")]

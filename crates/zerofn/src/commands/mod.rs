@@ -6,6 +6,7 @@ mod ca;
 mod control;
 mod incidents;
 mod init;
+mod lint;
 mod operator;
 mod policy;
 mod queue;
@@ -104,6 +105,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             };
             policy::suggest(request, target(), json).await
         }
+        Command::Lint {
+            app_dir,
+            format,
+            fail_on,
+        } => lint::lint(&app_dir, format, fail_on),
         Command::Policy(command) => policy::run(command, data_dir()?, json),
         Command::Secrets(crate::cli::SecretsCommand::GenerateMasterKey) => {
             secrets::generate_master_key(json)
