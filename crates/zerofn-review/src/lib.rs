@@ -11,11 +11,11 @@
 #![forbid(unsafe_code)]
 
 pub mod diff;
-pub mod suggest;
-pub mod usage;
 pub mod imports;
 pub mod lint;
 pub mod rules;
+pub mod suggest;
+pub mod usage;
 
 pub use imports::{Capabilities, Import, ImportError, read_imports};
 pub use lint::{at_or_above, lint, lint_function};

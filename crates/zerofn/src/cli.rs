@@ -198,7 +198,8 @@ pub enum Command {
         /// Exit with code 3 when a gap has this severity or more (`info`, `low`, `medium`,
         /// `high`, `critical`) [default: never].
         #[arg(long, value_name = "SEVERITY")]
-        fail_on: Option<String>,
+        fail_on: Option<zerofn_admission::Severity>,
+    },
     /// Least-privilege review: each function's grants against what its component imports
     /// (unused, over-broad and missing grants; imports the platform refuses or cannot link).
     Lint {

@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 crate::cli::ThreatModelFormat::Markdown
             }),
             output.as_deref(),
-            fail_on.as_deref(),
+            fail_on,
             data_dir()?,
         ),
         Command::ApiKey(command) => control::api_key(command, &target()?, json).await,

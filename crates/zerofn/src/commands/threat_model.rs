@@ -12,14 +12,10 @@ pub fn threat_model(
     guardrails: &[PathBuf],
     format: ThreatModelFormat,
     output: Option<&Path>,
-    fail_on: Option<&str>,
+    fail_on: Option<zerofn_admission::Severity>,
     data_dir: PathBuf,
 ) -> Result<(), Failure> {
     let refused = |e: &dyn std::fmt::Display| Failure::new(Code::Refused, e.to_string());
-    let fail_on = fail_on
-        .map(str::parse::<zerofn_admission::Severity>)
-        .transpose()
-        .map_err(|e| refused(&e))?;
     let manifest = zerofn_manifest::load(&app_dir.join(zerofn_manifest::MANIFEST_FILE))?;
     let config = match config {
         Some(path) => {
