@@ -244,6 +244,9 @@ pub fn unified(path: &str, old: &str, new: &str) -> String {
     if old == new {
         return String::new();
     }
+    // `a/` and `b/` stand for a tree's root: an absolute or `./` path would name a file no
+    // `git apply` or `patch -p1` finds.
+    let path = path.trim_start_matches("./").trim_start_matches('/');
     similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(3)
@@ -323,5 +326,10 @@ mod tests {
             "--- a/zerofn.toml\n+++ b/zerofn.toml\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n"
         );
         assert_eq!(unified("zerofn.toml", "a\n", "a\n"), "");
+        assert!(
+            unified("/tmp/app/zerofn.toml", "a\n", "b\n")
+                .starts_with("--- a/tmp/app/zerofn.toml\n")
+        );
+        assert!(unified("./zerofn.toml", "a\n", "b\n").starts_with("--- a/zerofn.toml\n"));
     }
 }

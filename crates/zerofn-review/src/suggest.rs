@@ -341,7 +341,12 @@ fn review_function(
         let mut said = Vec::new();
         if access.can_read() {
             said.push(if read {
-                format!("read in {} invocation(s)", times(&kv.read))
+                // `kv.read` is recorded once per bucket and invocation, not once per read.
+                format!(
+                    "read in {} invocation(s), last {}",
+                    kv.read.count,
+                    timestamp(kv.read.last_ms)
+                )
             } else {
                 "never read".to_string()
             });
