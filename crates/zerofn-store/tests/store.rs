@@ -379,3 +379,56 @@ fn a_version_3_store_gains_every_later_table_and_keeps_its_data() {
     );
     assert!(!store.kv_exists("shop", "orders", "k").unwrap());
 }
+
+#[test]
+fn an_apps_window_is_read_in_pages_in_stream_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Two apps interleaved, two functions of `shop` (the index on (app, function, id) would
+    // give checkout's rows before catalog's), kinds that count and one that does not.
+    let kinds = ["kv.read", "egress", "invocation.end"];
+    let apps = ["shop", "blog"];
+    let functions = ["checkout", "catalog"];
+    let rows: Vec<ChainedAuditRow> = (1..=60i64)
+        .map(|id| ChainedAuditRow {
+            id,
+            hash: [0; 32],
+            row: NewAuditRow {
+                at_ms: 1_000 + id,
+                kind: kinds[id as usize % 3],
+                invocation_id: None,
+                app: Some(apps[id as usize % 2].into()),
+                function: Some(functions[(id as usize / 2) % 2].into()),
+                outcome: "success",
+                trace_id: None,
+                json: format!("{{\"n\":{id}}}"),
+            },
+        })
+        .collect();
+    store.append(&rows, None, &[]).unwrap();
+    let expected: Vec<i64> = (1..=60i64)
+        .filter(|id| id % 2 == 0 && id % 3 != 2 && 1_000 + id >= 1_010)
+        .collect();
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_app_window("shop", &["kv.read", "egress"], 1_010, after, 3)
+            .unwrap();
+        for (id, json) in &page {
+            assert_eq!(json, &format!("{{\"n\":{id}}}"));
+            read.push(*id);
+            after = *id;
+        }
+        if page.len() < 3 {
+            break;
+        }
+    }
+    assert_eq!(read, expected);
+    assert!(
+        store
+            .audit_app_window("shop", &[], 0, 0, 3)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -46,9 +46,9 @@ pub(super) async fn usage(
     platform.audit().flush().await;
     let name = app.to_string();
     let usage = tokio::task::spawn_blocking(move || app_usage(&store, &name, since_ms))
-    .await
-    .map_err(|e| super::handler::internal(e.to_string()))?
-    .map_err(crate::DeployError::from)?;
+        .await
+        .map_err(|e| super::handler::internal(e.to_string()))?
+        .map_err(crate::DeployError::from)?;
     json(&AppUsage {
         app: app.to_string(),
         version_id: version.version_id,
