@@ -1254,3 +1254,43 @@ fn trace_prints_the_tree_of_a_request_and_refuses_what_it_cannot_show() {
         "{invalid:?}"
     );
 }
+
+#[test]
+fn policy_suggest_reads_the_running_servers_stream_and_its_deployed_manifest() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    // `hello` imports no key-value interface: its bucket grant can only go unused.
+    let manifest = MANIFEST.replace(
+        "[functions.hello.auth]",
+        "[functions.hello.grants]\nkv = { cache = \"read-write\" }\n\n[functions.hello.auth]",
+    );
+    let app = app_dir(root.path(), "hello", &manifest, true);
+    let (_server, addr) = up(&app, &data);
+    assert!(http_get(addr, "/hello").starts_with("HTTP/1.1 200"));
+
+    let review = zerofn(&data, &["policy", "suggest", "hello", "--json"]);
+    assert!(review.status.success(), "{review:?}");
+    let review: serde_json::Value = serde_json::from_slice(&review.stdout).unwrap();
+    let text = review.to_string();
+    assert!(text.contains("use-grant-unused"), "{review:#}");
+    assert!(
+        text.contains("functions.hello.grants.kv.cache"),
+        "{review:#}"
+    );
+
+    // The diff is against the deployed manifest, as signed: applying it leaves no grant.
+    let diff = zerofn(&data, &["policy", "suggest", "hello", "--format", "diff"]);
+    assert!(diff.status.success(), "{diff:?}");
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        diff.starts_with("--- a/zerofn.toml\n+++ b/zerofn.toml\n"),
+        "{diff}"
+    );
+    assert!(diff.contains("-kv = { cache = \"read-write\" }"), "{diff}");
+    assert!(!diff.lines().any(|l| l.starts_with("+kv")), "{diff}");
+
+    // An app the server never deployed is named in the refusal.
+    let unknown = zerofn(&data, &["policy", "suggest", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(3), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nosuch"));
+}
