@@ -7,10 +7,45 @@ use super::handler::{Response, json};
 use crate::platform::Platform;
 use crate::problem::Problem;
 use http::StatusCode;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zerofn_review::usage::{KINDS, Usage};
 
 /// Events read from the store per query while aggregating.
 const PAGE: u32 = 10_000;
+/// Usage reads running at once. Each is one pass over the app's window of the stream on a
+/// thread of the blocking pool (about a second per 600 000 events, BENCHMARKS.md), started by
+/// whoever may read the audit stream: more at once would only share the same disk and CPUs
+/// with the functions being served.
+pub const MAX_USAGE_READS: usize = 1;
+
+/// The bound on usage reads running at once.
+#[derive(Debug)]
+pub struct UsageReads(Arc<Semaphore>);
+
+impl Default for UsageReads {
+    fn default() -> Self {
+        Self(Arc::new(Semaphore::new(MAX_USAGE_READS)))
+    }
+}
+
+impl UsageReads {
+    /// A slot for one read, held until the read ends (even if its client has gone), or the
+    /// refusal to send when every slot is taken.
+    pub(crate) fn start(&self) -> Result<OwnedSemaphorePermit, Problem> {
+        self.0.clone().try_acquire_owned().map_err(|_| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "usage-read-in-progress",
+                "Another usage read is running",
+                format!(
+                    "At most {MAX_USAGE_READS} usage read(s) run at once, each a pass over an app's window of the audit stream; retry when it ends, or narrow the window (`--since`)."
+                ),
+            )
+            .retry_after(5)
+        })
+    }
+}
 
 /// The answer: the usage, and the active version's manifest to judge it against.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -45,10 +80,14 @@ pub(super) async fn usage(
         })?;
     platform.audit().flush().await;
     let name = app.to_string();
-    let usage = tokio::task::spawn_blocking(move || app_usage(&store, &name, since_ms))
-        .await
-        .map_err(|e| super::handler::internal(e.to_string()))?
-        .map_err(crate::DeployError::from)?;
+    let slot = platform.usage_reads().start()?;
+    let usage = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        app_usage(&store, &name, since_ms)
+    })
+    .await
+    .map_err(|e| super::handler::internal(e.to_string()))?
+    .map_err(crate::DeployError::from)?;
     json(&AppUsage {
         app: app.to_string(),
         version_id: version.version_id,
@@ -110,4 +149,40 @@ fn since(query: &str) -> Result<Option<i64>, Problem> {
         }
     }
     Ok(since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_read_is_refused_while_one_runs_and_admitted_after() {
+        let reads = UsageReads::default();
+        let running = reads.start().map_err(|p| p.code).unwrap_or_else(|code| {
+            panic!("the first read was refused: {code}");
+        });
+        let refused = match reads.start() {
+            Ok(_) => panic!("two reads ran at once"),
+            Err(problem) => problem,
+        };
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.code, "usage-read-in-progress");
+        assert_eq!(refused.retry_after_secs, Some(5));
+        assert!(refused.detail.contains("--since"), "{}", refused.detail);
+        drop(running);
+        assert!(reads.start().is_ok(), "the slot is free once the read ends");
+    }
+
+    #[test]
+    fn the_window_is_one_integer_given_once() {
+        assert_eq!(since("").map_err(|p| p.code).ok(), Some(None));
+        assert_eq!(
+            since("since_ms=1700000000000").map_err(|p| p.code).ok(),
+            Some(Some(1_700_000_000_000))
+        );
+        for bad in ["since_ms=7d", "since_ms=1&since_ms=2", "app=shop"] {
+            let code = since(bad).err().map(|p| p.code);
+            assert_eq!(code.as_deref(), Some("usage-query-invalid"), "{bad}");
+        }
+    }
 }
