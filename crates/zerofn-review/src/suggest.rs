@@ -42,6 +42,15 @@ pub const RULES: &[Rule] = &[
               `zerofn lint`.",
     },
     Rule {
+        id: "use-evidence-incomplete",
+        level: Level::Warning,
+        rationale: "The function used more distinct destinations, names or refusals than the \
+                    usage keeps (1000 per capability): the rest were counted, not kept, so no \
+                    grant of it can be shown unused and none is dropped or narrowed.",
+        fix: "Review its grants by hand or with a shorter window (--since); a function that \
+              reaches that many distinct targets may be probing what it can reach.",
+    },
+    Rule {
         id: "use-denied",
         level: Level::Warning,
         rationale: "The function tried to use a capability and the platform refused it: a grant \
@@ -104,6 +113,10 @@ pub struct FunctionReview {
     pub invocations: Evidence,
     /// True when nothing at all was recorded for the function in the window.
     pub idle: bool,
+    /// Uses past the bound on distinct uses, counted but not kept: when any, no grant of the
+    /// function is dropped or narrowed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub overflow: u64,
     pub grants: Vec<GrantReview>,
     pub denied: Vec<Denial>,
     /// Uses of egress destinations not covered by this manifest's grants (the stream saw
@@ -194,6 +207,10 @@ fn review_function(
     let grants = &function.grants;
     let base = format!("functions.{}.grants", function.name);
     let idle = used.is_empty();
+    // Past the bound on distinct uses, some uses were only counted: what was not kept cannot
+    // show that a grant went unused, so nothing of the function is dropped or narrowed.
+    let incomplete = used.overflow > 0;
+    let hold = idle || incomplete;
     let mut reviews = Vec::new();
     let mut edit = GrantEdits::default();
     let locate = |field: &str| manifest.locate(field).map(|l| l.location);
@@ -205,15 +222,25 @@ fn review_function(
                      reason: String,
                      evidence: Evidence| {
         let location = locate(&field);
-        let verdict = if idle { Verdict::Unverified } else { verdict };
+        let verdict = if hold && verdict != Verdict::Keep {
+            Verdict::Unverified
+        } else {
+            verdict
+        };
+        let held = verdict == Verdict::Unverified;
         reviews.push(GrantReview {
             field,
             grant: kind,
             written,
             verdict,
-            suggested: if idle { Vec::new() } else { suggested },
+            suggested: if held { Vec::new() } else { suggested },
             reason: if idle {
                 "the function did not run in the window".into()
+            } else if held {
+                format!(
+                    "{reason}; kept: {} use(s) past the bound of distinct uses were counted, not kept",
+                    used.overflow
+                )
             } else {
                 reason
             },
@@ -281,7 +308,7 @@ fn review_function(
             egress_changed = true;
         }
     }
-    if egress_changed && !idle {
+    if egress_changed && !hold {
         edit.egress = Some(merge_slots(slots, &grants.egress));
     }
 
@@ -314,7 +341,7 @@ fn review_function(
             ),
         }
     }
-    if kept.len() != grants.secrets.len() && !idle {
+    if kept.len() != grants.secrets.len() && !hold {
         edit.secrets = Some(kept);
     }
 
@@ -395,7 +422,7 @@ fn review_function(
             }
         }
     }
-    if idle {
+    if hold {
         edit.kv.clear();
     }
 
@@ -428,7 +455,7 @@ fn review_function(
             ),
         }
     }
-    if kept.len() != grants.invoke.len() && !idle {
+    if kept.len() != grants.invoke.len() && !hold {
         edit.invoke = Some(kept);
     }
 
@@ -439,6 +466,7 @@ fn review_function(
         function: function.name.clone(),
         invocations: used.invocations.clone(),
         idle,
+        overflow: used.overflow,
         grants: reviews,
         denied: used.denied.clone(),
         uncovered,
@@ -472,9 +500,16 @@ fn times(evidence: &Evidence) -> String {
 
 /// RFC 3339 in UTC, to the millisecond.
 pub fn timestamp(at_ms: i64) -> String {
+    use std::fmt::Write as _;
     let time =
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(at_ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(time).to_string()
+    // `humantime` refuses years past 9999 with a formatting error (which `to_string` would turn
+    // into a panic): an events file can say anything, so such a time prints as it was given.
+    let mut text = String::new();
+    match write!(text, "{}", humantime::format_rfc3339_millis(time)) {
+        Ok(()) => text,
+        Err(_) => format!("{at_ms} ms since the epoch"),
+    }
 }
 
 fn describe_uses(uses: &[&EgressUse]) -> String {
@@ -518,9 +553,10 @@ fn covers(rule: &EgressRule, destination: &Destination<'_>, method: &str) -> boo
         && (rule.methods.is_empty() || rule.methods.iter().any(|m| m.as_str() == method))
 }
 
-/// For each grant, the uses it is credited with: a use covered by a grant naming its host is
-/// credited to that grant (and any other naming it: the path, which would tell them apart, is
-/// not recorded), else to the wildcard grants covering it. Also the uses no grant covers.
+/// For each grant, the uses it is credited with: a use covered by a grant naming its host that
+/// surely allowed it (any path; `allow_private` if a non-public address was seen) is credited
+/// to the grants naming its host (the path, which would tell them apart, is not recorded);
+/// otherwise to every grant covering it, wildcards included. Also the uses no grant covers.
 fn attribute<'a>(
     rules: &[EgressRule],
     uses: &'a [EgressUse],
@@ -535,12 +571,24 @@ fn attribute<'a>(
         let covering: Vec<usize> = (0..rules.len())
             .filter(|&i| covers(&rules[i], &destination, &egress.method))
             .collect();
-        let exact: Vec<usize> = covering
-            .iter()
-            .copied()
-            .filter(|&i| !rules[i].any_subdomain)
-            .collect();
-        let credited = if exact.is_empty() { covering } else { exact };
+        // An exact grant takes the use alone only when it surely allowed it: every path (the
+        // path is not recorded) and, when a non-public address was involved, `allow_private`.
+        // Otherwise a wildcard covering it may be what allowed it, and keeps the credit too.
+        let private_seen = !egress.non_public.is_empty() || egress.addressed == 0;
+        let sure = |rule: &EgressRule| {
+            !rule.any_subdomain
+                && matches!(rule.path_prefix.as_str(), "" | "/")
+                && (rule.allow_private || !private_seen)
+        };
+        let credited = if covering.iter().any(|&i| sure(&rules[i])) {
+            covering
+                .iter()
+                .copied()
+                .filter(|&i| !rules[i].any_subdomain)
+                .collect()
+        } else {
+            covering
+        };
         if credited.is_empty() {
             uncovered.push(egress.clone());
         }
@@ -743,6 +791,20 @@ fn function_findings(manifest: &Manifest, file: &str, review: &FunctionReview) -
         };
         findings.push(finding);
     }
+    if review.overflow > 0 {
+        let field = format!("functions.{name}.grants");
+        let finding = Finding::new(
+            "use-evidence-incomplete",
+            Level::Warning,
+            format!(
+                "function `{name}` used more distinct targets than the usage keeps: {} use(s) were counted, not kept, so its grants are kept unjudged",
+                review.overflow
+            ),
+        )
+        .severity(Severity::Low)
+        .help("review its grants by hand or with a shorter --since; so many distinct targets may be probing");
+        findings.push(at(finding, &field));
+    }
     for grant in &review.grants {
         let finding = match grant.verdict {
             Verdict::Keep | Verdict::Unverified => continue,
@@ -911,4 +973,8 @@ fn printable(text: &str) -> String {
             }
         })
         .collect()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -244,8 +244,15 @@ impl Usage {
             "egress" => match detail("destination") {
                 Some(destination) => {
                     let method = detail("method").unwrap_or("GET");
-                    let range = detail("range");
-                    usage.egress_use(destination, method, range, at_ms, id)
+                    // Every address the name resolved to was decided, not only the one
+                    // connected to: a private one among them needed `allow_private` too.
+                    let mut ranges: Vec<&str> = event["detail"]["resolved_non_public"]
+                        .as_array()
+                        .map(|all| all.iter().filter_map(Value::as_str).take(16).collect())
+                        .unwrap_or_default();
+                    ranges.extend(detail("range"));
+                    let addressed = detail("range").is_some();
+                    usage.egress_use(destination, method, addressed, &ranges, at_ms, id)
                 }
                 None => false,
             },
@@ -271,7 +278,14 @@ impl Usage {
             },
             "secret.read" => {
                 let name = detail("name").unwrap_or("?");
-                if success {
+                // A granted read of a secret that is not stored (or does not open) still used
+                // the grant: without it the guest gets an error instead of `none`.
+                let granted_failure = text("outcome") == Some("failure")
+                    && matches!(
+                        text("reason"),
+                        Some("secret-undefined" | "secret-unreadable")
+                    );
+                if success || granted_failure {
                     bounded(&mut usage.secrets, name, at_ms, id) || usage.overflowed()
                 } else if denied {
                     usage.denial("secret", name, None, &rule, at_ms, id)
@@ -337,7 +351,8 @@ impl FunctionUsage {
         &mut self,
         destination: &str,
         method: &str,
-        range: Option<&str>,
+        addressed: bool,
+        ranges: &[&str],
         at_ms: i64,
         id: Option<i64>,
     ) -> bool {
@@ -361,9 +376,11 @@ impl FunctionUsage {
         };
         let entry = &mut self.egress[index];
         entry.evidence.add(at_ms, id);
-        if let Some(range) = range {
+        if addressed {
             entry.addressed += 1;
-            if range != "public" && !entry.non_public.iter().any(|r| r == range) {
+        }
+        for range in ranges {
+            if *range != "public" && !entry.non_public.iter().any(|r| r == range) {
                 entry.non_public.push(range.to_string());
                 entry.non_public.sort();
             }

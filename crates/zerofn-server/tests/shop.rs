@@ -113,6 +113,13 @@ async fn an_order_is_charged_through_egress_with_a_secret_and_recorded_in_the_bu
     assert_eq!(exchanges.len(), 1, "{exchanges:?}");
     assert_eq!(exchanges[0].event["function"], "checkout");
     assert_eq!(exchanges[0].event["detail"]["status"], 201);
+    // What `policy suggest` needs to judge `allow_private`: the address connected to, and
+    // every address decided (here the one literal).
+    assert_eq!(exchanges[0].event["detail"]["range"], "loopback");
+    assert_eq!(
+        exchanges[0].event["detail"]["resolved_non_public"],
+        serde_json::json!(["loopback"])
+    );
     // Both functions read the key; no event or log line carries it.
     let reads = server.events("secret.read").await;
     let readers: std::collections::BTreeSet<_> = reads

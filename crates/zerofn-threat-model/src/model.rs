@@ -448,11 +448,16 @@ pub(crate) fn data_flow(manifest: &Manifest, deployment: &Deployment) -> ThreatM
         }
         for (index, rule) in function.grants.egress.iter().enumerate() {
             let destination = destination_id(rule);
-            let boundary = if rule.allow_private {
-                PRIVATE_NETWORK
-            } else {
-                INTERNET
-            };
+            // One element per URL, shared by the functions granted it: it is on the private
+            // network as soon as one of them may reach it there.
+            let private = manifest.functions().any(|other| {
+                other
+                    .grants
+                    .egress
+                    .iter()
+                    .any(|r| r.as_written == rule.as_written && r.allow_private)
+            });
+            let boundary = if private { PRIVATE_NETWORK } else { INTERNET };
             builder.element(
                 &destination,
                 ElementKind::ExternalEntity,

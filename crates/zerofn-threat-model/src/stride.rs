@@ -424,7 +424,7 @@ pub(crate) fn enumerate(manifest: &Manifest, model: &ThreatModel) -> Vec<Threat>
             control(
                 Severity::Info,
                 format!("no one can tell what `{name}` did with its grants"),
-                "every invocation has `invocation.start`/`invocation.end` events and every capability use an `authz.decision` event, with the invocation id, the function's SPIFFE identity and the W3C trace".into(),
+                "every invocation has `invocation.start`/`invocation.end` events, and its capability uses are audited (`authz.decision` for each call, egress, secret read and bucket `open`; `egress`, `secret.read`, `kv.write` and the first `kv.read` per bucket), with the invocation id, the function's SPIFFE identity and the W3C trace".into(),
             ),
         );
         secret_exfiltration(&mut out, function);
@@ -1082,7 +1082,7 @@ fn kv_store(out: &mut Threats<'_>, manifest: &Manifest, element: &str, bucket: &
             Severity::Info,
             format!("bucket `{bucket}` is written by someone who should not"),
             format!(
-                "only {} may write it (each write a PDP decision); values are sealed with AEAD, so a value changed in the store is never returned",
+                "only {} may write it (the PDP decides access at each `open`, and every operation is held to it); values are sealed with AEAD, so a value changed in the store is never returned",
                 names(&writers)
             ),
         )
@@ -1104,7 +1104,7 @@ fn kv_store(out: &mut Threats<'_>, manifest: &Manifest, element: &str, bucket: &
             Severity::Info,
             format!("bucket `{bucket}` is read by someone who should not"),
             format!(
-                "only {} may read it (each read a PDP decision); values are sealed (XChaCha20-Poly1305) at rest",
+                "only {} may read it (the PDP decides access at each `open`, and every operation is held to it); values are sealed (XChaCha20-Poly1305) at rest",
                 if readers.is_empty() {
                     "no function".to_string()
                 } else {

@@ -428,3 +428,33 @@ fn every_rule_is_documented() {
         "not in docs/threat-model.md: {missing:?}"
     );
 }
+
+#[test]
+fn a_destination_shared_with_allow_private_is_on_the_private_network_for_every_function() {
+    let text = r#"[app]
+name = "pair"
+version = "1.0.0"
+
+[functions.a]
+component = "a.wasm"
+trigger = { http = { route = "/a" } }
+grants = { egress = ["https://x.corp.example.com"] }
+auth = { public = true }
+
+[functions.b]
+component = "b.wasm"
+trigger = { http = { route = "/b" } }
+grants = { egress = [{ url = "https://x.corp.example.com", allow_private = true }] }
+auth = { public = true }
+"#;
+    let manifest = zerofn_manifest::parse(Path::new("zerofn.toml"), text).unwrap();
+    let model = build(&manifest, &up_deployment()).unwrap();
+    let destinations: Vec<&str> = model
+        .elements
+        .iter()
+        .filter(|e| e.id.starts_with("dest."))
+        .map(|e| e.boundary.as_str())
+        .collect();
+    // One element, whichever function's grant came first.
+    assert_eq!(destinations, ["private-network"]);
+}

@@ -108,12 +108,13 @@ pub(crate) async fn send(
     // One span for the whole exchange: its decisions, its event, and (through the
     // `traceparent` it carries) whatever the destination records.
     let span = call.scope.span();
-    let record = Recorder {
+    let mut record = Recorder {
         audit: platform.audit().clone(),
         metrics: platform.metrics().egress(),
         caller: call.caller.clone(),
         scope: call.scope.clone(),
         span: span.clone(),
+        resolved_non_public: None,
     };
     let foreign = crate::correlation::foreign_traceparent(request.headers(), &call.scope);
     let method = request.method().as_str().to_string();
@@ -182,7 +183,7 @@ pub(crate) async fn send(
         timeouts,
         in_flight,
     };
-    let result = resolve_and_send(platform, &call, &record, exchange, request).await;
+    let result = resolve_and_send(platform, &call, &mut record, exchange, request).await;
     unfinished.disarm();
     result
 }
@@ -200,7 +201,7 @@ struct Exchange<'a> {
 async fn resolve_and_send(
     platform: &Platform,
     call: &EgressCall,
-    record: &Recorder,
+    record: &mut Recorder,
     exchange: Exchange<'_>,
     mut request: http::Request<OutboundBody>,
 ) -> Result<http::Response<OutboundBody>, Error> {
@@ -226,6 +227,15 @@ async fn resolve_and_send(
             }
         },
     };
+    let mut non_public: Vec<&'static str> = addresses
+        .iter()
+        .map(|ip| classify(*ip))
+        .filter(|class| class.is_private())
+        .map(|class| class.range())
+        .collect();
+    non_public.sort_unstable();
+    non_public.dedup();
+    record.resolved_non_public = Some(non_public);
     if target.literal.is_none() {
         for ip in &addresses {
             let resolved = zerofn_policy::Destination {

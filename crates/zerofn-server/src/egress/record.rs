@@ -28,6 +28,10 @@ pub(super) struct Recorder {
     pub(super) scope: Arc<InvocationScope>,
     /// The exchange's span (a child of the invocation's).
     pub(super) span: TraceContext,
+    /// The non-public ranges among every address the destination resolved to, once known:
+    /// each was decided, so a grant without `allow_private` would have refused the exchange
+    /// even when the connection went to a public one (`zerofn policy suggest`).
+    pub(super) resolved_non_public: Option<Vec<&'static str>>,
 }
 
 impl Recorder {
@@ -85,6 +89,7 @@ impl Recorder {
             .detail("method", method.to_string())
             .detail("address", address.map(|a| a.ip().to_string()))
             .detail("range", address.map(|a| classify(a.ip()).range()))
+            .detail("resolved_non_public", self.resolved_non_public.clone())
             .detail("error", error)
             .detail("duration_ms", elapsed_ms(started));
         self.audit.record(event).await;
@@ -123,7 +128,8 @@ impl Recorder {
             .event(EventKind::Egress, Outcome::Success)
             .reason("exchanged")
             .detail("destination", target.origin())
-            .detail("method", method.to_string());
+            .detail("method", method.to_string())
+            .detail("resolved_non_public", self.resolved_non_public.clone());
         let (app, function) = (self.caller.app.clone(), self.caller.name.clone());
         Box::new(move |ended: connect::Ended| {
             drop(in_flight);
