@@ -18,7 +18,7 @@ use zerofn_store::{ChainedAuditRow, NewAuditRow, Store};
 const INVOCATIONS: usize = 100_000;
 const NOISE_EVENTS: usize = 300_000;
 const ROUNDS: usize = 5;
-const PAGE: u32 = 10_000;
+const PAGE: u32 = zerofn_server::control::USAGE_PAGE;
 
 fn shop_invocation(n: usize) -> Vec<AuditEvent> {
     let at = 1_700_000_000_000 + n as i64;
@@ -106,23 +106,38 @@ fn stored_stream() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// Reads every page of the window, handing each row to `each`.
+/// Reads every page of the window as `app_usage` does (slices of ids, pages of events),
+/// handing each row to `each`.
 fn pages(store: &Store, mut each: impl FnMut(&str)) -> usize {
-    let mut after = 0;
+    let head = store.audit_tail().unwrap().last_id.unwrap();
     let mut rows = 0;
-    loop {
-        let page = store
-            .audit_app_window("shop", zerofn_review::usage::KINDS, i64::MIN, after, PAGE)
-            .unwrap();
-        for (id, text) in &page {
-            each(text);
-            after = *id;
+    let mut sliced = 0;
+    while sliced < head {
+        let through = (sliced + zerofn_server::control::USAGE_SLICE_ROWS).min(head);
+        let mut after = sliced;
+        loop {
+            let page = store
+                .audit_app_window(
+                    "shop",
+                    zerofn_review::usage::KINDS,
+                    i64::MIN,
+                    after,
+                    through,
+                    PAGE,
+                )
+                .unwrap();
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = *last;
+            for (_, text) in &page {
+                each(text);
+            }
+            rows += page.len();
         }
-        rows += page.len();
-        if page.len() < PAGE as usize {
-            return rows;
-        }
+        sliced = through;
     }
+    rows
 }
 
 fn measure(name: &str, rows: usize, mut run: impl FnMut()) {

@@ -313,14 +313,17 @@ impl Store {
     }
 
     /// Up to `limit` events of `app` of the given `kinds`, created at or after `since_ms`, with
-    /// an id after `after_id`, oldest first, as `(id, event JSON)`: a window of the stream read
-    /// in pages (`zerofn policy suggest`).
+    /// an id after `after_id` and at most `through_id`, oldest first, as `(id, event JSON)`: a
+    /// window of the stream read in slices and pages (`zerofn policy suggest`). The id range
+    /// bounds how long one call holds the store's connection, however sparse the app's events.
+    #[allow(clippy::too_many_arguments)]
     pub fn audit_app_window(
         &self,
         app: &str,
         kinds: &[&str],
         since_ms: i64,
         after_id: i64,
+        through_id: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         if kinds.is_empty() {
@@ -331,10 +334,10 @@ impl Store {
             // `+app` keeps SQLite off the (app, function, id) index, whose rows are not in id
             // order: every page would read and sort all of the app's events again (quadratic
             // in the window). Walking the primary key from `after_id` reads each row once.
-            "SELECT id, event FROM audit_events WHERE id > ? AND +app = ? AND at_ms >= ? AND kind IN ({placeholders}) ORDER BY id LIMIT {}",
+            "SELECT id, event FROM audit_events WHERE id > ? AND id <= ? AND +app = ? AND at_ms >= ? AND kind IN ({placeholders}) ORDER BY id LIMIT {}",
             limit.clamp(1, MAX_LIMIT)
         );
-        let mut values: Vec<&dyn ToSql> = vec![&after_id, &app, &since_ms];
+        let mut values: Vec<&dyn ToSql> = vec![&after_id, &through_id, &app, &since_ms];
         for kind in kinds {
             values.push(kind);
         }

@@ -12,7 +12,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zerofn_review::usage::{KINDS, Usage};
 
 /// Events read from the store per query while aggregating.
-const PAGE: u32 = 10_000;
+pub const USAGE_PAGE: u32 = 10_000;
+/// Ids one query may walk: about 20 ms of the store's time (BENCHMARKS.md), so invocations
+/// writing through the same connection wait at most that long for a usage read.
+pub const USAGE_SLICE_ROWS: i64 = 50_000;
 /// Usage reads running at once. Each is one pass over the app's window of the stream on a
 /// thread of the blocking pool (about a second per 600 000 events, BENCHMARKS.md), started by
 /// whoever may read the audit stream: more at once would only share the same disk and CPUs
@@ -97,29 +100,42 @@ pub(super) async fn usage(
 }
 
 /// `since_ms`, the only parameter: milliseconds since the Unix epoch.
-/// What `app`'s functions did since `since_ms` (all of the stored stream when `None`), read
-/// from the store in pages of 10 000 events. CPU and disk bound: call it off the async workers.
+/// What `app`'s functions did since `since_ms` (all of the stored stream when `None`), up to
+/// the last event stored when it starts. The stream is read in slices of [`USAGE_SLICE_ROWS`] ids,
+/// each in pages of [`USAGE_PAGE`] events, so that no query holds the store's connection (which
+/// invocations write through) for long, however sparse the app's events. CPU and disk bound:
+/// call it off the async workers.
 pub fn app_usage(
     store: &zerofn_store::Store,
     app: &str,
     since_ms: Option<i64>,
 ) -> Result<Usage, zerofn_store::StoreError> {
     let mut usage = Usage::new(app.to_string(), since_ms);
-    let mut after = 0;
-    loop {
-        let page = store.audit_app_window(app, KINDS, since_ms.unwrap_or(i64::MIN), after, PAGE)?;
-        for (id, text) in &page {
-            // The writer wrote every row from an `AuditEvent`; a row that no longer parses is
-            // no evidence of use, and `zerofn audit verify` reports the tampering.
-            if let Ok(event) = serde_json::from_str::<serde_json::Value>(text) {
-                usage.record(Some(*id), &event);
+    let Some(head) = store.audit_tail()?.last_id else {
+        return Ok(usage);
+    };
+    let since = since_ms.unwrap_or(i64::MIN);
+    let mut sliced = 0;
+    while sliced < head {
+        let through = sliced.saturating_add(USAGE_SLICE_ROWS).min(head);
+        let mut after = sliced;
+        loop {
+            let page = store.audit_app_window(app, KINDS, since, after, through, USAGE_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = *last;
+            for (id, text) in &page {
+                // The writer wrote every row from an `AuditEvent`; a row that no longer parses
+                // is no evidence of use, and `zerofn audit verify` reports the tampering.
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(text) {
+                    usage.record(Some(*id), &event);
+                }
             }
-            after = *id;
         }
-        if page.len() < PAGE as usize {
-            return Ok(usage);
-        }
+        sliced = through;
     }
+    Ok(usage)
 }
 
 fn since(query: &str) -> Result<Option<i64>, Problem> {
