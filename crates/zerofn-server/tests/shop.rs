@@ -39,7 +39,9 @@ async fn deploy(server: &TestServer, manifest: &str) {
         )
         .await
         .unwrap();
-    server.deploy(manifest, &COMPONENTS).await;
+    server
+        .deploy_attaching(manifest, &COMPONENTS, common::shop_files())
+        .await;
 }
 
 async fn checkout(server: &TestServer, order: &str) -> common::Reply {
@@ -87,6 +89,42 @@ async fn checkout_checks_stock_with_inventory_through_its_grant() {
         .collect();
     assert_eq!(calls.len(), 3);
     assert!(calls.iter().all(|d| d.event["outcome"] == "success"));
+}
+
+#[tokio::test]
+async fn an_order_that_does_not_fit_its_schema_never_reaches_checkout() {
+    let server = TestServer::start().await;
+    deploy(&server, &manifest(&server)).await;
+    for (order, why) in [
+        (r#"{"items":[{"sku":"TEA-01","qty":0}]}"#, "qty below 1"),
+        (
+            r#"{"items":[{"sku":"TEA-01","qty":2,"price":1}]}"#,
+            "unknown field",
+        ),
+        (r#"{"items":[]}"#, "no line"),
+        (
+            r#"{"items":[{"sku":"tea; drop","qty":1}]}"#,
+            "malformed sku",
+        ),
+    ] {
+        let refused = checkout(&server, order).await;
+        assert_eq!(refused.status, 400, "{why}: {}", refused.text());
+        assert!(
+            refused.text().contains("input-schema-violation"),
+            "{why}: {}",
+            refused.text()
+        );
+    }
+    // Refused before any sandbox: checkout never started, inventory was never asked.
+    let starts = server.events("invocation.start").await;
+    assert!(starts.is_empty(), "{starts:?}");
+    let refusals = server.events("request.refused").await;
+    assert_eq!(refusals.len(), 4);
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r.event["reason"] == "input-schema-violation")
+    );
 }
 
 #[tokio::test]

@@ -71,7 +71,9 @@ async fn suggest_on_the_recorded_shop_stream_proposes_exactly_the_grants_used() 
             .await
             .unwrap();
     }
-    server.deploy(&deployed, &COMPONENTS).await;
+    server
+        .deploy_attaching(&deployed, &COMPONENTS, common::shop_files())
+        .await;
 
     // The shop's traffic: an order placed (inventory called, the provider charged, the order
     // written), read back, and the catalog browsed.

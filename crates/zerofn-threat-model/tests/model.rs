@@ -74,13 +74,24 @@ fn shop_lists_its_entry_points_boundaries_and_flows() {
     assert_eq!(
         entries,
         [
-            ("catalog", "GET /catalog/..."),
-            ("checkout", "POST /checkout"),
-            ("inventory", "GET /inventory"),
-            ("orders", "GET /orders/..."),
-            ("payments", "POST /payments/charge"),
+            ("catalog", "GET /catalog/...", None),
+            ("checkout", "POST /checkout", Some("schemas/order.json")),
+            ("inventory", "GET /inventory", None),
+            ("orders", "GET /orders/...", None),
+            (
+                "payments",
+                "POST /payments/charge",
+                Some("schemas/charge.json")
+            ),
         ]
-        .map(|(f, d)| (f.to_string(), d.to_string(), "public", None))
+        .map(|(f, d, schema)| {
+            (
+                f.to_string(),
+                d.to_string(),
+                "public",
+                schema.map(str::to_string),
+            )
+        })
     );
 
     let boundaries: Vec<(&str, Option<&str>)> = model
@@ -149,9 +160,9 @@ fn shop_has_the_expected_stride_threats() {
     expect_threats(
         &model,
         &[
-            // Public POST routes without an input schema.
-            ("input-tampering@request.checkout", Gap, High),
-            ("input-tampering@request.payments", Gap, High),
+            // Public POST routes, each body checked against its schema before the code runs.
+            ("input-tampering@request.checkout", Control, Info),
+            ("input-tampering@request.payments", Control, Info),
             ("input-tampering@request.catalog", Control, Low),
             // Public routes: worse where the function holds grants.
             ("caller-spoofing@request.checkout", Gap, Medium),
@@ -168,8 +179,8 @@ fn shop_has_the_expected_stride_threats() {
             ("secret-exfiltration@fn.checkout", Control, Low),
             ("secret-exfiltration@fn.payments", Control, Low),
             ("capability-misuse@egress.checkout.0", Control, Info),
-            // Orders are written from unchecked public bodies and read back by a public route.
-            ("stored-data-tampering@kv.orders", Gap, Medium),
+            // Orders are written from checked bodies, and read back by a public route.
+            ("stored-data-tampering@kv.orders", Control, Info),
             ("stored-data-disclosure@kv.orders", Gap, Medium),
             ("store-exhaustion@kv.orders", Control, Info),
             ("secret-disclosure@secret.payments_key", Control, Info),

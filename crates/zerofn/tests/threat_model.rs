@@ -83,8 +83,8 @@ fn the_shops_model_in_docs_is_current() {
     // The checked-in report says what the shop's reviewers must know.
     let report = std::fs::read_to_string(root().join("docs/threat-models/shop.md")).unwrap();
     for expected in [
-        "| `checkout` | `POST /checkout` | public | none | `request.checkout` |",
-        "`input-tampering@request.checkout`",
+        "| `checkout` | `POST /checkout` | public | `schemas/order.json` | `request.checkout` |",
+        "`caller-spoofing@request.checkout`",
         "`egress-in-clear@egress.checkout.0`",
         "`stored-data-disclosure@kv.orders`",
         "`signer-spoofing@deploy`",

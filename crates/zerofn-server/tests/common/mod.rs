@@ -63,6 +63,24 @@ impl TestServer {
         self.try_deploy(manifest, components).await.unwrap()
     }
 
+    /// [`Self::deploy`] for a manifest that refers to `files` (schemas, key sets), attached and
+    /// signed with it.
+    pub async fn deploy_attaching(
+        &self,
+        manifest: &str,
+        components: &[(&str, &str)],
+        files: zerofn_manifest::AttachedFiles,
+    ) -> DeployReport {
+        let components: BTreeMap<String, Vec<u8>> = components
+            .iter()
+            .map(|(name, path)| (name.to_string(), std::fs::read(path).unwrap()))
+            .collect();
+        let attestations = sign_with_files(manifest, &components, &self.key, &files);
+        self.deploy_with_files(manifest, components, attestations, files)
+            .await
+            .unwrap()
+    }
+
     pub async fn try_deploy(
         &self,
         manifest: &str,
@@ -144,6 +162,17 @@ public = true
 "#;
 
 /// The path deploys report diagnostics against.
+/// The files the shop example's manifest refers to (its input schemas), as a deploy attaches
+/// them.
+pub fn shop_files() -> zerofn_manifest::AttachedFiles {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
+    let mut files = zerofn_manifest::AttachedFiles::new();
+    for schema in ["schemas/order.json", "schemas/charge.json"] {
+        files.insert(schema, std::fs::read(format!("{dir}/{schema}")).unwrap());
+    }
+    files
+}
+
 pub const MANIFEST_PATH: &str = "test/zerofn.toml";
 
 /// Signs every function of `manifest` whose component is in `components` with `key`, as
