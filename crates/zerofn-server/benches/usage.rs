@@ -10,15 +10,14 @@
 // A benchmark reports failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zerofn_audit::{AuditEvent, EventKind, Outcome};
-use zerofn_store::{ChainedAuditRow, NewAuditRow, Store};
+use zerofn_audit::{AuditEvent, AuditLog, EventKind, Outcome};
+use zerofn_server::control::each_usage_row;
+use zerofn_store::Store;
 
 const INVOCATIONS: usize = 100_000;
 const NOISE_EVENTS: usize = 300_000;
 const ROUNDS: usize = 5;
-const PAGE: u32 = zerofn_server::control::USAGE_PAGE;
 
 fn shop_invocation(n: usize) -> Vec<AuditEvent> {
     let at = 1_700_000_000_000 + n as i64;
@@ -66,77 +65,34 @@ fn noise(n: usize) -> AuditEvent {
     event
 }
 
-/// A store holding the stream, inserted as the writer would (without the chain hash, which
-/// reading does not look at).
-fn stored_stream() -> (tempfile::TempDir, Store) {
+/// A store holding the stream, written by the real audit writer (chain hashes included).
+fn stored_stream(runtime: &tokio::runtime::Runtime) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let mut events: Vec<AuditEvent> = Vec::new();
-    for n in 0..INVOCATIONS {
-        events.extend(shop_invocation(n));
-        // Interleaved, as two apps' traffic is.
-        for k in 0..NOISE_EVENTS / INVOCATIONS {
-            events.push(noise(n * 3 + k));
+    let audit = AuditLog::start_with(store.clone(), None).unwrap();
+    runtime.block_on(async {
+        for n in 0..INVOCATIONS {
+            for event in shop_invocation(n) {
+                audit.record(event).await;
+            }
+            // Interleaved, as two apps' traffic is.
+            for k in 0..NOISE_EVENTS / INVOCATIONS {
+                audit.record(noise(n * 3 + k)).await;
+            }
         }
-    }
-    let mut next_id = 0i64;
-    for chunk in events.chunks(4_096) {
-        let rows: Vec<ChainedAuditRow> = chunk
-            .iter()
-            .map(|e| {
-                next_id += 1;
-                ChainedAuditRow {
-                    id: next_id,
-                    hash: [0; 32],
-                    row: NewAuditRow {
-                        at_ms: e.at_ms,
-                        kind: e.kind.as_str(),
-                        invocation_id: e.invocation_id.clone(),
-                        app: e.app.clone(),
-                        function: e.function.clone(),
-                        outcome: e.outcome.as_str(),
-                        trace_id: e.trace_id.clone(),
-                        json: serde_json::to_string(e).unwrap(),
-                    },
-                }
-            })
-            .collect();
-        store.append(&rows, None, &[]).unwrap();
-    }
+        audit.flush().await;
+    });
     (dir, store)
 }
 
-/// Reads every page of the window as `app_usage` does (slices of ids, pages of events),
-/// handing each row to `each`.
+/// Reads every row of the window as `app_usage` does, handing each to `each`.
 fn pages(store: &Store, mut each: impl FnMut(&str)) -> usize {
-    let head = store.audit_tail().unwrap().last_id.unwrap();
     let mut rows = 0;
-    let mut sliced = 0;
-    while sliced < head {
-        let through = (sliced + zerofn_server::control::USAGE_SLICE_ROWS).min(head);
-        let mut after = sliced;
-        loop {
-            let page = store
-                .audit_app_window(
-                    "shop",
-                    zerofn_review::usage::KINDS,
-                    i64::MIN,
-                    after,
-                    through,
-                    PAGE,
-                )
-                .unwrap();
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            after = *last;
-            for (_, text) in &page {
-                each(text);
-            }
-            rows += page.len();
-        }
-        sliced = through;
-    }
+    each_usage_row(store, "shop", None, |_, text| {
+        rows += 1;
+        each(text);
+    })
+    .unwrap();
     rows
 }
 
@@ -160,8 +116,12 @@ fn measure(name: &str, rows: usize, mut run: impl FnMut()) {
 }
 
 fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let started = Instant::now();
-    let (_dir, store) = stored_stream();
+    let (_dir, store) = stored_stream(&runtime);
     println!(
         "stream: {} events stored in {:.1} s",
         INVOCATIONS * 7 + NOISE_EVENTS,
@@ -184,7 +144,6 @@ fn main() {
         });
         std::hint::black_box(parsed);
     });
-    let store = Arc::new(store);
     measure("app_usage (pages + parse + aggregate)", rows, || {
         let usage = zerofn_server::control::app_usage(&store, "shop", None).unwrap();
         let checkout = usage.function("checkout").unwrap();

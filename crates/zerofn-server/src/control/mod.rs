@@ -30,7 +30,9 @@ pub use remote::control_action;
 pub(crate) use remote::serve as serve_remote;
 pub use tls::{CertificateSource, TlsError, client_config};
 pub(crate) use tls::{load_certificate, server_config};
-pub use usage::{AppUsage, MAX_USAGE_READS, USAGE_PAGE, USAGE_SLICE_ROWS, UsageReads, app_usage};
+pub use usage::{
+    AppUsage, MAX_USAGE_READS, USAGE_PAGE, USAGE_SLICE_ROWS, UsageReads, app_usage, each_usage_row,
+};
 
 /// The remote operator a control request comes from (set by the remote listener once the
 /// session and the Cedar decision passed); absent on the local socket.

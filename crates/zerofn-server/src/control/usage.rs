@@ -99,20 +99,19 @@ pub(super) async fn usage(
     })
 }
 
-/// `since_ms`, the only parameter: milliseconds since the Unix epoch.
-/// What `app`'s functions did since `since_ms` (all of the stored stream when `None`), up to
-/// the last event stored when it starts. The stream is read in slices of [`USAGE_SLICE_ROWS`] ids,
-/// each in pages of [`USAGE_PAGE`] events, so that no query holds the store's connection (which
-/// invocations write through) for long, however sparse the app's events. CPU and disk bound:
-/// call it off the async workers.
-pub fn app_usage(
+/// Hands each stored event of `app` of the kinds usage counts ([`KINDS`]), created at or after
+/// `since_ms`, to `each` as `(id, event JSON)` in stream order, up to the last event stored when
+/// it starts. The stream is read in slices of [`USAGE_SLICE_ROWS`] ids, each in pages of
+/// [`USAGE_PAGE`] events, so that no query holds the store's connection (which invocations
+/// write through) for long, however sparse the app's events.
+pub fn each_usage_row(
     store: &zerofn_store::Store,
     app: &str,
     since_ms: Option<i64>,
-) -> Result<Usage, zerofn_store::StoreError> {
-    let mut usage = Usage::new(app.to_string(), since_ms);
+    mut each: impl FnMut(i64, &str),
+) -> Result<(), zerofn_store::StoreError> {
     let Some(head) = store.audit_tail()?.last_id else {
-        return Ok(usage);
+        return Ok(());
     };
     let since = since_ms.unwrap_or(i64::MIN);
     let mut sliced = 0;
@@ -126,18 +125,33 @@ pub fn app_usage(
             };
             after = *last;
             for (id, text) in &page {
-                // The writer wrote every row from an `AuditEvent`; a row that no longer parses
-                // is no evidence of use, and `zerofn audit verify` reports the tampering.
-                if let Ok(event) = serde_json::from_str::<serde_json::Value>(text) {
-                    usage.record(Some(*id), &event);
-                }
+                each(*id, text);
             }
         }
         sliced = through;
     }
+    Ok(())
+}
+
+/// What `app`'s functions did since `since_ms` (all of the stored stream when `None`), read by
+/// [`each_usage_row`]. CPU and disk bound: call it off the async workers.
+pub fn app_usage(
+    store: &zerofn_store::Store,
+    app: &str,
+    since_ms: Option<i64>,
+) -> Result<Usage, zerofn_store::StoreError> {
+    let mut usage = Usage::new(app.to_string(), since_ms);
+    each_usage_row(store, app, since_ms, |id, text| {
+        // The writer wrote every row from an `AuditEvent`; a row that no longer parses is no
+        // evidence of use, and `zerofn audit verify` reports the tampering.
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(text) {
+            usage.record(Some(id), &event);
+        }
+    })?;
     Ok(usage)
 }
 
+/// `since_ms`, the only parameter: milliseconds since the Unix epoch.
 fn since(query: &str) -> Result<Option<i64>, Problem> {
     let mut since = None;
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {

@@ -439,12 +439,7 @@ pub fn admit(
 ) -> Result<(), Failure> {
     use crate::cli::ReportFormat;
     let refused = |e: &dyn std::fmt::Display| Failure::new(Code::Refused, e.to_string());
-    let mut config = match config {
-        Some(path) => {
-            zerofn_server::ServerConfig::from_file(path, data_dir).map_err(|e| refused(&e))?
-        }
-        None => zerofn_server::ServerConfig::new(data_dir),
-    };
+    let mut config = super::offline::platform_config(config, data_dir)?;
     config.admission_policies.extend(policies.iter().cloned());
     let trust =
         zerofn_server::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)

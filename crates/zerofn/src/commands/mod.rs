@@ -7,6 +7,7 @@ mod control;
 mod incidents;
 mod init;
 mod lint;
+mod offline;
 mod operator;
 mod policy;
 mod queue;

@@ -6,7 +6,7 @@ use crate::cli::{PolicyCommand, PolicySources};
 use crate::exit::{Code, Failure};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use zerofn_policy::{AccessRequest, Capability, FunctionRef, Guardrails, Pdp, RequestContext};
+use zerofn_policy::{AccessRequest, Capability, FunctionRef, Pdp, RequestContext};
 
 pub fn run(command: PolicyCommand, data_dir: PathBuf, json: bool) -> Result<(), Failure> {
     match command {
@@ -208,21 +208,12 @@ fn decision_point(
     data_dir: PathBuf,
 ) -> Result<(Pdp, String), Failure> {
     let manifest = zerofn_manifest::load(&app_dir.join(zerofn_manifest::MANIFEST_FILE))?;
-    let mut paths = match &sources.config {
-        Some(config) => {
-            zerofn_server::ServerConfig::from_file(config, data_dir)
-                .map_err(|e| Failure::new(Code::Refused, e.to_string()))?
-                .guardrails
-        }
+    // Without `--config`, only the guardrails named on the command line (not the defaults').
+    let configured = match &sources.config {
+        Some(config) => super::offline::platform_config(Some(config), data_dir)?.guardrails,
         None => Vec::new(),
     };
-    paths.extend(sources.guardrails.iter().cloned());
-    let guardrails =
-        Guardrails::load(&paths).map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
-    // The server also builds its control-plane PDP from the same guardrails, and refuses to
-    // start if that fails: so must this, or a guardrail could pass here and stop the server.
-    zerofn_policy::ControlPdp::build(&guardrails)
-        .map_err(|e| Failure::new(Code::Refused, e.to_string()))?;
+    let guardrails = super::offline::guardrails(&configured, &sources.guardrails)?;
     let app = manifest.app_name().to_string();
     let pdp = Pdp::build(
         &guardrails,

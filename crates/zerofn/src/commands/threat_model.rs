@@ -17,18 +17,11 @@ pub fn threat_model(
 ) -> Result<(), Failure> {
     let refused = |e: &dyn std::fmt::Display| Failure::new(Code::Refused, e.to_string());
     let manifest = zerofn_manifest::load(&app_dir.join(zerofn_manifest::MANIFEST_FILE))?;
-    let config = match config {
-        Some(path) => {
-            zerofn_server::ServerConfig::from_file(path, data_dir).map_err(|e| refused(&e))?
-        }
-        None => zerofn_server::ServerConfig::new(data_dir),
-    };
+    let config = super::offline::platform_config(config, data_dir)?;
     let trust =
         zerofn_server::trust::TrustPolicy::load(&config.trust_policy_path(), &config.data_dir)
             .map_err(|e| refused(&e))?;
-    let mut paths = config.guardrails.clone();
-    paths.extend(guardrails.iter().cloned());
-    let guardrails = zerofn_policy::Guardrails::load(&paths).map_err(|e| refused(&e))?;
+    let guardrails = super::offline::guardrails(&config.guardrails, guardrails)?;
     let deployment = Deployment {
         signers: signers(&trust, manifest.app_name(), &config.data_dir)?,
         listener_tls: config.function_tls == zerofn_server::FunctionTls::Builtin,
